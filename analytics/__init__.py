@@ -1,0 +1,221 @@
+"""A drop-in Customer.io Data Pipelines client that never blocks the app.
+
+Use the module directly (one shared client, created on the first call)::
+
+    from customerio import analytics      # or: import analytics
+    analytics.write_key = "YOUR_WRITE_KEY"
+    analytics.track("user-1", "Signed Up", {"plan": "pro"})
+    analytics.flush()
+
+or create clients of your own: ``from analytics import Client``.
+
+Module settings (``write_key``, ``host``/``endpoint``, ``on_error``, ``debug``,
+``send``, ``sync_mode``, ``max_queue_size``, ``gzip``, ``timeout``,
+``max_retries``, ``upload_size``, ``upload_interval``, ``proxies`` and this
+library's ``max_queue_wait``, ``max_retry_time``, ``exit_timeout``) are
+checked when assigned and, once the shared client exists, applied to it at
+once: a setting changed after the first call takes effect on the next batch.
+``thread`` is read only when the shared client is created.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import Any, Dict, Optional, Tuple
+
+from . import client as _client_module
+from .client import DEFAULT_HOST, Client
+from .errors import (
+    REASONS,
+    AnalyticsError,
+    APIError,
+    ConfigurationError,
+    DeliveryError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    QueueFullError,
+    ShutdownError,
+    TransportError,
+    UnserializableValueError,
+)
+from .retry import RetryPolicy
+from .version import VERSION
+
+__version__ = VERSION
+
+__all__ = [
+    "Client",
+    "RetryPolicy",
+    "DEFAULT_HOST",
+    "EU_HOST",
+    "VERSION",
+    "AnalyticsError",
+    "ConfigurationError",
+    "InvalidMessageError",
+    "UnserializableValueError",
+    "MessageTooLargeError",
+    "DeliveryError",
+    "APIError",
+    "TransportError",
+    "QueueFullError",
+    "ShutdownError",
+    "REASONS",
+    "identify",
+    "track",
+    "page",
+    "screen",
+    "group",
+    "alias",
+    "flush",
+    "join",
+    "shutdown",
+    "stats",
+    "default_client",
+]
+
+#: Customer.io's EU Data Pipelines endpoint.
+EU_HOST = "https://cdp-eu.customer.io"
+
+# --- settings (module attributes; see the docstring) --------------------------
+write_key: Optional[str] = None
+host: Optional[str] = None
+on_error = None
+debug = False
+send = True
+sync_mode = False
+max_queue_size = 10000
+gzip = False
+timeout: float = 15
+max_retries = 10
+upload_size = 100
+upload_interval = 0.5
+proxies: Optional[dict] = None
+thread = 1
+max_queue_wait: Optional[float] = 0.0
+max_retry_time = 60.0
+exit_timeout: Optional[float] = 5.0
+
+#: The shared client, created by the first call; set it to None to start afresh.
+default_client: Optional[Client] = None
+
+_SETTINGS = (
+    "write_key",
+    "host",
+    "on_error",
+    "debug",
+    "send",
+    "sync_mode",
+    "max_queue_size",
+    "gzip",
+    "timeout",
+    "max_retries",
+    "upload_size",
+    "upload_interval",
+    "proxies",
+    "max_queue_wait",
+    "max_retry_time",
+    "exit_timeout",
+)
+_lock = threading.Lock()
+
+
+def _default() -> Client:
+    global default_client
+    client = default_client
+    if client is not None:
+        return client
+    with _lock:
+        if default_client is None:
+            mod = sys.modules[__name__]
+            settings = {name: getattr(mod, name) for name in _SETTINGS}
+            default_client = Client(thread=mod.thread, **settings)
+        return default_client
+
+
+Result = Tuple[bool, Dict[str, Any]]
+
+
+def identify(*args: Any, **kwargs: Any) -> Result:
+    """Send an identify call through the shared client (see :meth:`Client.identify`)."""
+    return _default().identify(*args, **kwargs)
+
+
+def track(*args: Any, **kwargs: Any) -> Result:
+    """Send a track call through the shared client (see :meth:`Client.track`)."""
+    return _default().track(*args, **kwargs)
+
+
+def page(*args: Any, **kwargs: Any) -> Result:
+    """Send a page call through the shared client (see :meth:`Client.page`)."""
+    return _default().page(*args, **kwargs)
+
+
+def screen(*args: Any, **kwargs: Any) -> Result:
+    """Send a screen call through the shared client (see :meth:`Client.screen`)."""
+    return _default().screen(*args, **kwargs)
+
+
+def group(*args: Any, **kwargs: Any) -> Result:
+    """Send a group call through the shared client (see :meth:`Client.group`)."""
+    return _default().group(*args, **kwargs)
+
+
+def alias(*args: Any, **kwargs: Any) -> Result:
+    """Send an alias call through the shared client (see :meth:`Client.alias`)."""
+    return _default().alias(*args, **kwargs)
+
+
+def flush(timeout: Optional[float] = None) -> int:
+    """Deliver what the shared client has queued; returns how many are still pending (0: all done)."""
+    client = default_client
+    return 0 if client is None else client.flush(timeout)
+
+
+def shutdown(timeout: Optional[float] = None) -> int:
+    """Drain and stop the shared client; the next call creates a new one.  Returns messages dropped."""
+    global default_client
+    with _lock:
+        client, default_client = default_client, None
+    return 0 if client is None else client.shutdown(timeout)
+
+
+def join(timeout: Optional[float] = None) -> int:
+    """Same as :func:`shutdown`."""
+    return shutdown(timeout)
+
+
+def stats() -> Dict[str, Any]:
+    """The shared client's counters (all zero before the first call)."""
+    client = default_client
+    if client is None:
+        from .stats import Stats
+
+        return Stats().snapshot(0, 0, 0)
+    return client.stats()
+
+
+class _Facade(types.ModuleType):
+    """Module type that checks settings on assignment and applies them to the shared client."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "endpoint":
+            name = "host"
+        if name in _SETTINGS:
+            client = self.__dict__.get("default_client")
+            if client is not None:
+                setattr(client, name, value)  # checks and applies
+            else:
+                _client_module._CHECKS[name](value)  # check now, not at the first call
+        elif name == "thread":
+            _client_module._number("thread", value, 1, integer=True)
+        super().__setattr__(name, value)
+
+    @property
+    def endpoint(self) -> Optional[str]:
+        """Alias of ``host`` (Customer.io's docs set ``analytics.endpoint``)."""
+        return self.__dict__["host"]
+
+
+sys.modules[__name__].__class__ = _Facade

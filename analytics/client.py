@@ -1,0 +1,565 @@
+"""The Client: validate a call, encode it once, queue the bytes, return at once."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import weakref
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import encoding, messages
+from .consumer import Config, Consumer, report
+from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError
+from .formats import CDPFormat
+from .queues import MemoryQueue
+from .retry import RetryPolicy
+from .stats import Stats
+from .transport import RequestsTransport, Transport
+from .version import VERSION
+
+__all__ = ["Client", "DEFAULT_HOST"]
+
+#: The US Data Pipelines endpoint; the EU one is ``https://cdp-eu.customer.io``.
+DEFAULT_HOST = "https://cdp.customer.io"
+
+log = logging.getLogger("customerio.analytics")
+_root_log = logging.getLogger("customerio")
+
+Message = Dict[str, Any]
+Result = Tuple[bool, Message]
+OnError = Callable[[Exception, List[Message]], Any]
+
+
+# --- option checks (ConfigurationError, never AssertionError) -----------------
+
+
+def _number(name: str, value: Any, minimum: float = 0.0, integer: bool = False, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigurationError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value!r}")
+    return value
+
+
+def _host(value: Any) -> str:
+    if value is None:
+        return DEFAULT_HOST
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"host must be a URL such as {DEFAULT_HOST!r}, got {value!r}")
+    value = value.strip().rstrip("/")
+    if "://" not in value:
+        value = "https://" + value
+    return value
+
+
+def _write_key(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError("write_key must be a non-empty string")
+    return value
+
+
+def _callback(value: Any) -> Optional[OnError]:
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"on_error must be a function (error, items), got {type(value).__name__}")
+    return value
+
+
+def _proxies(value: Any) -> Optional[dict]:
+    if value is not None and not isinstance(value, dict):
+        raise ConfigurationError(f"proxies must be a dict such as {{'https': 'http://proxy:3128'}}, got {value!r}")
+    return value
+
+
+_CHECKS: Dict[str, Callable[[Any], Any]] = {
+    "write_key": _write_key,
+    "host": _host,
+    "on_error": _callback,
+    "debug": bool,
+    "send": bool,
+    "sync_mode": bool,
+    "gzip": bool,
+    "proxies": _proxies,
+    "max_queue_size": lambda v: _number("max_queue_size", v, 1, integer=True),
+    "max_queue_wait": lambda v: _number("max_queue_wait", v, 0, allow_none=True),
+    "timeout": lambda v: _number("timeout", v, 0.001),
+    "max_retries": lambda v: _number("max_retries", v, 0, integer=True),
+    "max_retry_time": lambda v: _number("max_retry_time", v, 0),
+    "upload_size": lambda v: _number("upload_size", v, 1, integer=True),
+    "upload_interval": lambda v: _number("upload_interval", v, 0),
+    "exit_timeout": lambda v: _number("exit_timeout", v, 0, allow_none=True),
+}
+
+
+class _Setting:
+    """A Client attribute that is checked when set and read by the consumer per batch."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.check = _CHECKS[name]
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj._config, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        value = self.check(value)
+        setattr(obj._config, self.name, value)
+        obj._apply(self.name, value)
+
+
+# --- debug logging ------------------------------------------------------------
+
+_debug_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_saved_level: Optional[int] = None
+
+
+def _set_debug(client: "Client", on: bool) -> None:
+    """``debug=True`` lowers the ``customerio`` logger to DEBUG; the last client to turn it off restores it."""
+    global _saved_level
+    if on:
+        if not _debug_clients:
+            _saved_level = _root_log.level
+        _debug_clients.add(client)
+        _root_log.setLevel(logging.DEBUG)
+    elif client in _debug_clients:
+        _debug_clients.discard(client)
+        if not _debug_clients and _saved_level is not None:
+            _root_log.setLevel(_saved_level)
+            _saved_level = None
+
+
+def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
+    # Runs when the Client is garbage collected, or at interpreter exit.
+    try:
+        if consumer.started and not consumer.stopped:
+            consumer.stop(config.exit_timeout)
+    finally:
+        transport.close()
+
+
+class Client:
+    """A Data Pipelines client: one queue, one HTTP session, ``thread`` consumer threads.
+
+    The positional parameters are those of ``customerio-cdp-analytics`` in the
+    same order; the keyword-only ones are this library's additions:
+
+    ``max_queue_wait``
+        Seconds a call may wait for room when the queue is full (backpressure).
+        0 (default) drops the message instead; ``None`` waits as long as needed.
+    ``max_retry_time``
+        Seconds after which a failing batch is given up, whatever
+        ``max_retries`` says (default 60).
+    ``exit_timeout``
+        Seconds the interpreter-exit hook spends delivering what is still
+        queued (default 5); ``None`` waits for every retry.
+    ``retry_policy``
+        A :class:`~analytics.retry.RetryPolicy` for full control of waits.
+    ``transport``
+        An object with ``post(url, body, headers, timeout, proxies)`` and
+        ``close()``, instead of the built-in ``requests`` session.
+    ``user_agent``
+        The User-Agent header (default ``cdp-relay/<version> (python)``).
+
+    Every setting can be changed on a live client (``client.gzip = True``);
+    the change applies to the next batch.  Calls raise
+    :class:`~analytics.errors.InvalidMessageError` for bad arguments and
+    return ``(success, message)``.
+    """
+
+    log = logging.getLogger("customerio")
+
+    write_key = _Setting()
+    host = _Setting()
+    on_error = _Setting()
+    debug = _Setting()
+    send = _Setting()
+    sync_mode = _Setting()
+    gzip = _Setting()
+    proxies = _Setting()
+    max_queue_size = _Setting()
+    max_queue_wait = _Setting()
+    timeout = _Setting()
+    max_retries = _Setting()
+    max_retry_time = _Setting()
+    upload_size = _Setting()
+    upload_interval = _Setting()
+    exit_timeout = _Setting()
+
+    def __init__(
+        self,
+        write_key: Optional[str] = None,
+        host: Optional[str] = None,
+        debug: bool = False,
+        max_queue_size: int = 10000,
+        send: bool = True,
+        on_error: Optional[OnError] = None,
+        gzip: bool = False,
+        max_retries: int = 10,
+        sync_mode: bool = False,
+        timeout: float = 15,
+        proxies: Optional[dict] = None,
+        thread: int = 1,
+        upload_size: int = 100,
+        upload_interval: float = 0.5,
+        *,
+        max_queue_wait: Optional[float] = 0.0,
+        max_retry_time: float = 60.0,
+        exit_timeout: Optional[float] = 5.0,
+        retry_policy: Optional[RetryPolicy] = None,
+        transport: Optional[Transport] = None,
+        user_agent: Optional[str] = None,
+    ) -> None:
+        settings = dict(
+            write_key=write_key,
+            host=host,
+            debug=debug,
+            max_queue_size=max_queue_size,
+            send=send,
+            on_error=on_error,
+            gzip=gzip,
+            max_retries=max_retries,
+            sync_mode=sync_mode,
+            timeout=timeout,
+            proxies=proxies,
+            upload_size=upload_size,
+            upload_interval=upload_interval,
+            max_queue_wait=max_queue_wait,
+            max_retry_time=max_retry_time,
+            exit_timeout=exit_timeout,
+        )
+        checked = {name: _CHECKS[name](value) for name, value in settings.items()}
+        if checked["send"] and checked["write_key"] is None:
+            raise ConfigurationError(
+                "write_key is required: Client('YOUR_WRITE_KEY') or analytics.write_key = 'YOUR_WRITE_KEY' "
+                "(or send=False to only validate)"
+            )
+        thread = _number("thread", thread, 1, integer=True)
+        if retry_policy is None:
+            retry_policy = RetryPolicy(max_retries=checked["max_retries"], max_time=checked["max_retry_time"])
+        elif not isinstance(retry_policy, RetryPolicy):
+            raise ConfigurationError("retry_policy must be an analytics.retry.RetryPolicy")
+        else:
+            checked["max_retries"] = retry_policy.max_retries
+            checked["max_retry_time"] = retry_policy.max_time
+        self._config = Config(**checked, retry=retry_policy)
+        if user_agent is not None:
+            self._config.user_agent = str(user_agent)
+        self._stats = Stats()
+        self._queue = MemoryQueue(checked["max_queue_size"])
+        self._transport: Transport = transport if transport is not None else RequestsTransport()
+        self._consumer = Consumer(self._config, self._queue, self._transport, CDPFormat(), self._stats, thread)
+        self._closed = False
+        self._dropping = False
+        self._burst_drops = 0
+        if checked["debug"]:
+            _set_debug(self, True)
+        self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
+
+    def _apply(self, name: str, value: Any) -> None:
+        # side effects of changing a setting on a live client
+        if name == "max_queue_size":
+            self._queue.maxsize = value
+        elif name == "debug":
+            _set_debug(self, value)
+        elif name == "max_retries":
+            self._config.retry.max_retries = value
+        elif name == "max_retry_time":
+            self._config.retry.max_time = value
+        elif name in ("write_key", "send") and self._config.send and self._config.write_key is None:
+            log.warning("send is on but no write_key is set: requests will be refused as unauthorized")
+
+    @property
+    def thread(self) -> int:
+        """Number of consumer threads (fixed at construction)."""
+        return self._consumer.thread_count
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in use (``max_retries`` and ``max_retry_time`` write through to it)."""
+        return self._config.retry
+
+    # --- the six calls --------------------------------------------------------
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        """Say who the user is and set their traits.  Needs ``user_id`` or ``anonymous_id``."""
+        return self._enqueue(
+            messages.build(
+                "identify",
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: Optional[str] = None,
+        properties: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        """Record that the user did ``event``.  Needs ``event`` and ``user_id`` or ``anonymous_id``."""
+        return self._enqueue(
+            messages.build(
+                "track",
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                event=event,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: Optional[dict] = None,
+        timestamp: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        """Merge ``previous_id`` into ``user_id``.  Both are required."""
+        return self._enqueue(
+            messages.build(
+                "alias",
+                user_id=user_id,
+                previous_id=previous_id,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+        *,
+        object_type_id: Any = None,
+    ) -> Result:
+        """Associate the user with a group (a Customer.io object).  Needs ``group_id``.
+
+        ``object_type_id`` (a whole number, sent as the string ``objectTypeId``)
+        picks the Customer.io object type; ``traits['object_type_id']`` works too.
+        """
+        return self._enqueue(
+            messages.build(
+                "group",
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                group_id=group_id,
+                object_type_id=object_type_id,
+                traits=traits,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        """Record a page view.  Needs ``user_id`` or ``anonymous_id``."""
+        return self._page_or_screen(
+            "page", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
+        )
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: Optional[str] = None,
+        name: Optional[str] = None,
+        properties: Optional[dict] = None,
+        context: Optional[dict] = None,
+        timestamp: Any = None,
+        anonymous_id: Any = None,
+        integrations: Optional[dict] = None,
+        message_id: Any = None,
+    ) -> Result:
+        """Record a mobile screen view.  Needs ``user_id`` or ``anonymous_id``."""
+        return self._page_or_screen(
+            "screen", user_id, category, name, properties, context, timestamp, anonymous_id, integrations, message_id
+        )
+
+    def _page_or_screen(
+        self,
+        type_: str,
+        user_id: Any,
+        category: Any,
+        name: Any,
+        properties: Any,
+        context: Any,
+        timestamp: Any,
+        anonymous_id: Any,
+        integrations: Any,
+        message_id: Any,
+    ) -> Result:
+        return self._enqueue(
+            messages.build(
+                type_,
+                user_id=user_id,
+                anonymous_id=anonymous_id,
+                category=category,
+                name=name,
+                properties=properties,
+                context=context,
+                timestamp=timestamp,
+                integrations=integrations,
+                message_id=message_id,
+            )
+        )
+
+    # --- the hot path ---------------------------------------------------------
+
+    def _enqueue(self, msg: Message) -> Result:
+        data = encoding.dumps(msg)
+        if len(data) > CDPFormat.max_message_bytes:
+            raise MessageTooLargeError(len(data), CDPFormat.max_message_bytes)
+        cfg = self._config
+        if cfg.debug:
+            log.debug("queueing %s %s", msg["type"], msg["messageId"])
+        if not cfg.send:
+            return True, msg
+        if self._closed:
+            error = ShutdownError("the client was shut down; message not sent")
+            self._stats.count_lost("shutdown", 1, error)
+            report(cfg.on_error, error, [msg])
+            return False, msg
+        if cfg.sync_mode:
+            self._stats.count_direct()
+            return self._consumer.deliver([data]) == 1, msg
+        n = self._queue.put(data, cfg.max_queue_wait)
+        if n == 0:
+            self._queue_full(msg)
+            return False, msg
+        if self._dropping:
+            self._end_burst()
+        if n == 1 or n == cfg.upload_size:
+            if not self._consumer.started:
+                self._consumer.ensure_started()
+            self._consumer.wake()
+        return True, msg
+
+    def _queue_full(self, msg: Message) -> None:
+        error = QueueFullError(f"the queue is full ({self._queue.maxsize} messages); message dropped")
+        self._stats.count_lost("queue_full", 1, error)
+        self._burst_drops += 1
+        if not self._dropping:
+            self._dropping = True
+            log.warning(
+                "queue is full (max_queue_size=%d): dropping messages until the consumer catches up",
+                self._queue.maxsize,
+            )
+        report(self._config.on_error, error, [msg])
+
+    def _end_burst(self) -> None:
+        self._dropping = False
+        dropped, self._burst_drops = self._burst_drops, 0
+        log.warning("queue accepting messages again; %d were dropped while it was full", dropped)
+
+    # --- flush, stats, lifecycle ----------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> int:
+        """Send what is queued now, without waiting for ``upload_interval``.
+
+        Blocks until every message queued before the call was delivered or
+        reported to ``on_error``, or until ``timeout`` seconds passed.
+        Returns how many of those messages are still pending: 0 means done.
+        Called from inside ``on_error`` it does not wait (it would wait for
+        itself) and returns the pending count.
+        """
+        if timeout is not None:
+            _number("timeout", timeout, 0)
+        target = self._queue.put_total
+        if self._consumer.on_worker_thread():
+            log.warning("flush() called from on_error does not wait; call it from another thread")
+            timeout = 0
+        pending = self._consumer.wait_settled(target, timeout)
+        if pending:
+            log.info("flush: %d message(s) still pending at the deadline", pending)
+        return pending
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters accounting for every message (see README "Stats")."""
+        return self._stats.snapshot(self._queue.put_total, len(self._queue), self._consumer.in_flight())
+
+    def shutdown(self, timeout: Optional[float] = None) -> int:
+        """Deliver what is queued, stop the consumer threads and close the HTTP session.
+
+        With ``timeout`` (seconds), whatever is not delivered by then is
+        reported to ``on_error`` as dropped (reason ``shutdown``).  Returns the
+        number of messages dropped that way.  Idempotent; calls made after it
+        return ``(False, message)``.
+        """
+        if timeout is not None:
+            _number("timeout", timeout, 0)
+        self._closed = True
+        dropped = 0
+        if not self._consumer.stopped:
+            dropped = self._consumer.stop(timeout)
+        if not self._consumer.on_worker_thread():
+            self._transport.close()
+        _set_debug(self, False)
+        return dropped
+
+    def join(self, timeout: Optional[float] = None) -> int:
+        """Same as :meth:`shutdown`: drain, then stop the consumer threads."""
+        return self.shutdown(timeout)
+
+    close = shutdown
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Client host={self._config.host!r} queued={len(self._queue)} threads={self.thread}>"
+
+
+__version__ = VERSION

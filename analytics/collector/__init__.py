@@ -1,0 +1,11 @@
+"""A local Customer.io Data Pipelines batch endpoint for tests, benchmarks and demos.
+
+``with Collector() as c:`` serves ``POST /v1/batch`` on ``c.url`` (127.0.0.1, a
+free port), validates and records what arrives, and can inject faults.  Run
+``python -m analytics.collector`` to serve it from its own process.  Standard
+library only.  See :mod:`analytics.collector.server` for the full contract.
+"""
+
+from .server import Batch, Collector, Refusal
+
+__all__ = ["Collector", "Batch", "Refusal"]

@@ -1,0 +1,1097 @@
+"""A local stand-in for the Customer.io Data Pipelines batch API (Segment spec).
+
+:class:`Collector` runs a real HTTP/1.1 server on 127.0.0.1 so tests, benchmarks
+and demos can send to it exactly as they would to ``cdp.customer.io``, inspect
+what arrived, and inject faults.
+
+Contract of ``POST /v1/batch``, checked in this order:
+
+1. HTTP Basic auth, the write key as the user name (password ignored).  Missing
+   or malformed, or a key outside ``write_keys`` when that set is given: 401
+   ``{"code": "unauthorized"}``.  The key is never echoed or logged.
+2. ``Content-Encoding: gzip`` is un-gzipped (a bad stream: 400 ``bad_request``;
+   any other encoding but ``identity``: 415 ``unsupported_encoding``).
+3. More than 500,000 bytes after un-gzipping: 413 ``payload_too_large``.
+4. The body must be a JSON object with a ``batch`` list and a ``sentAt`` string
+   (otherwise 400 ``bad_request``).  Every message must be valid (see
+   :func:`message_problem`) and, encoded compactly, at most 32,768 bytes;
+   one bad message refuses the whole request with 400 ``invalid_message`` whose
+   message names it, e.g. ``batch[3]: track needs an event``.
+5. Otherwise 200 ``{"success": true}`` and the batch is recorded.
+
+Every response is written with a single ``write`` and carries Content-Length;
+connections are kept alive.  Unknown paths get 404, other methods 405.
+
+Faults (queued with :meth:`Collector.fail_next`, :meth:`Collector.drop_next`,
+:meth:`Collector.store_then_drop_next`, consumed in FIFO order one per
+``POST /v1/batch`` before auth; or drawn at random after
+:meth:`Collector.set_chaos`), plus :attr:`Collector.delay`, simulate a
+misbehaving server.
+
+Control routes, no auth, so a collector in another process can be driven::
+
+    GET  /_collector/stats              -> Collector.stats()
+    GET  /_collector/messages?since=N   -> accepted messages from index N (409 unless keep_messages)
+    POST /_collector/reset              -> Collector.reset()
+    POST /_collector/faults             -> Collector.apply_faults(body), e.g.
+         {"fail_next": {"n": 2, "status": 503, "retry_after": 1}}
+         {"drop_next": {"n": 1}}  {"store_then_drop_next": {"n": 1}}  {"delay": 0.2}
+         {"chaos": {"fail_rate": 0.2, "drop_rate": 0.05, "seed": 1}}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import random
+import re
+import socket
+import socketserver
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from urllib.parse import parse_qs
+
+__all__ = [
+    "Collector",
+    "Batch",
+    "Refusal",
+    "message_problem",
+    "MAX_BODY_BYTES",
+    "MAX_MESSAGE_BYTES",
+    "MESSAGE_TYPES",
+]
+
+logger = logging.getLogger("customerio.collector")
+
+#: Largest accepted request body, counted after un-gzipping.
+MAX_BODY_BYTES = 500_000
+#: Largest accepted message, as compact UTF-8 JSON.
+MAX_MESSAGE_BYTES = 32_768
+#: Bodies larger than this on the wire are refused unread and the connection closed.
+MAX_WIRE_BYTES = 32 * 1024 * 1024
+#: Un-gzipping stops counting past this many bytes (the figure in a 413 is then a floor).
+_MAX_COUNTED_BYTES = 256 * 1024 * 1024
+
+MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+_NEEDS_USER = frozenset({"identify", "track", "page", "screen"})
+_OBJECT_FIELDS = ("traits", "properties", "context", "integrations")
+
+RetryAfter = Union[int, float, str]
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _error(code: str, message: str) -> bytes:
+    return _json({"code": code, "message": message})
+
+
+@dataclass
+class Batch:
+    """One accepted ``POST /v1/batch``."""
+
+    messages: List[Dict[str, Any]]
+    sent_at: str
+    write_key: str
+    raw_size: int  #: body bytes after un-gzipping
+    compressed_size: Optional[int]  #: body bytes on the wire when gzipped, else None
+    headers: Dict[str, str]
+    received_at: float  #: time.time() when the body had been read
+
+
+@dataclass
+class Refusal:
+    """A request answered with a non-2xx status, or dropped (``status`` 0).
+
+    Injected faults are recorded with ``code="fault"``.
+    """
+
+    status: int
+    code: str
+    reason: str
+    received_at: float
+    raw_size: int  #: body bytes after un-gzipping when that got that far, else as received
+
+
+def _nonempty_str(value: Any) -> bool:
+    return type(value) is str and value != ""
+
+
+def message_problem(m: Any) -> Optional[str]:
+    """What is wrong with one batch message, or None when it is valid.
+
+    A message is a dict whose ``type`` is one of :data:`MESSAGE_TYPES`, with a
+    non-empty string ``messageId``; identify/track/page/screen need a non-empty
+    ``userId`` or ``anonymousId``; track a non-empty ``event``; group a
+    ``groupId``; alias a ``previousId`` and a ``userId``.  ``traits``,
+    ``properties``, ``context`` and ``integrations`` must be objects when present,
+    and ``timestamp`` an ISO-8601 string.  (Size is checked separately.)
+    """
+    if type(m) is not dict:
+        return "message is not an object"
+    t = m.get("type")
+    if type(t) is not str or t not in MESSAGE_TYPES:
+        return "type must be one of " + "/".join(sorted(MESSAGE_TYPES))
+    if not _nonempty_str(m.get("messageId")):
+        return "messageId must be a non-empty string"
+    if t in _NEEDS_USER:
+        if not (_nonempty_str(m.get("userId")) or _nonempty_str(m.get("anonymousId"))):
+            return f"{t} needs a userId or an anonymousId"
+        if t == "track" and not _nonempty_str(m.get("event")):
+            return "track needs an event"
+    elif t == "group":
+        if not _nonempty_str(m.get("groupId")):
+            return "group needs a groupId"
+    elif not (_nonempty_str(m.get("previousId")) and _nonempty_str(m.get("userId"))):
+        return "alias needs a previousId and a userId"
+    for name in _OBJECT_FIELDS:
+        if name in m and type(m[name]) is not dict:
+            return f"{name} must be an object"
+    if "timestamp" in m:
+        ts = m["timestamp"]
+        if type(ts) is not str:
+            return "timestamp must be an ISO-8601 string"
+        try:
+            datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
+        except ValueError:
+            return "timestamp is not ISO-8601"
+    return None
+
+
+def _encoded_size(m: Any) -> int:
+    """Bytes of ``m`` as compact UTF-8 JSON (lower bound when plainly under the limit)."""
+    text = _compact(m)
+    if len(text) * 4 <= MAX_MESSAGE_BYTES or len(text) > MAX_MESSAGE_BYTES:
+        return len(text)  # a char is 1-4 bytes: the answer cannot straddle the limit
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+_WS_RE = re.compile(r"[ \t\n\r]*")
+_COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
+_MEMBER_END = re.compile(r"[ \t\n\r]*([,}])[ \t\n\r]*")
+_ITEM_END = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
+
+
+class _BodyParser:
+    """Parses a JSON body like ``json.loads``, and also measures, for the 32 KB check,
+    each ``batch`` element's length in the text and how much longer than written the
+    body's numbers get when re-encoded.
+
+    Compact re-encoding never lengthens strings (escapes only shrink), keys, ints or
+    constants, and drops whitespace; only a float written with an exponent or 17+
+    digits can come out longer (``1e5`` -> ``100000.0``).  So a message's compact
+    UTF-8 size is at most its length in the body (x4 when the body is not ASCII)
+    plus that growth, and only messages for which that bound passes 32,768 bytes
+    need encoding.  One parser per connection (it is not thread-safe).
+    """
+
+    def __init__(self) -> None:
+        self.growth = 0
+        self._decode = json.JSONDecoder(parse_float=self._float).raw_decode
+
+    def _float(self, text: str) -> float:
+        value = float(text)
+        if len(text) > 17 or "e" in text or "E" in text:
+            if value != value:
+                out = 3  # NaN
+            elif value in (_INF, -_INF):
+                out = 8 if value > 0 else 9
+            else:
+                out = len(repr(value))
+            if out > len(text):
+                self.growth += out - len(text)
+        return value
+
+    def parse(self, raw: bytes) -> Tuple[Any, str, List[int]]:
+        """(document, text, lengths of the ``batch`` elements in text); raises ValueError."""
+        self.growth = 0
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        decode = self._decode
+        spans: List[int] = []
+        i = _WS_RE.match(text).end()
+        if not text.startswith("{", i):
+            doc, i = decode(text, i)  # not an object: parsed only to say what it is
+        else:
+            doc = {}
+            i = _WS_RE.match(text, i + 1).end()
+            closed = text.startswith("}", i)
+            if closed:
+                i += 1
+            while not closed:
+                if not text.startswith('"', i):
+                    raise ValueError(f"expected a property name at char {i}")
+                key, i = decode(text, i)
+                m = _COLON.match(text, i)
+                if m is None:
+                    raise ValueError(f"expected ':' at char {i}")
+                i = m.end()
+                if key == "batch" and text.startswith("[", i):
+                    doc[key], spans, i = self._array(text, i)
+                else:
+                    doc[key], i = decode(text, i)
+                m = _MEMBER_END.match(text, i)
+                if m is None:
+                    raise ValueError(f"expected ',' or '}}' at char {i}")
+                i, closed = m.end(), m.group(1) == "}"
+        if _WS_RE.match(text, i).end() != len(text):
+            raise ValueError(f"extra data at char {i}")
+        return doc, text, spans
+
+    def _array(self, text: str, i: int) -> Tuple[List[Any], List[int], int]:
+        decode, item_end = self._decode, _ITEM_END.match
+        items: List[Any] = []
+        spans: List[int] = []
+        i = _WS_RE.match(text, i + 1).end()
+        if text.startswith("]", i):
+            return items, spans, i + 1
+        while True:
+            item, j = decode(text, i)
+            items.append(item)
+            spans.append(j - i)
+            m = item_end(text, j)
+            if m is None:
+                raise ValueError(f"expected ',' or ']' at char {j}")
+            i = m.end()
+            if m.group(1) == "]":
+                return items, spans, i
+
+
+_INF = float("inf")
+
+
+def _gunzip(data: bytes, limit: int) -> Tuple[bytes, int]:
+    """Un-gzip ``data`` (any number of members).
+
+    Returns the output, kept only up to ``limit + 1`` bytes, and its full size
+    (counted up to ``_MAX_COUNTED_BYTES``).  Raises ``zlib.error`` on a bad stream.
+    """
+    parts: List[bytes] = []
+    size = 0
+    while True:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunk = d.decompress(data, max(limit + 1 - size, 1))
+        size += len(chunk)
+        if size <= limit + 1:
+            parts.append(chunk)
+        while d.unconsumed_tail and size <= _MAX_COUNTED_BYTES:
+            size += len(d.decompress(d.unconsumed_tail, 1 << 20))
+        if size > limit:
+            return b"".join(parts), size
+        if not d.eof:
+            raise zlib.error("truncated gzip stream")
+        data = d.unused_data
+        if not data:
+            return b"".join(parts), size
+
+
+def _parse_retry_after(value: RetryAfter) -> Optional[float]:
+    """The wall-clock time a Retry-After value points to, or None if it is not understood."""
+    if isinstance(value, (int, float)):
+        return time.time() + float(value)
+    try:
+        return time.time() + float(value)
+    except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class _Fault:
+    kind: str  # "fail", "drop" or "store_drop"
+    status: int = 500
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: Tuple[Tuple[str, str], ...] = ()
+    retry_after: Optional[RetryAfter] = None
+
+
+@dataclass
+class _Chaos:
+    fail: _Fault
+    fail_rate: float
+    drop_rate: float
+    fail_every: int
+    rng: random.Random
+    seen: int = 0
+
+
+_STORE_DROP = _Fault("store_drop")
+_DROP = _Fault("drop")
+
+
+def _check_count(n: Any) -> int:
+    if type(n) is not int or n < 1:
+        raise ValueError(f"n must be an integer >= 1, not {n!r}")
+    return n
+
+
+def _check_rate(name: str, value: Any) -> float:
+    if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number from 0 to 1, not {value!r}")
+    return float(value)
+
+
+def _make_fail(
+    status: int,
+    body: Union[None, str, bytes, Mapping[str, Any], List[Any]],
+    retry_after: Optional[RetryAfter],
+    headers: Optional[Mapping[str, str]],
+) -> _Fault:
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"status must be an HTTP status from 200 to 599, not {status!r}")
+    content_type = "application/json"
+    if body is None:
+        data = _error("fault", f"injected {status}")
+    elif isinstance(body, (dict, list)):
+        data = _json(body)
+    elif isinstance(body, (str, bytes)):
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        try:
+            json.loads(data)
+        except ValueError:
+            content_type = "text/plain; charset=utf-8"
+    else:
+        raise ValueError(f"body must be None, str, bytes, dict or list, not {type(body).__name__}")
+    extra: List[Tuple[str, str]] = []
+    if retry_after is not None:
+        if not isinstance(retry_after, (int, float, str)) or isinstance(retry_after, bool):
+            raise ValueError(f"retry_after must be seconds or a string, not {retry_after!r}")
+        extra.append(("Retry-After", str(retry_after)))
+    for name, value in (headers or {}).items():
+        extra.append((str(name), str(value)))
+    for name, value in extra:
+        if any(c in name + value for c in "\r\n\0") or not name or ":" in name:
+            raise ValueError(f"bad header {name!r}")
+    return _Fault("fail", status, data, content_type, tuple(extra), retry_after)
+
+
+def _make_chaos(
+    fail_rate: float = 0.0,
+    drop_rate: float = 0.0,
+    status: int = 500,
+    seed: Optional[int] = None,
+    retry_after: Optional[RetryAfter] = None,
+    fail_every: int = 0,
+) -> Optional[_Chaos]:
+    fail_rate = _check_rate("fail_rate", fail_rate)
+    drop_rate = _check_rate("drop_rate", drop_rate)
+    if fail_rate + drop_rate > 1.0:
+        raise ValueError("fail_rate + drop_rate must be at most 1")
+    if type(fail_every) is not int or fail_every < 0:
+        raise ValueError(f"fail_every must be an integer >= 0, not {fail_every!r}")
+    if seed is not None and type(seed) is not int:
+        raise ValueError(f"seed must be an integer, not {seed!r}")
+    fault = _make_fail(status, None, retry_after, None)
+    if not (fail_rate or drop_rate or fail_every):
+        return None
+    return _Chaos(fault, fail_rate, drop_rate, fail_every, random.Random(seed))
+
+
+class Collector:
+    """A local Data Pipelines batch endpoint that records what it accepts.
+
+    ``Collector(host="127.0.0.1", port=0, write_keys=None, keep_messages=True)``;
+    :meth:`start` serves on a daemon thread (port 0 picks a free one, see
+    :attr:`url`), :meth:`stop` shuts down and closes every connection; it is also
+    a context manager.  With ``write_keys`` only those keys are accepted.  With
+    ``keep_messages=False`` only counters and message ids are kept (for runs with
+    millions of events): :attr:`messages` and :attr:`batches` stay empty.
+
+    All records are guarded by one lock; the accessors return copies.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        write_keys: Optional[Set[str]] = None,
+        keep_messages: bool = True,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.write_keys: Optional[frozenset] = frozenset(write_keys) if write_keys is not None else None
+        self.keep_messages = keep_messages
+        #: Seconds to sleep before answering each ``POST /v1/batch``.
+        self.delay: float = 0.0
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._clear()
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> "Collector":
+        """Bind and serve on a daemon thread; returns self.  No-op if running."""
+        if self._server is not None:
+            return self
+        server = _Server((self.host, self._port), self)
+        self._port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"collector-{self._port}", daemon=True,
+        )
+        self._thread.start()
+        logger.debug("collector listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the listening socket and open connections.  Idempotent."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._server = self._thread = None
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5.0)
+        with self._changed:
+            self._changed.notify_all()
+        logger.debug("collector on port %d stopped", self._port)
+
+    def __enter__(self) -> "Collector":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the configured one before :meth:`start`)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``, to use as the SDK's host."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
+
+    # -- faults -----------------------------------------------------------
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        body: Union[None, str, bytes, Mapping[str, Any], List[Any]] = None,
+        retry_after: Optional[RetryAfter] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        """Answer the next ``n`` batch requests with ``status``.
+
+        The default body is ``{"code": "fault", "message": "injected <status>"}``;
+        ``retry_after`` (seconds, or a string such as an HTTP date) is sent
+        verbatim as a ``Retry-After`` header; ``headers`` adds more.
+        """
+        fault = _make_fail(status, body, retry_after, headers)
+        self._queue(fault, _check_count(n))
+
+    def drop_next(self, n: int = 1) -> None:
+        """Read the next ``n`` batch requests, then reset the connection without answering."""
+        self._queue(_DROP, _check_count(n))
+
+    def store_then_drop_next(self, n: int = 1) -> None:
+        """Process the next ``n`` batch requests normally (storing valid ones), then reset
+        the connection instead of answering."""
+        self._queue(_STORE_DROP, _check_count(n))
+
+    def set_chaos(
+        self,
+        fail_rate: float = 0.0,
+        drop_rate: float = 0.0,
+        status: int = 500,
+        seed: Optional[int] = None,
+        retry_after: Optional[RetryAfter] = None,
+        fail_every: int = 0,
+    ) -> None:
+        """Fault batch requests at random (after any queued faults).
+
+        Each request independently fails with ``status`` (probability
+        ``fail_rate``) or is stored-then-dropped (``drop_rate``), drawn from
+        ``random.Random(seed)``.  ``fail_every=N`` also fails every Nth request
+        deterministically.  All zero turns chaos off.
+        """
+        self._set_chaos(_make_chaos(fail_rate, drop_rate, status, seed, retry_after, fail_every))
+
+    def apply_faults(self, spec: Mapping[str, Any]) -> None:
+        """Apply a fault spec as sent to ``POST /_collector/faults`` (see the module doc).
+
+        Keys: ``fail_next``, ``drop_next``, ``store_then_drop_next`` (objects of
+        the methods' keyword arguments), ``delay`` (seconds), ``chaos`` (keyword
+        arguments of :meth:`set_chaos`, or null to turn it off).  Everything is
+        checked before anything is applied; raises ValueError.
+        """
+        if not isinstance(spec, Mapping):
+            raise ValueError("the fault spec must be an object")
+        actions: List[Any] = []
+
+        def kwargs(key: str, allowed: Sequence[str]) -> Dict[str, Any]:
+            value = spec[key]
+            if value is None:
+                return {}
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{key} must be an object")
+            unknown = set(value) - set(allowed)
+            if unknown:
+                raise ValueError(f"{key}: unknown option(s) {', '.join(sorted(unknown))}")
+            return dict(value)
+
+        for key in spec:
+            if key == "fail_next":
+                kw = kwargs(key, ("n", "status", "body", "retry_after", "headers"))
+                fault = _make_fail(kw.get("status", 500), kw.get("body"), kw.get("retry_after"), kw.get("headers"))
+                actions.append((self._queue, fault, _check_count(kw.get("n", 1))))
+            elif key in ("drop_next", "store_then_drop_next"):
+                kw = kwargs(key, ("n",))
+                actions.append((self._queue, _DROP if key == "drop_next" else _STORE_DROP, _check_count(kw.get("n", 1))))
+            elif key == "delay":
+                delay = spec[key]
+                if type(delay) not in (int, float) or delay < 0:
+                    raise ValueError(f"delay must be a number of seconds >= 0, not {delay!r}")
+                actions.append((setattr, self, "delay", float(delay)))
+            elif key == "chaos":
+                kw = kwargs(key, ("fail_rate", "drop_rate", "status", "seed", "retry_after", "fail_every"))
+                try:
+                    chaos = _make_chaos(**kw)
+                except TypeError as exc:
+                    raise ValueError(f"chaos: {exc}") from None
+                actions.append((self._set_chaos, chaos))
+            else:
+                raise ValueError(f"unknown fault {key!r}")
+        for func, *args in actions:
+            func(*args)
+
+    def _set_chaos(self, chaos: Optional[_Chaos]) -> None:
+        with self._lock:
+            self._chaos = chaos
+
+    def _queue(self, fault: _Fault, n: int) -> None:
+        with self._lock:
+            self._faults.append([fault, n])
+
+    # -- records ----------------------------------------------------------
+
+    @property
+    def batches(self) -> List[Batch]:
+        """Accepted batches, in arrival order (empty unless keep_messages)."""
+        with self._lock:
+            return list(self._batches)
+
+    @property
+    def messages(self) -> List[Dict[str, Any]]:
+        """Every accepted message, in arrival order (empty unless keep_messages)."""
+        with self._lock:
+            return list(self._messages)
+
+    @property
+    def refused(self) -> List[Refusal]:
+        """Every non-2xx answer and dropped connection, injected faults included."""
+        with self._lock:
+            return list(self._refused)
+
+    @property
+    def unique_ids(self) -> Set[str]:
+        """The messageIds of every accepted message."""
+        with self._lock:
+            return set(self._ids)
+
+    @property
+    def duplicates(self) -> int:
+        """Accepted messages whose messageId had been accepted before."""
+        with self._lock:
+            return self._duplicates
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted (since start or the last :meth:`reset`)."""
+        with self._lock:
+            return self._connections
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters as a JSON-ready dict.
+
+        ``requests`` counts every request but the control routes; ``messages``
+        every accepted message (``unique`` + ``duplicates``); byte figures are over
+        accepted batches (``compressed_bytes`` over the gzipped ones); ``dropped``
+        counts connections reset instead of answered; ``inside_retry_after``
+        counts batch requests that arrived while a Retry-After the collector sent
+        was still running.
+        """
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "accepted_batches": self._accepted_batches,
+                "refused": len(self._refused),
+                "messages": self._message_count,
+                "unique": len(self._ids),
+                "duplicates": self._duplicates,
+                "by_type": dict(self._by_type),
+                "raw_bytes": self._raw_bytes,
+                "compressed_bytes": self._compressed_bytes,
+                "gzipped_batches": self._gzipped_batches,
+                "largest_batch_bytes": self._largest_bytes,
+                "largest_batch_messages": self._largest_messages,
+                "refusals_by_code": dict(self._refusals_by_code),
+                "dropped": self._dropped,
+                "inside_retry_after": self._inside_retry_after,
+                "connections": self._connections,
+                "pending_faults": sum(n for _, n in self._faults),
+            }
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` messages have been accepted; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._message_count >= count, timeout)
+
+    def reset(self) -> None:
+        """Forget every record and counter, pending faults, chaos and delay."""
+        with self._lock:
+            self._clear()
+            self.delay = 0.0
+
+    def _clear(self) -> None:
+        self._batches: List[Batch] = []
+        self._messages: List[Dict[str, Any]] = []
+        self._refused: List[Refusal] = []
+        self._ids: Set[str] = set()
+        self._by_type: Dict[str, int] = {}
+        self._refusals_by_code: Dict[str, int] = {}
+        self._faults: Deque[List[Any]] = deque()
+        self._chaos: Optional[_Chaos] = None
+        self._requests = self._accepted_batches = self._message_count = self._duplicates = 0
+        self._raw_bytes = self._compressed_bytes = self._gzipped_batches = 0
+        self._largest_bytes = self._largest_messages = 0
+        self._dropped = self._inside_retry_after = self._connections = 0
+        self._retry_until = 0.0
+
+    # -- called by the handler --------------------------------------------
+
+    def _begin(self) -> Optional[_Fault]:
+        """Count a batch request and pick its fault, if any."""
+        with self._lock:
+            self._requests += 1
+            if self._retry_until and time.time() < self._retry_until:
+                self._inside_retry_after += 1
+            if self._faults:
+                entry = self._faults[0]
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    self._faults.popleft()
+                return entry[0]
+            chaos = self._chaos
+            if chaos is None:
+                return None
+            chaos.seen += 1
+            if chaos.fail_every and chaos.seen % chaos.fail_every == 0:
+                return chaos.fail
+            draw = chaos.rng.random()
+            if draw < chaos.fail_rate:
+                return chaos.fail
+            if draw < chaos.fail_rate + chaos.drop_rate:
+                return _STORE_DROP
+            return None
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self._requests += 1
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self._connections += 1
+
+    def _refuse(self, status: int, code: str, reason: str, raw_size: int, received_at: float) -> None:
+        with self._lock:
+            self._refused.append(Refusal(status, code, reason, received_at, raw_size))
+            self._refusals_by_code[code] = self._refusals_by_code.get(code, 0) + 1
+            if status == 0:
+                self._dropped += 1
+
+    def _answered_fault(self, fault: _Fault) -> None:
+        if fault.retry_after is None:
+            return
+        until = _parse_retry_after(fault.retry_after)
+        if until is not None:
+            with self._lock:
+                self._retry_until = until
+
+    def _accept(self, batch: Batch, stored_then_dropped: bool) -> None:
+        messages = batch.messages
+        with self._changed:
+            ids, by_type = self._ids, self._by_type
+            duplicates = 0
+            for m in messages:
+                mid = m["messageId"]
+                if mid in ids:
+                    duplicates += 1
+                else:
+                    ids.add(mid)
+                t = m["type"]
+                by_type[t] = by_type.get(t, 0) + 1
+            self._duplicates += duplicates
+            self._accepted_batches += 1
+            self._message_count += len(messages)
+            self._raw_bytes += batch.raw_size
+            if batch.compressed_size is not None:
+                self._compressed_bytes += batch.compressed_size
+                self._gzipped_batches += 1
+            if batch.raw_size > self._largest_bytes:
+                self._largest_bytes = batch.raw_size
+            if len(messages) > self._largest_messages:
+                self._largest_messages = len(messages)
+            if stored_then_dropped:
+                self._dropped += 1
+            if self.keep_messages:
+                self._batches.append(batch)
+                self._messages.extend(messages)
+            self._changed.notify_all()
+
+    def _messages_since(self, since: int) -> bytes:
+        with self._lock:
+            return _json(self._messages[since:])
+
+
+class _Server(ThreadingHTTPServer):
+    """The threaded HTTP server behind a :class:`Collector`; tracks open connections."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: Tuple[str, int], collector: Collector) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.collector = collector
+        self._open: Set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would resolve the host name (getfqdn): skip that.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def get_request(self) -> Tuple[socket.socket, Any]:
+        sock, addr = self.socket.accept()
+        with self._open_lock:
+            self._open.add(sock)
+        self.collector._count_connection()
+        return sock, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            open_now, self._open = list(self._open), set()
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+class _Drop(Exception):
+    """Close the connection without answering."""
+
+
+_CONTROL = "/_collector/"
+_ROUTES: Dict[str, Dict[str, str]] = {
+    "/v1/batch": {"POST": "_post_batch"},
+    "/_collector/stats": {"GET": "_get_stats"},
+    "/_collector/messages": {"GET": "_get_messages"},
+    "/_collector/reset": {"POST": "_post_reset"},
+    "/_collector/faults": {"POST": "_post_faults"},
+}
+_OK_BODY = b'{"success":true}'
+_OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_OK_BODY), _OK_BODY)
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Serves one connection: reads each request fully, answers with one write."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "customerio-collector"
+    disable_nagle_algorithm = True  # TCP_NODELAY on every accepted socket
+    server: _Server
+
+    # -- plumbing -----------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        logger.debug("%s " + format, self.client_address[0], *args)
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except OSError:
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.close_connection = True
+            self._send(414, _error("bad_request", "request line too long"))
+            return
+        if not self.parse_request():  # answered through send_error
+            return
+        try:
+            self._route()
+        except _Drop:
+            self._reset_connection()
+        except OSError:
+            self.close_connection = True
+        except Exception:  # a bug here must not kill the connection silently
+            logger.exception("collector failed on %s %s", self.command, self.path.partition("?")[0])
+            self.close_connection = True
+            self._send(500, _error("internal", "the collector failed on this request"))
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """Protocol-level errors from parse_request, as JSON in one write."""
+        self.close_connection = True
+        self._send(code, _error("bad_request", message or self.responses.get(code, ("error",))[0]))
+
+    def _send(self, status: int, body: bytes, headers: Sequence[Tuple[str, str]] = (),
+              content_type: str = "application/json") -> None:
+        if status == 200 and body is _OK_BODY and not headers and not self.close_connection \
+                and self.request_version == "HTTP/1.1":
+            self.wfile.write(_OK)
+            return
+        lines = [
+            f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        if self.close_connection:
+            lines.append("Connection: close")
+        elif self.request_version == "HTTP/1.0":
+            lines.append("Connection: keep-alive")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _reset_connection(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0) so the client sees the connection aborted."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+    def _read_body(self) -> bytes:
+        """The whole request body; raises _Drop when it cannot be read."""
+        if (self.headers.get("Transfer-Encoding") or "").strip().lower() == "chunked":
+            return self._read_chunked()
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            return b""
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self._send(400, _error("bad_request", "bad Content-Length"))
+            raise _Drop from None
+        if length > MAX_WIRE_BYTES:
+            self.close_connection = True
+            self._send(413, _error("payload_too_large", f"body is {length} bytes on the wire"))
+            raise _Drop
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _Drop  # the client went away mid-body
+        return body
+
+    def _read_chunked(self) -> bytes:
+        parts: List[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1026)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _Drop from None
+            if size == 0:
+                break
+            total += size
+            if total > MAX_WIRE_BYTES:
+                raise _Drop
+            chunk = self.rfile.read(size + 2)
+            if len(chunk) < size + 2:
+                raise _Drop
+            parts.append(chunk[:size])
+        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(parts)
+
+    def _route(self) -> None:
+        path, _, query = self.path.partition("?")
+        methods = _ROUTES.get(path)
+        body = self._read_body()
+        control = path.startswith(_CONTROL)
+        if methods is None or self.command not in methods:
+            status, code = (404, "not_found") if methods is None else (405, "method_not_allowed")
+            reason = f"no route {self.command} {path}"
+            if not control:
+                collector = self.server.collector
+                collector._count_request()
+                collector._refuse(status, code, reason, len(body), time.time())
+            self._send(status, _error(code, reason), () if methods is None else (("Allow", ", ".join(methods)),))
+            return
+        getattr(self, methods[self.command])(body, query)
+
+    # -- /v1/batch --------------------------------------------------------
+
+    def _post_batch(self, body: bytes, query: str) -> None:
+        collector = self.server.collector
+        received_at = time.time()
+        fault = collector._begin()
+        if collector.delay > 0:
+            time.sleep(collector.delay)
+        if fault is not None and fault.kind == "fail":
+            collector._refuse(fault.status, "fault", f"injected {fault.status}", len(body), received_at)
+            self._send(fault.status, fault.body, fault.headers, fault.content_type)
+            collector._answered_fault(fault)
+            return
+        if fault is not None and fault.kind == "drop":
+            collector._refuse(0, "fault", "connection dropped", len(body), received_at)
+            raise _Drop
+        outcome = self._check_batch(body, received_at)
+        if isinstance(outcome, Batch):
+            collector._accept(outcome, stored_then_dropped=fault is not None)
+            if fault is not None:
+                raise _Drop
+            self._send(200, _OK_BODY)
+            return
+        status, code, reason, raw_size = outcome
+        collector._refuse(status, code, reason, raw_size, received_at)
+        if fault is not None:  # store-then-drop of a request that could not be stored
+            collector._refuse(0, "fault", "connection dropped", raw_size, received_at)
+            raise _Drop
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("refused batch: %d %s: %s", status, code, reason)
+        self._send(status, _error(code, reason))
+
+    def _check_batch(self, body: bytes, received_at: float) -> Union[Batch, Tuple[int, str, str, int]]:
+        """The Batch to record, or (status, code, reason, raw_size) to refuse it."""
+        collector = self.server.collector
+        key = self._write_key()
+        if key is None:
+            return 401, "unauthorized", "missing or malformed HTTP Basic authorization", len(body)
+        if collector.write_keys is not None and key not in collector.write_keys:
+            return 401, "unauthorized", "unknown write key", len(body)
+
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        compressed_size: Optional[int] = None
+        raw = body
+        raw_size = len(body)
+        if encoding in ("gzip", "x-gzip"):
+            compressed_size = len(body)
+            try:
+                raw, raw_size = _gunzip(body, MAX_BODY_BYTES)
+            except zlib.error as exc:
+                return 400, "bad_request", f"body is not valid gzip: {exc}", len(body)
+        elif encoding != "identity":
+            return 415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported", len(body)
+        if raw_size > MAX_BODY_BYTES:
+            return (413, "payload_too_large",
+                    f"body is {raw_size} bytes, over the {MAX_BODY_BYTES}-byte limit", raw_size)
+
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            return 400, "bad_request", f"body is not valid JSON: {exc}", raw_size
+        if type(doc) is not dict:
+            return 400, "bad_request", "body must be a JSON object", raw_size
+        messages = doc.get("batch")
+        if type(messages) is not list:
+            return 400, "bad_request", "body needs a batch list", raw_size
+        sent_at = doc.get("sentAt")
+        if type(sent_at) is not str:
+            return 400, "bad_request", "body needs a sentAt string", raw_size
+        for i, m in enumerate(messages):
+            problem = message_problem(m)
+            if problem is not None:
+                return 400, "invalid_message", f"batch[{i}]: {problem}", raw_size
+        if raw_size > MAX_MESSAGE_BYTES:  # only then can one message be over the limit
+            for i, m in enumerate(messages):
+                size = _encoded_size(m)
+                if size > MAX_MESSAGE_BYTES:
+                    return (400, "invalid_message",
+                            f"batch[{i}]: message is {size} bytes encoded, "
+                            f"over the {MAX_MESSAGE_BYTES}-byte limit", raw_size)
+        headers = dict(self.headers.items()) if collector.keep_messages else {}
+        return Batch(messages, sent_at, key, raw_size, compressed_size, headers, received_at)
+
+    def _write_key(self) -> Optional[str]:
+        header = self.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(":")[0] or None
+
+    # -- control routes -------------------------------------------------------
+
+    def _get_stats(self, body: bytes, query: str) -> None:
+        self._send(200, _json(self.server.collector.stats()))
+
+    def _get_messages(self, body: bytes, query: str) -> None:
+        collector = self.server.collector
+        if not collector.keep_messages:
+            self._send(409, _error("not_kept", "this collector runs with keep_messages=False"))
+            return
+        values = parse_qs(query).get("since", ["0"])
+        try:
+            since = int(values[-1])
+            if since < 0:
+                raise ValueError
+        except ValueError:
+            self._send(400, _error("bad_request", "since must be an integer >= 0"))
+            return
+        self._send(200, collector._messages_since(since))
+
+    def _post_reset(self, body: bytes, query: str) -> None:
+        self.server.collector.reset()
+        self._send(200, _OK_BODY)
+
+    def _post_faults(self, body: bytes, query: str) -> None:
+        try:
+            spec = json.loads(body or b"{}")
+            self.server.collector.apply_faults(spec)
+        except (ValueError, TypeError) as exc:
+            self._send(400, _error("bad_request", str(exc)))
+            return
+        self._send(200, _json({"success": True, "pending_faults": self.server.collector.stats()["pending_faults"]}))

@@ -1,0 +1,440 @@
+"""The consumer: turns queued bytes into requests, retries them, and accounts for each message.
+
+One :class:`Consumer` per client owns ``thread`` worker threads.  A worker
+sleeps on a condition variable until one of these is true, then takes a batch
+from the queue under one lock:
+
+* ``upload_size`` messages are queued (a producer wakes it at that count);
+* ``upload_interval`` seconds passed since it saw the first queued message;
+* a ``flush()`` asked for everything queued before it;
+* the client is shutting down.
+
+The batch is cut so that the whole request body stays at or under the
+format's byte limit *before* a message is added, never after.
+
+Delivery (:meth:`Consumer.deliver`) makes attempts through the transport,
+retries connection errors, 408, 429 and 5xx with the :class:`RetryPolicy`,
+honours ``Retry-After``, splits a batch the server calls too large (413), and
+reports every message that could not be delivered to ``on_error`` with an
+error saying why.  Nothing a callback or the server does can stop a worker.
+
+The consumer never holds a reference to the :class:`~analytics.Client`, so a
+client that is no longer used can be garbage collected (its finalizer then
+drains and stops the consumer).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip as _gzip
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .errors import APIError, DeliveryError, ShutdownError, TransportError
+from .formats import BatchFormat
+from .queues import MemoryQueue
+from .retry import RetryPolicy, parse_retry_after, retryable_status
+from .stats import Stats
+from .transport import Transport
+from .version import VERSION
+
+__all__ = ["Consumer", "Config"]
+
+log = logging.getLogger("customerio.analytics")
+
+#: How often a waiting ``flush()`` re-checks that the worker threads are alive.
+_LIVENESS_CHECK_S = 0.25
+_GZIP_LEVEL = 6
+
+
+class Config:
+    """Settings the consumer reads per batch, so changes take effect on the next one."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.write_key: Optional[str] = None
+        self.host: str = ""
+        self.gzip = False
+        self.timeout: float = 15
+        self.proxies: Optional[dict] = None
+        self.upload_size = 100
+        self.upload_interval = 0.5
+        self.on_error: Optional[Callable[[Exception, List[dict]], Any]] = None
+        self.retry = RetryPolicy()
+        self.user_agent = f"cdp-relay/{VERSION} (python)"
+        for name, value in settings.items():
+            setattr(self, name, value)
+
+
+class Consumer:
+    """Worker threads, the batching loop, delivery with retries, and progress tracking."""
+
+    def __init__(
+        self,
+        config: Config,
+        queue: MemoryQueue,
+        transport: Transport,
+        fmt: BatchFormat,
+        stats: Stats,
+        threads: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.transport = transport
+        self.format = fmt
+        self.stats = stats
+        self.thread_count = threads
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # workers wait here for messages
+        self._progress = threading.Condition(self._lock)  # flush() waits here for batches to finish
+        self._interrupt = threading.Condition(self._lock)  # retry waits; woken by shutdown
+        self._threads: List[threading.Thread] = []
+        self._worker_ids: set = set()
+        self._inflight: Dict[int, Tuple[int, int]] = {}  # token -> (first queue index, count)
+        self._next_token = 0
+        self._flush_target = 0
+        self._stopping = False
+        self._give_up: Optional[BaseException] = None
+        self._deadline: Optional[float] = None
+        self.started = False
+        self.stopped = False
+
+    # --- producer side ------------------------------------------------------
+
+    def wake(self) -> None:
+        """Tell a waiting worker that there is work (called at the batch thresholds)."""
+        with self._lock:
+            self._work.notify()
+
+    def ensure_started(self) -> None:
+        """Start (or restart) worker threads up to ``thread``; idempotent and cheap when running."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._threads = [t for t in self._threads if t.is_alive()]
+            while len(self._threads) < self.thread_count:
+                t = threading.Thread(
+                    target=self._run, name=f"cdp-relay-consumer-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(t)
+                t.start()
+                self._worker_ids.add(t.ident)
+            self.started = True
+
+    def alive_threads(self) -> int:
+        """How many worker threads are running."""
+        return sum(1 for t in self._threads if t.is_alive())
+
+    def on_worker_thread(self) -> bool:
+        """True when called from one of this consumer's workers (for example inside ``on_error``)."""
+        return threading.get_ident() in self._worker_ids
+
+    # --- progress -------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        """Messages taken from the queue whose fate is not settled yet."""
+        with self._lock:
+            return sum(n for _, n in self._inflight.values())
+
+    def _low_watermark(self) -> int:
+        # Queue index of the oldest message not settled yet (lock held).
+        low = self.queue.taken_total
+        for start, _ in self._inflight.values():
+            if start < low:
+                low = start
+        return low
+
+    def wait_settled(self, target: int, timeout: Optional[float]) -> int:
+        """Send now, and wait until the first ``target`` queued messages are settled.
+
+        Returns how many of those are still pending (0 when done).  Restarts
+        worker threads that are gone instead of waiting for them forever.
+        """
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._lock:
+            if target > self._flush_target:
+                self._flush_target = target
+            self._work.notify_all()
+            while True:
+                low = self._low_watermark()
+                if low >= target:
+                    return 0
+                now = self._clock()
+                if deadline is not None and now >= deadline:
+                    return target - low
+                if not self._stopping and not any(t.is_alive() for t in self._threads):
+                    self._lock.release()
+                    try:
+                        log.warning("consumer thread was gone; starting a new one")
+                        self.ensure_started()
+                    finally:
+                        self._lock.acquire()
+                    continue
+                wait = _LIVENESS_CHECK_S if deadline is None else min(_LIVENESS_CHECK_S, deadline - now)
+                self._progress.wait(wait)
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def stop(self, timeout: Optional[float]) -> int:
+        """Drain and stop the workers.  Returns the number of messages dropped at the deadline.
+
+        With ``timeout`` None, everything queued gets its normal delivery
+        attempts (but once one batch has used up its retries, the rest are not
+        retried).  With a number, whatever is still queued or retrying at the
+        deadline is reported to ``on_error`` as dropped (reason ``shutdown``).
+        """
+        with self._lock:
+            self._stopping = True
+            if timeout is not None:
+                deadline = self._clock() + max(0.0, timeout)
+                if self._deadline is None or deadline < self._deadline:
+                    self._deadline = deadline
+            self._work.notify_all()
+            self._interrupt.notify_all()
+            threads = list(self._threads)
+        self.queue.close()
+        current = threading.current_thread()
+        for t in threads:
+            if t is current:
+                continue
+            if self._deadline is None:
+                t.join()
+            else:
+                t.join(max(0.0, self._deadline - self._clock()) + 0.05)
+        leftover = self.queue.take_all()
+        if leftover:
+            self._lose(leftover, ShutdownError("the client was shut down before these were sent"), "shutdown")
+        self.stopped = True
+        return len(leftover)
+
+    # --- the worker loop ------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                got = self._next_batch()
+                if got is None:
+                    return
+                token, items, drop = got
+                try:
+                    if drop is not None:
+                        self._lose(items, drop, "shutdown")
+                    else:
+                        self.deliver(items)
+                finally:
+                    with self._lock:
+                        del self._inflight[token]
+                        self._progress.notify_all()
+        except BaseException:  # pragma: no cover - only a bug in this library gets here
+            log.exception("consumer thread stopped by an unexpected error")
+            raise
+        finally:
+            with self._lock:
+                self._worker_ids.discard(threading.get_ident())
+                self._progress.notify_all()
+
+    def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[DeliveryError]]]:
+        cfg = self.config
+        q = self.queue
+        first_seen: Optional[float] = None
+        drop: Optional[DeliveryError] = None
+        with self._lock:
+            while True:
+                n = len(q)
+                if n == 0:
+                    if self._stopping:
+                        return None
+                    first_seen = None
+                    self._work.wait()
+                    continue
+                if self._stopping:
+                    if self._deadline is not None and self._clock() >= self._deadline:
+                        drop = ShutdownError("the shutdown deadline passed before these were sent")
+                    elif self._give_up is not None:
+                        drop = ShutdownError(
+                            f"not sent at shutdown: an earlier batch used up its retries ({self._give_up})"
+                        )
+                    break
+                now = self._clock()
+                if first_seen is None:
+                    first_seen = now
+                if n >= cfg.upload_size or self._flush_target > q.taken_total:
+                    break
+                waited = now - first_seen
+                if waited >= cfg.upload_interval:
+                    break
+                self._work.wait(cfg.upload_interval - waited)
+            start = q.taken_total
+            if drop is not None:
+                items = q.take_all()
+            else:
+                items = q.take(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
+            token = self._next_token
+            self._next_token += 1
+            self._inflight[token] = (start, len(items))
+            if len(q) >= cfg.upload_size or (len(q) and self._flush_target > q.taken_total):
+                self._work.notify()  # more ready: let another worker start on it
+        return token, items, drop
+
+    # --- delivery -------------------------------------------------------------
+
+    def deliver(self, items: List[bytes]) -> int:
+        """Send ``items`` (one batch), splitting on 413; every item ends delivered or reported.
+
+        Returns how many were delivered.
+        """
+        started = self._clock()
+        parts = [items]
+        delivered = 0
+        while parts:
+            part = parts.pop()
+            try:
+                outcome = self._attempt_part(part, started)
+            except Exception as exc:  # a bug here must not lose track of the messages
+                log.exception("unexpected error while sending %d messages", len(part))
+                self._lose(part, DeliveryError(f"internal error: {exc!r}"), "retries_exhausted")
+                continue
+            if outcome is None:
+                mid = len(part) // 2
+                parts.append(part[mid:])
+                parts.append(part[:mid])
+            elif outcome:
+                delivered += len(part)
+        return delivered
+
+    def _headers(self, compressed: bool) -> Dict[str, str]:
+        cfg = self.config
+        token = base64.b64encode(f"{cfg.write_key or ''}:".encode("utf-8")).decode("ascii")
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": cfg.user_agent,
+            "Authorization": f"Basic {token}",
+        }
+        if compressed:
+            headers["Content-Encoding"] = "gzip"
+        return headers
+
+    def _attempt_part(self, part: List[bytes], started: float) -> Optional[bool]:
+        """Attempts for one request's worth of messages.
+
+        Returns True when delivered, False when reported as lost, None when the
+        server refused it as too large and it must be split.
+        """
+        cfg = self.config
+        policy = cfg.retry
+        waits = policy.waits()
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = cfg.timeout
+            if self._deadline is not None:
+                timeout = min(timeout, max(0.05, self._deadline - self._clock()))
+            body = self.format.body(part)
+            data = _gzip.compress(body, _GZIP_LEVEL, mtime=0) if cfg.gzip else body
+            self.stats.count_request(len(body), len(data))
+            retry_after: Optional[float] = None
+            try:
+                resp = self.transport.post(
+                    cfg.host.rstrip("/") + self.format.path, data, self._headers(cfg.gzip), timeout, cfg.proxies
+                )
+            except TransportError as exc:
+                error: DeliveryError = exc
+                log.debug("attempt %d: %s", attempt, exc)
+            else:
+                if 200 <= resp.status < 300:
+                    self.stats.count_delivered(len(part))
+                    log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
+                    return True
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                error = _api_error(resp.status, resp.body, retry_after)
+                log.debug("attempt %d: %s", attempt, error)
+                if resp.status == 413:
+                    if len(part) > 1:
+                        log.info("server refused %d messages as too large; splitting the batch", len(part))
+                        return None
+                    self._lose(part, error, "too_large", attempt)
+                    return False
+                if not retryable_status(resp.status):
+                    self._lose(part, error, "rejected", attempt)
+                    return False
+            # a retryable failure: wait and try again, within the limits
+            if attempt > policy.max_retries:
+                return self._exhausted(part, error, attempt, f"after {attempt} attempts")
+            if retry_after is not None and retry_after > policy.max_retry_after:
+                return self._exhausted(
+                    part, error, attempt, f"the server asked to wait {retry_after:.0f} s, over the {policy.max_retry_after:.0f} s limit"
+                )
+            wait = policy.next_wait(waits, retry_after)
+            if self._clock() + wait - started > policy.max_time:
+                return self._exhausted(part, error, attempt, f"the {policy.max_time:.0f} s retry time is used up")
+            if not self._sleep(wait):
+                self._lose(
+                    part, ShutdownError(f"the shutdown deadline passed while retrying ({error})", attempts=attempt), "shutdown"
+                )
+                return False
+            self.stats.count_retry()
+
+    def _exhausted(self, part: List[bytes], error: DeliveryError, attempt: int, why: str) -> Optional[bool]:
+        error.gave_up = why
+        if self._stopping:
+            with self._lock:
+                self._give_up = error
+        self._lose(part, error, "retries_exhausted", attempt)
+        return False
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless the shutdown deadline comes first.  False when cut short by it."""
+        end = self._clock() + seconds
+        with self._lock:
+            while True:
+                limit = end if self._deadline is None else min(end, self._deadline)
+                remaining = limit - self._clock()
+                if remaining <= 0:
+                    break
+                self._interrupt.wait(remaining)
+            return self._deadline is None or self._clock() < self._deadline
+
+    def _lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
+        """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""
+        error.reason = reason
+        if attempts:
+            error.attempts = attempts
+        self.stats.count_lost(reason, len(items), error)
+        log.error("%d message(s) not delivered (%s): %s", len(items), reason, error)
+        report(self.config.on_error, error, [_decode(i) for i in items])
+
+
+def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Exception, items: List[dict]) -> None:
+    """Call the user's ``on_error``; whatever it raises is logged, never propagated."""
+    if callback is None:
+        return
+    try:
+        callback(error, items)
+    except Exception:
+        log.exception("on_error raised an exception; ignored")
+    except SystemExit:
+        log.error("on_error raised SystemExit; ignored")
+
+
+def _decode(item: bytes) -> Any:
+    try:
+        return json.loads(item)
+    except ValueError:  # pragma: no cover - we wrote these bytes ourselves
+        return item
+
+
+def _api_error(status: int, body: bytes, retry_after: Optional[float]) -> APIError:
+    text = body.decode("utf-8", "replace")
+    code, message = "unknown", ""
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        code = str(payload.get("code") or code)
+        message = str(payload.get("message") or payload.get("error") or "")
+    return APIError(status, code, message, text, retry_after)

@@ -1,0 +1,169 @@
+"""The one exception tree of the library.
+
+Everything the library raises, or hands to ``on_error``, is an
+:class:`AnalyticsError`::
+
+    AnalyticsError
+    ├── ConfigurationError (ValueError)      a Client option or module setting is wrong
+    ├── InvalidMessageError (ValueError)     a call's arguments are wrong; raised at the call site
+    │   ├── UnserializableValueError (TypeError)   a value JSON cannot carry (``.path`` names it)
+    │   └── MessageTooLargeError                   the encoded message is over 32 KB
+    └── DeliveryError                        a message did not reach the server; given to ``on_error``
+        ├── APIError                         the server answered with an error status
+        ├── TransportError                   no answer: connection refused or reset, timeout
+        ├── QueueFullError                   dropped because the queue was full
+        └── ShutdownError                    dropped at the shutdown deadline, or sent after shutdown
+
+Every :class:`DeliveryError` carries ``reason``, one of the strings in
+:data:`REASONS`, the same keys :meth:`analytics.Client.stats` counts by.
+
+Nothing here ever includes the write key in its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+__all__ = [
+    "AnalyticsError",
+    "ConfigurationError",
+    "InvalidMessageError",
+    "UnserializableValueError",
+    "MessageTooLargeError",
+    "DeliveryError",
+    "APIError",
+    "TransportError",
+    "QueueFullError",
+    "ShutdownError",
+    "REASONS",
+]
+
+#: Why a message was not delivered.  ``rejected``: the server refused it and
+#: retrying cannot help (4xx other than 408/429).  ``retries_exhausted``: every
+#: attempt failed or the retry time ran out.  ``too_large``: the server refused
+#: it as too large even alone (413).  ``queue_full``: dropped at the call site.
+#: ``shutdown``: still queued or retrying when the shutdown deadline passed, or
+#: sent to a client that was already shut down.
+REASONS = ("rejected", "retries_exhausted", "too_large", "queue_full", "shutdown")
+
+
+class AnalyticsError(Exception):
+    """Root of every exception this library raises or reports."""
+
+
+class ConfigurationError(AnalyticsError, ValueError):
+    """A Client option or module setting has a wrong type or value."""
+
+
+class InvalidMessageError(AnalyticsError, ValueError):
+    """A call's arguments are wrong: a missing id, a field of the wrong type.
+
+    ``field`` names the offending argument as it appears on the wire
+    (``userId``, ``event``, ``properties``...).
+    """
+
+    def __init__(self, message: str, field: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnserializableValueError(InvalidMessageError, TypeError):
+    """A value cannot be turned into JSON; ``path`` says where it is (``properties.cart[2]``)."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        field = path.split(".", 1)[0].split("[", 1)[0] or None
+        super().__init__(message, field)
+        self.path = path
+
+
+class MessageTooLargeError(InvalidMessageError):
+    """The message, encoded, is over the per-message limit (32,768 bytes)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"message is {size} bytes encoded, over the {limit}-byte limit per message; "
+            "it was not queued"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class DeliveryError(AnalyticsError):
+    """A message did not reach the server.  Passed to ``on_error(error, items)``.
+
+    ``reason`` is one of :data:`REASONS`; ``attempts`` is how many requests were
+    made for the batch (0 when it was never sent).
+    """
+
+    reason: str = "retries_exhausted"
+
+    def __init__(self, message: str, reason: Optional[str] = None, attempts: int = 0) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.attempts = attempts
+        #: Why retrying stopped, when it did ("after 11 attempts"); empty otherwise.
+        self.gave_up = ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (gave up {self.gave_up})" if self.gave_up else text
+
+
+class APIError(DeliveryError):
+    """The server answered with an error status.
+
+    Keeps the peers' attributes ``status``, ``code`` and ``message``, and adds
+    ``body`` (the response text, cut to 2,000 characters) and ``retry_after``
+    (seconds the server asked us to wait, or ``None``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str = "unknown",
+        message: str = "",
+        body: str = "",
+        retry_after: Optional[float] = None,
+        reason: Optional[str] = None,
+        attempts: int = 0,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body[:2000]
+        self.retry_after = retry_after
+        super().__init__(self._describe(), reason, attempts)
+
+    def _describe(self) -> str:
+        text = self.message or self.body or "no body"
+        return f"[customer.io] HTTP {self.status} {self.code}: {text}"
+
+    def __str__(self) -> str:
+        text = self._describe()
+        return f"{text} (gave up {self.gave_up})" if self.gave_up else text
+
+    @property
+    def retryable(self) -> bool:
+        """True for 408, 429 and 5xx: the same request may succeed later."""
+        return self.status in (408, 429) or self.status >= 500
+
+
+class TransportError(DeliveryError):
+    """The request got no answer: connection refused or reset, DNS, TLS, timeout."""
+
+    def __init__(self, message: str, cause: Optional[BaseException] = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.__cause__ = cause
+
+
+class QueueFullError(DeliveryError):
+    """The queue held ``max_queue_size`` messages; this one was dropped."""
+
+    reason = "queue_full"
+
+
+class ShutdownError(DeliveryError):
+    """The client was shut down before the message could be sent."""
+
+    reason = "shutdown"

@@ -1,0 +1,84 @@
+"""Counters that account for every message a client was given.
+
+Each message the client accepted (valid, ``send`` on) ends in exactly one of
+``delivered``, ``failed`` (by reason), ``dropped`` (by reason) or ``pending``,
+so ``accepted == delivered + sum(failed) + sum(dropped) + pending`` at any
+quiet moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, Optional
+
+__all__ = ["Stats"]
+
+FAILED_REASONS = ("rejected", "retries_exhausted", "too_large")
+DROPPED_REASONS = ("queue_full", "shutdown")
+
+
+class Stats:
+    """Thread-safe counters; updated per batch by the consumer, per drop by producers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.direct = 0  # messages sent in the caller's thread (sync_mode)
+        self.delivered = 0
+        self.retries = 0
+        self.batches = 0
+        self.requests = 0
+        self.bytes_raw = 0
+        self.bytes_sent = 0
+        self.failed: Dict[str, int] = dict.fromkeys(FAILED_REASONS, 0)
+        self.dropped: Dict[str, int] = dict.fromkeys(DROPPED_REASONS, 0)
+        self.last_error: Optional[str] = None
+
+    def count_request(self, raw: int, sent: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes_raw += raw
+            self.bytes_sent += sent
+
+    def count_delivered(self, n: int) -> None:
+        with self._lock:
+            self.delivered += n
+            self.batches += 1
+
+    def count_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def count_lost(self, reason: str, n: int, error: Optional[BaseException]) -> None:
+        with self._lock:
+            if reason in self.dropped:
+                self.dropped[reason] += n
+            else:
+                self.failed[reason] = self.failed.get(reason, 0) + n
+            if error is not None:
+                self.last_error = str(error)
+
+    def count_direct(self) -> None:
+        with self._lock:
+            self.direct += 1
+
+    def snapshot(self, queued_total: int, queued_now: int, in_flight: int) -> Dict[str, Any]:
+        """A plain dict of every counter (see the README's "Stats" section)."""
+        with self._lock:
+            failed = dict(self.failed)
+            dropped = dict(self.dropped)
+            return {
+                "accepted": queued_total + self.direct + dropped["queue_full"],
+                "enqueued": queued_total + self.direct,
+                "delivered": self.delivered,
+                "failed": failed,
+                "dropped": dropped,
+                "pending": queued_now + in_flight,
+                "queued": queued_now,
+                "in_flight": in_flight,
+                "retries": self.retries,
+                "batches": self.batches,
+                "requests": self.requests,
+                "bytes_raw": self.bytes_raw,
+                "bytes_sent": self.bytes_sent,
+                "last_error": self.last_error,
+            }

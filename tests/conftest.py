@@ -1,0 +1,76 @@
+"""Shared fixtures: a real collector on 127.0.0.1 and clients pointed at it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, List, Tuple
+
+import pytest
+
+import analytics
+from analytics import Client, RetryPolicy
+from analytics.collector import Collector
+
+WRITE_KEY = "test-write-key-7f3a"
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """A collector on a free loopback port that accepts WRITE_KEY only."""
+    with Collector(write_keys={WRITE_KEY}) as c:
+        yield c
+
+
+class Errors:
+    """Records on_error calls: list of (error, items)."""
+
+    def __init__(self) -> None:
+        self.calls: List[Tuple[Exception, list]] = []
+
+    def __call__(self, error: Exception, items: list) -> None:
+        self.calls.append((error, items))
+
+    @property
+    def items(self) -> list:
+        return [item for _, batch in self.calls for item in batch]
+
+
+@pytest.fixture
+def errors() -> Errors:
+    return Errors()
+
+
+FAST_RETRY = dict(base=0.01, cap=0.05)
+
+
+@pytest.fixture
+def make_client(collector: Collector, errors: Errors):
+    """Factory for clients sending to the collector; all are shut down after the test."""
+    made: List[Client] = []
+
+    def make(**kw) -> Client:
+        kw.setdefault("host", collector.url)
+        kw.setdefault("on_error", errors)
+        if "retry_policy" not in kw:
+            kw["retry_policy"] = RetryPolicy(
+                max_retries=kw.pop("max_retries", 10), max_time=kw.pop("max_retry_time", 30.0), **FAST_RETRY
+            )
+        client = Client(kw.pop("write_key", WRITE_KEY), **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.shutdown(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _reset_facade() -> Iterator[None]:
+    """Each test starts with the module facade's defaults and no shared client."""
+    saved = {name: getattr(analytics, name) for name in analytics._SETTINGS + ("thread",)}
+    level = logging.getLogger("customerio").level
+    yield
+    analytics.shutdown(timeout=2)
+    for name, value in saved.items():
+        setattr(analytics, name, value)
+    logging.getLogger("customerio").setLevel(level)
