@@ -844,6 +844,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing -----------------------------------------------------------
 
+    def setup(self) -> None:
+        super().setup()
+        self._parser = _BodyParser()
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         logger.debug("%s " + format, self.client_address[0], *args)
 
@@ -952,7 +956,10 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(parts)
 
     def _route(self) -> None:
-        path, _, query = self.path.partition("?")
+        target = self.path
+        if "://" in target.split("?", 1)[0]:  # absolute form, as sent to a proxy
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        path, _, query = target.partition("?")
         methods = _ROUTES.get(path)
         body = self._read_body()
         control = path.startswith(_CONTROL)
@@ -1024,8 +1031,12 @@ class _Handler(BaseHTTPRequestHandler):
             return (413, "payload_too_large",
                     f"body is {raw_size} bytes, over the {MAX_BODY_BYTES}-byte limit", raw_size)
 
+        big = raw_size > MAX_MESSAGE_BYTES  # only then can one message be over the limit
         try:
-            doc = json.loads(raw)
+            if big:
+                doc, text, spans = self._parser.parse(raw)
+            else:
+                doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             return 400, "bad_request", f"body is not valid JSON: {exc}", raw_size
         if type(doc) is not dict:
@@ -1040,13 +1051,18 @@ class _Handler(BaseHTTPRequestHandler):
             problem = message_problem(m)
             if problem is not None:
                 return 400, "invalid_message", f"batch[{i}]: {problem}", raw_size
-        if raw_size > MAX_MESSAGE_BYTES:  # only then can one message be over the limit
-            for i, m in enumerate(messages):
-                size = _encoded_size(m)
-                if size > MAX_MESSAGE_BYTES:
-                    return (400, "invalid_message",
-                            f"batch[{i}]: message is {size} bytes encoded, "
-                            f"over the {MAX_MESSAGE_BYTES}-byte limit", raw_size)
+        if big:
+            # Encode only the messages whose bound (see _BodyParser) passes the limit.
+            room = MAX_MESSAGE_BYTES - self._parser.growth
+            if not text.isascii():
+                room //= 4
+            for i, span in enumerate(spans):
+                if span > room:
+                    size = _encoded_size(messages[i])
+                    if size > MAX_MESSAGE_BYTES:
+                        return (400, "invalid_message",
+                                f"batch[{i}]: message is {size} bytes encoded, "
+                                f"over the {MAX_MESSAGE_BYTES}-byte limit", raw_size)
         headers = dict(self.headers.items()) if collector.keep_messages else {}
         return Batch(messages, sent_at, key, raw_size, compressed_size, headers, received_at)
 

@@ -1,0 +1,391 @@
+"""Lifecycle: flush, shutdown, exit drain, send=False, sync_mode, threads, the facade's settings, logging."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+import analytics
+from analytics import ConfigurationError, ShutdownError
+from analytics.collector import Collector
+
+from .conftest import WRITE_KEY, Errors
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --- flush ----------------------------------------------------------------------
+
+
+def test_flush_sends_a_partial_batch_at_once(make_client, collector):
+    """flush() does not wait for upload_interval: 3 messages with a 60 s interval go out now."""
+    client = make_client(upload_interval=60)
+    for i in range(3):
+        client.track(f"u{i}", "E")
+    assert client.flush(timeout=5) == 0
+    assert len(collector.messages) == 3
+
+
+def test_flush_with_timeout_returns_the_pending_count(make_client, collector):
+    """flush(timeout) returns at the deadline with how many are still pending; a later flush finishes."""
+    collector.delay = 0.5
+    client = make_client()
+    for i in range(5):
+        client.track(f"u{i}", "E")
+    assert client.flush(timeout=0.05) == 5
+    assert client.flush(timeout=10) == 0
+    assert len(collector.messages) == 5
+
+
+def test_flush_waits_only_for_what_was_queued_before_it(make_client, collector):
+    """Messages queued by another thread during a flush do not keep it waiting."""
+    client = make_client(upload_size=10)
+    for i in range(25):
+        client.track(f"u{i}", "E")
+    stop = threading.Event()
+
+    def produce():
+        while not stop.is_set():
+            client.track("bg", "E")
+
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        assert client.flush(timeout=10) == 0
+    finally:
+        stop.set()
+        t.join(5)
+    assert {m["userId"] for m in collector.messages} >= {f"u{i}" for i in range(25)}
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_flush_restarts_a_consumer_thread_that_died(make_client, collector):
+    """If the consumer thread is gone, flush() starts a new one instead of hanging."""
+
+    def deadly(error, items):
+        raise KeyboardInterrupt  # not an Exception: ends the consumer thread
+
+    collector.fail_next(1, status=400)
+    client = make_client(on_error=deadly)
+    client.track("u0", "E")
+    client._consumer._threads[0].join(10)
+    assert client._consumer.alive_threads() == 0
+    client.track("u1", "E")
+    client.track("u2", "E")
+    assert client.flush(timeout=10) == 0
+    assert [m["userId"] for m in collector.messages] == ["u1", "u2"]
+
+
+def test_flush_inside_on_error_does_not_deadlock(make_client, collector):
+    """Calling flush() from on_error returns instead of waiting for itself."""
+    seen = []
+
+    def handler(error, items):
+        seen.append(client.flush(timeout=None))
+
+    collector.fail_next(1, status=400)
+    client = make_client(on_error=handler)
+    client.track("u0", "E")
+    assert client.flush(timeout=10) == 0
+    assert len(seen) == 1
+
+
+# --- shutdown, join, context manager ----------------------------------------------
+
+
+def test_shutdown_drains_then_stops_every_thread(make_client, collector):
+    """shutdown() delivers what is queued, joins all consumer threads, and closes the session."""
+    client = make_client(thread=3, upload_interval=60)
+    for i in range(250):
+        client.track(f"u{i}", "E")
+    assert client._consumer.alive_threads() == 3
+    assert client.shutdown() == 0
+    assert client._consumer.alive_threads() == 0
+    assert len(collector.messages) == 250
+    assert collector.duplicates == 0
+
+
+def test_idle_shutdown_returns_at_once_and_join_is_the_same(make_client):
+    """An idle client shuts down without waiting for an interval; join() does the same."""
+    client = make_client(upload_interval=60)
+    client.track("u", "E")
+    client.flush(timeout=5)
+    assert client.join() == 0
+    assert client._consumer.alive_threads() == 0
+
+
+def test_shutdown_deadline_reports_what_is_left(make_client, collector, errors):
+    """shutdown(timeout) stops at the deadline and reports undelivered messages as dropped (shutdown)."""
+    collector.fail_next(1000, status=503)
+    client = make_client()
+    for i in range(5):
+        client.track(f"u{i}", "E")
+    dropped_or_failed = client.shutdown(timeout=0.3)
+    assert client._consumer.alive_threads() == 0
+    assert len(errors.items) == 5
+    assert {e.reason for e, _ in errors.calls} <= {"shutdown", "retries_exhausted"}
+    stats = client.stats()
+    assert stats["pending"] == 0
+    assert stats["dropped"]["shutdown"] + stats["failed"]["retries_exhausted"] == 5
+    assert dropped_or_failed <= 5
+
+
+def test_calls_after_shutdown_are_refused_and_reported(make_client, errors):
+    """After shutdown, a call returns (False, msg) and on_error gets a ShutdownError."""
+    client = make_client()
+    client.shutdown()
+    ok, msg = client.track("u", "E")
+    assert not ok
+    (error, items), = errors.calls
+    assert isinstance(error, ShutdownError) and items == [msg]
+
+
+def test_context_manager_drains_on_exit(collector):
+    """`with Client(...)` delivers everything when the block ends."""
+    with analytics.Client(WRITE_KEY, host=collector.url, upload_interval=60) as client:
+        for i in range(7):
+            client.track(f"u{i}", "E")
+    assert len(collector.messages) == 7
+    assert client._consumer.alive_threads() == 0
+
+
+def test_thread_option_starts_and_tracks_every_thread(make_client, collector):
+    """thread=4 runs four consumers that all deliver and are all joined (the peers kept only the last)."""
+    collector.delay = 0.01
+    client = make_client(thread=4, upload_size=5)
+    for i in range(200):
+        client.track(f"u{i}", "E")
+    assert client._consumer.alive_threads() == 4
+    assert client.flush(timeout=20) == 0
+    assert len(collector.unique_ids) == 200
+    client.shutdown()
+    assert client._consumer.alive_threads() == 0
+
+
+# --- exit drain (real interpreter exit) -------------------------------------------
+
+
+def _run_script(body: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_exit_drains_the_queue_without_flush(collector):
+    """A script that returns without flush() still delivers everything at interpreter exit."""
+    proc = _run_script(
+        f"""
+        from customerio import analytics
+        analytics.write_key = {WRITE_KEY!r}
+        analytics.host = {collector.url!r}
+        analytics.upload_interval = 60
+        for i in range(1500):
+            analytics.track("u%d" % i, "Exited", {{"i": i}})
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(collector.unique_ids) == 1500
+
+
+def test_exit_drain_is_bounded_by_exit_timeout(collector):
+    """With the server failing, exit waits at most about exit_timeout and reports what it dropped."""
+    collector.fail_next(100000, status=503)
+    proc = _run_script(
+        f"""
+        import analytics
+        client = analytics.Client({WRITE_KEY!r}, host={collector.url!r}, exit_timeout=0.5,
+                                  on_error=lambda e, items: print("lost", e.reason, len(items), flush=True))
+        for i in range(20):
+            client.track("u%d" % i, "E")
+        """,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lost = [line.split() for line in proc.stdout.splitlines() if line.startswith("lost")]
+    assert {reason for _, reason, _ in lost} == {"shutdown"}
+    assert sum(int(n) for _, _, n in lost) == 20
+
+
+# --- send=False, sync_mode --------------------------------------------------------
+
+
+def test_send_false_validates_but_sends_nothing(make_client, collector):
+    """send=False returns (True, msg) and nothing leaves the process."""
+    client = make_client(send=False)
+    ok, msg = client.track("u", "E")
+    assert ok and msg["event"] == "E"
+    with pytest.raises(analytics.InvalidMessageError):
+        client.track("u")
+    assert client.flush(timeout=5) == 0
+    assert collector.stats()["requests"] == 0
+
+
+def test_facade_send_false_needs_no_write_key(collector):
+    """analytics.send = False works without a write key, as in the seed's testing advice."""
+    analytics.send = False
+    assert analytics.track("u", "E")[0]
+    assert collector.stats()["requests"] == 0
+
+
+def test_sync_mode_posts_in_the_callers_thread(make_client, collector):
+    """sync_mode=True delivers before the call returns, with no consumer thread."""
+    client = make_client(sync_mode=True)
+    ok, msg = client.track("u", "E")
+    assert ok
+    assert collector.messages == [msg]
+    assert client._consumer.alive_threads() == 0
+
+
+def test_sync_mode_retries_with_the_same_policy(make_client, collector, errors):
+    """sync_mode retries 5xx like the consumer, and reports a 400 to on_error with (False, msg)."""
+    collector.fail_next(2, status=503)
+    client = make_client(sync_mode=True)
+    assert client.track("u", "E")[0]
+    assert len(collector.messages) == 1
+    collector.fail_next(1, status=400)
+    ok, msg = client.track("u", "F")
+    assert not ok
+    assert errors.items == [msg]
+
+
+# --- the module facade ------------------------------------------------------------
+
+
+def test_both_import_paths_are_one_module():
+    """customerio.analytics and analytics are the same module, with one Client class."""
+    import customerio
+    from customerio import analytics as a1
+    from customerio.analytics import Client as C1
+    from customerio.analytics.client import Client as C2
+
+    import analytics as a2
+    from analytics import Client as C3
+
+    assert a1 is a2 is customerio.analytics
+    assert C1 is C2 is C3
+
+
+def test_facade_settings_take_effect_after_the_first_call(collector):
+    """Module settings changed after the shared client exists apply to it at once."""
+    errors = Errors()
+    analytics.write_key = WRITE_KEY
+    analytics.host = collector.url
+    analytics.track("u1", "first")
+    assert analytics.flush(timeout=10) == 0
+    client = analytics.default_client
+    analytics.gzip = True
+    analytics.upload_size = 7
+    analytics.max_queue_size = 50
+    analytics.on_error = errors
+    analytics.timeout = 3
+    analytics.max_retries = 0
+    analytics.track("u1", "second")
+    analytics.flush(timeout=10)
+    assert analytics.default_client is client
+    assert (client.gzip, client.upload_size, client.max_queue_size, client.timeout) == (True, 7, 50, 3)
+    assert client.retry_policy.max_retries == 0
+    assert collector.batches[-1].compressed_size is not None
+    collector.fail_next(1, status=500)
+    analytics.track("u1", "third")
+    analytics.flush(timeout=10)
+    assert [e.status for e, _ in errors.calls] == [500]
+
+
+def test_facade_endpoint_is_an_alias_of_host():
+    """analytics.endpoint = URL sets host (the seed's EU example), and reads back."""
+    analytics.endpoint = analytics.EU_HOST
+    assert analytics.host == analytics.endpoint == "https://cdp-eu.customer.io"
+
+
+def test_facade_host_change_moves_the_next_batch(collector):
+    """Changing analytics.host after the first call sends the next batch to the new host."""
+    with Collector(write_keys={WRITE_KEY}) as other:
+        analytics.write_key = WRITE_KEY
+        analytics.host = collector.url
+        analytics.track("u", "one")
+        analytics.flush(timeout=10)
+        analytics.host = other.url
+        analytics.track("u", "two")
+        analytics.flush(timeout=10)
+        assert [m["event"] for m in collector.messages] == ["one"]
+        assert [m["event"] for m in other.messages] == ["two"]
+
+
+def test_facade_checks_settings_when_assigned():
+    """A bad module setting raises ConfigurationError at assignment, not at the first call."""
+    with pytest.raises(ConfigurationError):
+        analytics.upload_size = 0
+    with pytest.raises(ConfigurationError):
+        analytics.on_error = "print"
+
+
+def test_facade_stats_and_shutdown(collector):
+    """analytics.stats() reports the shared client; shutdown() drains it and the next call starts a new one."""
+    assert analytics.stats()["accepted"] == 0
+    analytics.write_key = WRITE_KEY
+    analytics.host = collector.url
+    for i in range(3):
+        analytics.identify(f"u{i}", {"plan": "pro"})
+    first = analytics.default_client
+    assert analytics.shutdown() == 0
+    assert len(collector.messages) == 3
+    assert analytics.default_client is None
+    analytics.track("u", "E")
+    assert analytics.default_client is not first
+    assert analytics.flush(timeout=10) == 0
+    assert analytics.stats()["delivered"] == 1
+
+
+# --- proxies ------------------------------------------------------------------------
+
+
+def test_proxies_are_used(make_client, collector):
+    """The proxies option routes requests through the given proxy."""
+    client = make_client(host="http://cdp.customer.io.invalid", proxies={"http": collector.url})
+    client.track("u", "E")
+    assert client.flush(timeout=10) == 0
+    assert len(collector.messages) == 1
+
+
+# --- logging ------------------------------------------------------------------------
+
+
+def test_debug_logs_at_debug_without_the_write_key(make_client, collector, caplog):
+    """debug=True logs through the customerio logger at DEBUG; the write key never appears."""
+    caplog.set_level(logging.NOTSET)
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
+    collector.fail_next(1, status=401)
+    client = make_client(debug=True)
+    assert logging.getLogger("customerio").level == logging.DEBUG
+    client.track("u", "E")
+    client.flush(timeout=10)
+    records = [r for r in caplog.records if r.name.startswith("customerio")]
+    assert any(r.levelno == logging.DEBUG for r in records)
+    token = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    for r in records:
+        text = r.getMessage()
+        assert WRITE_KEY not in text and token not in text
+    assert root.handlers == handlers_before
+    client.shutdown()
+    assert logging.getLogger("customerio").level != logging.DEBUG
+
+
+def test_library_does_not_change_the_log_level_without_debug(make_client):
+    """Without debug, the customerio logger's level is left alone."""
+    logger = logging.getLogger("customerio")
+    before = logger.level
+    make_client().track("u", "E")
+    assert logger.level == before
