@@ -476,7 +476,7 @@ class Client:
         if n == 0:
             self._queue_full(msg)
             return False, msg
-        if self._dropping:
+        if self._dropping and n <= self._queue.maxsize // 2:
             self._end_burst()
         if n == 1 or n == cfg.upload_size:
             if not self._consumer.started:
@@ -497,6 +497,8 @@ class Client:
         report(self._config.on_error, error, [msg])
 
     def _end_burst(self) -> None:
+        # Only once the queue has drained to half: at the boundary it would
+        # otherwise flip between full and not full with every batch taken.
         self._dropping = False
         dropped, self._burst_drops = self._burst_drops, 0
         log.warning("queue accepting messages again; %d were dropped while it was full", dropped)

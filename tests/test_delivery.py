@@ -323,7 +323,24 @@ def test_queue_full_drops_counts_reports_and_logs_once(make_client, collector, e
     assert client.flush(timeout=10) == 0
     assert client.track("u9", "E")[0]
     assert any("3 were dropped" in r.getMessage() for r in caplog.records)
-    assert len(collector.messages) == 5
+    assert client.flush(timeout=10) == 0
+    assert len(collector.messages) == 6
+
+
+def test_queue_full_logs_once_while_the_queue_hovers_at_full(make_client, caplog):
+    """A queue that frees a little and fills again is still one burst: one warning, not one per batch."""
+    caplog.set_level(logging.WARNING, logger="customerio")
+    client = make_client(max_queue_size=10, upload_interval=60)  # the consumer waits; we take by hand
+    for round_ in range(5):
+        while client.track("u", "E")[0]:
+            pass
+        client._queue.take(2, 10**6)  # a batch leaves; the queue is 8/10, still over half
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("queue is full" in m for m in messages) == 1
+    assert not any("accepting messages again" in m for m in messages)
+    client._queue.take(10, 10**6)  # drained
+    assert client.track("u", "E")[0]
+    assert sum("accepting messages again" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_backpressure_waits_for_room_instead_of_dropping(make_client, collector, errors):
