@@ -43,7 +43,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
         return obj.isoformat()
     if isinstance(obj, decimal.Decimal):
-        return float(obj)
+        return None if obj.is_nan() else float(obj)  # float() refuses a signalling NaN
     if isinstance(obj, uuid.UUID):
         return str(obj)
     if isinstance(obj, enum.Enum):

@@ -182,7 +182,7 @@ def build(
         otid = fields.get("object_type_id")
         if otid is not None:
             otid = _id(otid, "objectTypeId")
-            if not otid.isdigit():
+            if not (otid.isascii() and otid.isdigit()):
                 raise InvalidMessageError(
                     f"objectTypeId must be a whole number such as '1', got {otid!r}", "objectTypeId"
                 )

@@ -8,7 +8,9 @@ whole time spent on one batch is bounded by ``max_time``.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import random
 import time
 from typing import Callable, Iterator, Optional
@@ -37,8 +39,10 @@ def parse_retry_after(value: Optional[str], now: Callable[[], float] = time.time
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # asctime form and "-0000": HTTP dates are always GMT
+            when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - now()
-    if seconds != seconds:  # NaN
+    if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 

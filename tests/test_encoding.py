@@ -1,0 +1,250 @@
+"""analytics.encoding: dumps/normalize turn any reasonable Python value into compact, valid JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import json
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from analytics import encoding
+from analytics.errors import AnalyticsError, InvalidMessageError, UnserializableValueError
+
+IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
+UID = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+
+def _no_constants(name):
+    raise AssertionError(f"output contains the non-JSON constant {name}")
+
+
+def roundtrip(obj):
+    """Encode with dumps and parse back strictly (NaN/Infinity literals are refused)."""
+    return json.loads(encoding.dumps(obj), parse_constant=_no_constants)
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+
+
+class Level(enum.Enum):
+    LOW = 1
+
+
+class Launch(enum.Enum):
+    DAY = dt.date(2024, 5, 17)
+
+
+@dataclasses.dataclass
+class Address:
+    city: str
+    zip: str
+
+
+@dataclasses.dataclass
+class Person:
+    name: str
+    address: Address
+    tags: tuple = ()
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ({"name": "Zoë 東京", "n": [1, 2], "o": {"k": None}}, '{"name":"Zoë 東京","n":[1,2],"o":{"k":null}}'),
+        ({1: "Zoë 東京", "n": [1, 2**70]}, '{"1":"Zoë 東京","n":[1,%d]}' % 2**70),  # forces the stdlib fallback
+    ],
+    ids=["fast-path", "fallback-path"],
+)
+def test_output_is_compact_utf8_not_ascii_escaped(value, expected):
+    """dumps returns bytes with no spaces and non-ASCII text written as raw UTF-8, on both code paths."""
+    assert encoding.dumps(value) == expected.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=IST), "2020-01-02T03:04:05+05:30"),
+        (dt.datetime(2020, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc), "2020-01-02T03:04:05.123456+00:00"),
+        (dt.datetime(2020, 1, 2, 3, 4, 5), "2020-01-02T03:04:05"),
+        (dt.date(2020, 1, 2), "2020-01-02"),
+        (dt.time(3, 4, 5), "03:04:05"),
+    ],
+    ids=["aware-offset", "aware-utc-micro", "naive", "date", "time"],
+)
+def test_dates_and_times_become_iso_strings(value, expected):
+    """datetime/date/time encode as isoformat(): aware keeps its offset, naive stays naive."""
+    assert roundtrip({"v": value}) == {"v": expected}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (Decimal("19.99"), 19.99),
+        (Decimal("3"), 3.0),
+        (Decimal("NaN"), None),
+        (UID, str(UID)),
+        ({3, 1, 2}, [1, 2, 3]),
+        (frozenset({"b", "a"}), ["a", "b"]),
+        ((1, "a", None), [1, "a", None]),
+        (Color.RED, "red"),
+        (Level.LOW, 1),
+        (Launch.DAY, "2024-05-17"),
+        (b"caf\xc3\xa9", "café"),
+        (bytearray(b"ok"), "ok"),
+    ],
+    ids=["decimal", "decimal-int", "decimal-nan", "uuid", "set", "frozenset", "tuple",
+         "str-enum", "enum", "enum-date-value", "bytes", "bytearray"],
+)
+def test_python_types_become_json_types(value, expected):
+    """Decimal→number (NaN→null), UUID→str, set→sorted list, tuple→list, Enum→value, bytes→text."""
+    assert roundtrip({"v": value}) == {"v": expected}
+
+
+def test_unsortable_set_still_encodes():
+    """A set whose items cannot be ordered (int and str) becomes a list of the same items."""
+    out = roundtrip({"v": {1, "a", None}})
+    assert sorted(out["v"], key=repr) == sorted([1, "a", None], key=repr)
+
+
+def test_nested_dataclass_becomes_dict():
+    """A dataclass (with a dataclass field and a tuple field) becomes nested dicts and lists."""
+    person = Person("Ana", Address("Lisbon", "1000"), tags=("vip", 2))
+    assert roundtrip({"p": person}) == {
+        "p": {"name": "Ana", "address": {"city": "Lisbon", "zip": "1000"}, "tags": ["vip", 2]}
+    }
+
+
+def test_invalid_utf8_bytes_raise_with_path():
+    """bytes that are not UTF-8 raise UnserializableValueError naming where they are."""
+    with pytest.raises(UnserializableValueError) as info:
+        encoding.dumps({"properties": {"raw": b"\xff\xfe"}})
+    assert info.value.path == "properties.raw"
+    assert info.value.field == "properties"
+
+
+def test_numpy_values_encode_without_importing_numpy():
+    """numpy int64/float64/bool_/arrays encode as plain JSON, NaN in an array as null; encoding never imports numpy."""
+    np = pytest.importorskip("numpy")
+    value = {
+        "i": np.int64(7),
+        "f": np.float64(2.5),
+        "b": np.bool_(True),
+        "a": np.array([[1, 2], [3, 4]]),
+        "nan": np.array([1.0, np.nan]),
+        "finf": np.float64("inf"),
+    }
+    assert roundtrip(value) == {"i": 7, "f": 2.5, "b": True, "a": [[1, 2], [3, 4]], "nan": [1.0, None], "finf": None}
+    assert "numpy" not in vars(encoding)
+    assert "np" not in vars(encoding)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_floats_become_null(value):
+    """NaN, Infinity and -Infinity encode as null so the output is strict JSON."""
+    assert roundtrip({"v": value, "l": [value]}) == {"v": None, "l": [None]}
+
+
+@pytest.mark.parametrize(
+    "key, expected",
+    [(1, "1"), (None, "null"), (True, "true"), (False, "false"), (UID, str(UID)), (2.5, "2.5")],
+    ids=["int", "None", "True", "False", "uuid", "float"],
+)
+def test_non_str_dict_keys_become_strings(key, expected):
+    """Dict keys that are not str become strings (None/True/False spelled as JSON spells them)."""
+    assert roundtrip({"props": {key: "x", "s": 1}}) == {"props": {expected: "x", "s": 1}}
+
+
+def test_unknown_object_raises_unserializable_with_path_and_field():
+    """An arbitrary object raises UnserializableValueError with .path properties.cart[1] and .field properties."""
+    with pytest.raises(UnserializableValueError) as info:
+        encoding.dumps({"type": "track", "properties": {"cart": [1, object()]}})
+    err = info.value
+    assert err.path == "properties.cart[1]"
+    assert err.field == "properties"
+    assert "properties.cart[1]" in str(err)
+    assert isinstance(err, InvalidMessageError)
+    assert isinstance(err, TypeError)
+    assert isinstance(err, AnalyticsError)
+    assert not isinstance(err, AssertionError)
+
+
+def _self_dict():
+    d = {"a": 1}
+    d["me"] = d
+    return d
+
+
+def _self_list():
+    items = [1]
+    items.append(items)
+    return items
+
+
+@pytest.mark.parametrize("make, path", [(_self_dict, "properties.me"), (_self_list, "properties[1]")], ids=["dict", "list"])
+def test_self_reference_raises_unserializable(make, path):
+    """A dict or list that contains itself raises UnserializableValueError (no RecursionError)."""
+    with pytest.raises(UnserializableValueError) as info:
+        encoding.dumps({"properties": make()})
+    assert info.value.path == path
+
+
+def test_lone_surrogate_still_gives_valid_json():
+    """A string with a lone surrogate still encodes to valid UTF-8 JSON that round-trips."""
+    out = encoding.dumps({"s": "bad\ud800end", "t": "é"})
+    out.decode("utf-8")  # valid UTF-8
+    assert json.loads(out) == {"s": "bad\ud800end", "t": "é"}
+
+
+def test_integers_beyond_64_bits_are_exact():
+    """Integers wider than 64 bits are written exactly, not rounded or refused."""
+    value = {"big": 2**70 + 1, "neg": -(2**80) - 3}
+    assert roundtrip(value) == value
+
+
+def test_normalize_returns_plain_json_types():
+    """normalize() returns only dict/list/str/number/bool/None following the same rules."""
+    value = {"t": (1, Decimal("2.5")), "s": {2, 1}, 3: float("nan"), "u": UID, "e": Color.RED}
+    assert encoding.normalize(value) == {"t": [1, 2.5], "s": [1, 2], "3": None, "u": str(UID), "e": "red"}
+
+
+def test_orjson_and_stdlib_paths_agree():
+    """The orjson fast path and the stdlib path produce the same JSON for a rich message."""
+    pytest.importorskip("orjson")
+    assert encoding.BACKEND == "orjson"
+    rich = {
+        "type": "track",
+        "text": "Zoë 東京",
+        "when": dt.datetime(2020, 1, 2, 3, 4, 5, 678000, tzinfo=IST),
+        "naive": dt.datetime(2020, 1, 2, 3, 4, 5),
+        "day": dt.date(2020, 1, 2),
+        "clock": dt.time(23, 59),
+        "price": Decimal("9.75"),
+        "id": UID,
+        "tags": {"b", "a", "c"},
+        "pair": (1, 2),
+        "color": Color.RED,
+        "level": Level.LOW,
+        "launch": Launch.DAY,
+        "person": Person("Ana", Address("Lisbon", "1000")),
+        "raw": b"bytes",
+        "nan": float("nan"),
+        "nested": [{"x": [1.5, None, True]}],
+    }
+    fast = encoding._fast(rich)  # proves orjson took this object itself, with no fallback
+    assert encoding.dumps(rich) == fast
+    std = encoding._std_dumps(encoding.normalize(rich))
+    assert json.loads(fast, parse_constant=_no_constants) == json.loads(std, parse_constant=_no_constants)
+
+
+def test_signaling_nan_decimal_does_not_escape_as_bare_valueerror():
+    """Decimal('sNaN') encodes as null or raises UnserializableValueError, never a bare ValueError."""
+    try:
+        out = encoding.dumps({"properties": {"x": Decimal("sNaN")}})
+    except UnserializableValueError:
+        return
+    assert json.loads(out) == {"properties": {"x": None}}
