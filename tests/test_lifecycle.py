@@ -389,3 +389,19 @@ def test_library_does_not_change_the_log_level_without_debug(make_client):
     before = logger.level
     make_client().track("u", "E")
     assert logger.level == before
+
+
+def test_an_unreferenced_client_is_collected_and_drains(collector):
+    """A client nobody references is garbage collected: its queue is delivered and its thread stops."""
+    import gc
+    import weakref
+
+    client = analytics.Client(WRITE_KEY, host=collector.url, upload_interval=60)
+    client.track("u", "E")
+    consumer = client._consumer
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None
+    assert consumer.stopped and consumer.alive_threads() == 0
+    assert len(collector.messages) == 1

@@ -14,13 +14,16 @@ Contract of ``POST /v1/batch``, checked in this order:
 3. More than 500,000 bytes after un-gzipping: 413 ``payload_too_large``.
 4. The body must be a JSON object with a ``batch`` list and a ``sentAt`` string
    (otherwise 400 ``bad_request``).  Every message must be valid (see
-   :func:`message_problem`) and, encoded compactly, at most 32,768 bytes;
-   one bad message refuses the whole request with 400 ``invalid_message`` whose
-   message names it, e.g. ``batch[3]: track needs an event``.
+   :func:`message_problem`) and at most 32,768 bytes as compact UTF-8 JSON
+   (``json.dumps(m, separators=(",", ":"), ensure_ascii=False)``; measured
+   exactly, though a message is only re-encoded when its length in the body
+   says it might be over).  One bad message refuses the whole request with 400
+   ``invalid_message`` naming it, e.g. ``batch[3]: track needs an event``.
 5. Otherwise 200 ``{"success": true}`` and the batch is recorded.
 
 Every response is written with a single ``write`` and carries Content-Length;
-connections are kept alive.  Unknown paths get 404, other methods 405.
+connections are kept alive (TCP_NODELAY).  Unknown paths get 404, other methods
+405.  Nothing is logged but at DEBUG, on the ``customerio.collector`` logger.
 
 Faults (queued with :meth:`Collector.fail_next`, :meth:`Collector.drop_next`,
 :meth:`Collector.store_then_drop_next`, consumed in FIFO order one per
@@ -37,6 +40,8 @@ Control routes, no auth, so a collector in another process can be driven::
          {"fail_next": {"n": 2, "status": 503, "retry_after": 1}}
          {"drop_next": {"n": 1}}  {"store_then_drop_next": {"n": 1}}  {"delay": 0.2}
          {"chaos": {"fail_rate": 0.2, "drop_rate": 0.05, "seed": 1}}
+
+``python -m analytics.collector`` serves one from its own process.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import parse_qs
 
 __all__ = [
@@ -126,8 +131,8 @@ class Refusal:
     raw_size: int  #: body bytes after un-gzipping when that got that far, else as received
 
 
-def _nonempty_str(value: Any) -> bool:
-    return type(value) is str and value != ""
+_ABSENT: Dict[str, Any] = {}  # what message_problem reads for a missing object field
+_NO_TIMESTAMP = "2000-01-01T00:00:00"
 
 
 def message_problem(m: Any) -> Optional[str]:
@@ -135,50 +140,62 @@ def message_problem(m: Any) -> Optional[str]:
 
     A message is a dict whose ``type`` is one of :data:`MESSAGE_TYPES`, with a
     non-empty string ``messageId``; identify/track/page/screen need a non-empty
-    ``userId`` or ``anonymousId``; track a non-empty ``event``; group a
-    ``groupId``; alias a ``previousId`` and a ``userId``.  ``traits``,
+    string ``userId`` or ``anonymousId``; track a non-empty string ``event``;
+    group a ``groupId``; alias a ``previousId`` and a ``userId``.  ``traits``,
     ``properties``, ``context`` and ``integrations`` must be objects when present,
-    and ``timestamp`` an ISO-8601 string.  (Size is checked separately.)
+    and ``timestamp`` an ISO-8601 string (``datetime.fromisoformat``, a trailing
+    ``Z`` allowed).  Size is checked separately.
     """
     if type(m) is not dict:
         return "message is not an object"
-    t = m.get("type")
+    get = m.get
+    t = get("type")
     if type(t) is not str or t not in MESSAGE_TYPES:
-        return "type must be one of " + "/".join(sorted(MESSAGE_TYPES))
-    if not _nonempty_str(m.get("messageId")):
+        return "type must be one of alias/group/identify/page/screen/track"
+    value = get("messageId")
+    if type(value) is not str or not value:
         return "messageId must be a non-empty string"
     if t in _NEEDS_USER:
-        if not (_nonempty_str(m.get("userId")) or _nonempty_str(m.get("anonymousId"))):
-            return f"{t} needs a userId or an anonymousId"
-        if t == "track" and not _nonempty_str(m.get("event")):
-            return "track needs an event"
+        value = get("userId")
+        if type(value) is not str or not value:
+            value = get("anonymousId")
+            if type(value) is not str or not value:
+                return f"{t} needs a userId or an anonymousId"
+        if t == "track":
+            value = get("event")
+            if type(value) is not str or not value:
+                return "track needs an event"
     elif t == "group":
-        if not _nonempty_str(m.get("groupId")):
+        value = get("groupId")
+        if type(value) is not str or not value:
             return "group needs a groupId"
-    elif not (_nonempty_str(m.get("previousId")) and _nonempty_str(m.get("userId"))):
-        return "alias needs a previousId and a userId"
+    else:
+        value, other = get("previousId"), get("userId")
+        if type(value) is not str or not value or type(other) is not str or not other:
+            return "alias needs a previousId and a userId"
     for name in _OBJECT_FIELDS:
-        if name in m and type(m[name]) is not dict:
+        if type(get(name, _ABSENT)) is not dict:
             return f"{name} must be an object"
-    if "timestamp" in m:
-        ts = m["timestamp"]
-        if type(ts) is not str:
-            return "timestamp must be an ISO-8601 string"
-        try:
-            datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
-        except ValueError:
-            return "timestamp is not ISO-8601"
+    ts = get("timestamp", _NO_TIMESTAMP)
+    if type(ts) is not str:
+        return "timestamp must be an ISO-8601 string"
+    try:
+        datetime.fromisoformat(ts[:-1] + "+00:00" if ts.endswith("Z") else ts)
+    except ValueError:
+        return "timestamp is not ISO-8601"
     return None
 
 
 def _encoded_size(m: Any) -> int:
-    """Bytes of ``m`` as compact UTF-8 JSON (lower bound when plainly under the limit)."""
+    """Bytes of ``m`` as compact UTF-8 JSON (a lower bound, still under the limit,
+    when it is plainly under)."""
     text = _compact(m)
-    if len(text) * 4 <= MAX_MESSAGE_BYTES or len(text) > MAX_MESSAGE_BYTES:
-        return len(text)  # a char is 1-4 bytes: the answer cannot straddle the limit
+    if len(text) * 4 <= MAX_MESSAGE_BYTES:
+        return len(text)
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+_INF = float("inf")
 _WS_RE = re.compile(r"[ \t\n\r]*")
 _COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
 _MEMBER_END = re.compile(r"[ \t\n\r]*([,}])[ \t\n\r]*")
@@ -200,7 +217,8 @@ class _BodyParser:
 
     def __init__(self) -> None:
         self.growth = 0
-        self._decode = json.JSONDecoder(parse_float=self._float).raw_decode
+        decoder = json.JSONDecoder(parse_float=self._float)
+        self._decode, self._decode_all = decoder.raw_decode, decoder.decode
 
     def _float(self, text: str) -> float:
         value = float(text)
@@ -214,6 +232,11 @@ class _BodyParser:
             if out > len(text):
                 self.growth += out - len(text)
         return value
+
+    def loads(self, raw: bytes) -> Any:
+        """The document (as ``json.loads``), measuring only the growth; raises ValueError."""
+        self.growth = 0
+        return self._decode_all(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
     def parse(self, raw: bytes) -> Tuple[Any, str, List[int]]:
         """(document, text, lengths of the ``batch`` elements in text); raises ValueError."""
@@ -269,8 +292,6 @@ class _BodyParser:
                 return items, spans, i
 
 
-_INF = float("inf")
-
 
 def _gunzip(data: bytes, limit: int) -> Tuple[bytes, int]:
     """Un-gzip ``data`` (any number of members).
@@ -286,8 +307,11 @@ def _gunzip(data: bytes, limit: int) -> Tuple[bytes, int]:
         size += len(chunk)
         if size <= limit + 1:
             parts.append(chunk)
-        while d.unconsumed_tail and size <= _MAX_COUNTED_BYTES:
-            size += len(d.decompress(d.unconsumed_tail, 1 << 20))
+        while size > limit and not d.eof and size <= _MAX_COUNTED_BYTES:
+            more = d.decompress(d.unconsumed_tail, 1 << 20)
+            if not more:
+                break
+            size += len(more)
         if size > limit:
             return b"".join(parts), size
         if not d.eof:
@@ -299,8 +323,6 @@ def _gunzip(data: bytes, limit: int) -> Tuple[bytes, int]:
 
 def _parse_retry_after(value: RetryAfter) -> Optional[float]:
     """The wall-clock time a Retry-After value points to, or None if it is not understood."""
-    if isinstance(value, (int, float)):
-        return time.time() + float(value)
     try:
         return time.time() + float(value)
     except ValueError:
@@ -425,7 +447,7 @@ class Collector:
     ) -> None:
         self.host = host
         self._port = port
-        self.write_keys: Optional[frozenset] = frozenset(write_keys) if write_keys is not None else None
+        self.write_keys: Optional[FrozenSet[str]] = frozenset(write_keys) if write_keys is not None else None
         self.keep_messages = keep_messages
         #: Seconds to sleep before answering each ``POST /v1/batch``.
         self.delay: float = 0.0
@@ -463,8 +485,6 @@ class Collector:
         server.server_close()
         if thread is not None:
             thread.join(timeout=5.0)
-        with self._changed:
-            self._changed.notify_all()
         logger.debug("collector on port %d stopped", self._port)
 
     def __enter__(self) -> "Collector":
@@ -475,6 +495,7 @@ class Collector:
 
     @property
     def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
         return self._server is not None
 
     @property
@@ -572,11 +593,7 @@ class Collector:
                 actions.append((setattr, self, "delay", float(delay)))
             elif key == "chaos":
                 kw = kwargs(key, ("fail_rate", "drop_rate", "status", "seed", "retry_after", "fail_every"))
-                try:
-                    chaos = _make_chaos(**kw)
-                except TypeError as exc:
-                    raise ValueError(f"chaos: {exc}") from None
-                actions.append((self._set_chaos, chaos))
+                actions.append((self._set_chaos, _make_chaos(**kw)))
             else:
                 raise ValueError(f"unknown fault {key!r}")
         for func, *args in actions:
@@ -727,7 +744,8 @@ class Collector:
             if status == 0:
                 self._dropped += 1
 
-    def _answered_fault(self, fault: _Fault) -> None:
+    def _open_retry_window(self, fault: _Fault) -> None:
+        """Note until when the Retry-After this fault is about to send asks clients to wait."""
         if fault.retry_after is None:
             return
         until = _parse_retry_after(fault.retry_after)
@@ -816,7 +834,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Drop(Exception):
-    """Close the connection without answering."""
+    """Raised by a handler to reset the connection without answering (an injected fault)."""
 
 
 _CONTROL = "/_collector/"
@@ -827,6 +845,8 @@ _ROUTES: Dict[str, Dict[str, str]] = {
     "/_collector/reset": {"POST": "_post_reset"},
     "/_collector/faults": {"POST": "_post_faults"},
 }
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 _OK_BODY = b'{"success":true}'
 _OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
@@ -852,19 +872,17 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s " + format, self.client_address[0], *args)
 
     def handle_one_request(self) -> None:
+        """Read one request's head, then route it (``_route`` reads the body)."""
+        self.close_connection = True  # until a whole head has been read
         try:
-            self.raw_requestline = self.rfile.readline(65537)
+            problem = self._read_head()
         except OSError:
-            self.close_connection = True
             return
-        if not self.raw_requestline:
-            self.close_connection = True
-            return
-        if len(self.raw_requestline) > 65536:
-            self.close_connection = True
-            self._send(414, _error("bad_request", "request line too long"))
-            return
-        if not self.parse_request():  # answered through send_error
+        if problem == "":
+            return  # the client closed the connection
+        if problem is not None:
+            self.request_version = "HTTP/1.1"
+            self._send(400, _error("bad_request", problem))
             return
         try:
             self._route()
@@ -877,13 +895,57 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(500, _error("internal", "the collector failed on this request"))
 
-    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
-        """Protocol-level errors from parse_request, as JSON in one write."""
-        self.close_connection = True
-        self._send(code, _error("bad_request", message or self.responses.get(code, ("error",))[0]))
+    def _read_head(self) -> Optional[str]:
+        """Parse the request line and headers (the stdlib's email parser is slow).
+
+        Sets command, path, request_version, _fields (lower-case names), and
+        close_connection; answers ``Expect: 100-continue``.  Returns None, ""
+        when the connection closed first, or what is wrong with the request.
+        """
+        self.command = self.path = ""
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if not line:
+            return ""
+        if len(line) > _MAX_LINE:
+            return "request line too long"
+        self.requestline = line.decode("latin-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.1", "HTTP/1.0"):
+            return "malformed request line"
+        self.command, self.path, self.request_version = words
+        headers: Dict[str, str] = {}
+        items: List[Tuple[str, str]] = []
+        while True:
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                return ""
+            if len(line) > _MAX_LINE or len(items) >= _MAX_HEADERS:
+                return "request head too large"
+            text = line.decode("latin-1")
+            name, colon, value = text.partition(":")
+            name, value = name.strip(), value.strip()
+            if not colon or not name:
+                return "malformed header line"
+            lower = name.lower()
+            headers[lower] = f"{headers[lower]}, {value}" if lower in headers else value
+            items.append((name, value))
+        self._fields = headers
+        self._header_items = items
+        connection = headers.get("connection", "").lower()
+        if self.request_version == "HTTP/1.0":
+            self.close_connection = "keep-alive" not in connection
+        else:
+            self.close_connection = "close" in connection
+            if headers.get("expect", "").lower() == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return None
 
     def _send(self, status: int, body: bytes, headers: Sequence[Tuple[str, str]] = (),
               content_type: str = "application/json") -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s %s -> %d", self.command, self.path.partition("?")[0], status)
         if status == 200 and body is _OK_BODY and not headers and not self.close_connection \
                 and self.request_version == "HTTP/1.1":
             self.wfile.write(_OK)
@@ -905,15 +967,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
         except OSError:
-            pass
+            pass  # then it closes with a FIN: still no answer
+        self.connection.close()
 
-    def _read_body(self) -> bytes:
-        """The whole request body; raises _Drop when it cannot be read."""
-        if (self.headers.get("Transfer-Encoding") or "").strip().lower() == "chunked":
+    def _read_body(self) -> Optional[bytes]:
+        """The whole request body, or None when it cannot be read (then the connection
+        closes, after an answer when there is one to give)."""
+        if self._fields.get("transfer-encoding", "").strip().lower() == "chunked":
             return self._read_chunked()
-        length_header = self.headers.get("Content-Length")
+        length_header = self._fields.get("content-length")
         if length_header is None:
             return b""
         try:
@@ -923,35 +986,32 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             self._send(400, _error("bad_request", "bad Content-Length"))
-            raise _Drop from None
+            return None
         if length > MAX_WIRE_BYTES:
             self.close_connection = True
             self._send(413, _error("payload_too_large", f"body is {length} bytes on the wire"))
-            raise _Drop
+            return None
         body = self.rfile.read(length)
-        if len(body) < length:
-            raise _Drop  # the client went away mid-body
-        return body
+        return body if len(body) == length else None  # short: the client went away
 
-    def _read_chunked(self) -> bytes:
+    def _read_chunked(self) -> Optional[bytes]:
         parts: List[bytes] = []
         total = 0
         while True:
-            line = self.rfile.readline(1026)
             try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
+                size = int(self.rfile.readline(1026).split(b";", 1)[0].strip(), 16)
             except ValueError:
-                raise _Drop from None
+                return None
             if size == 0:
                 break
             total += size
             if total > MAX_WIRE_BYTES:
-                raise _Drop
+                return None
             chunk = self.rfile.read(size + 2)
             if len(chunk) < size + 2:
-                raise _Drop
+                return None
             parts.append(chunk[:size])
-        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+        while self.rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
             pass  # trailers
         return b"".join(parts)
 
@@ -962,6 +1022,9 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = target.partition("?")
         methods = _ROUTES.get(path)
         body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            return
         control = path.startswith(_CONTROL)
         if methods is None or self.command not in methods:
             status, code = (404, "not_found") if methods is None else (405, "method_not_allowed")
@@ -984,8 +1047,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(collector.delay)
         if fault is not None and fault.kind == "fail":
             collector._refuse(fault.status, "fault", f"injected {fault.status}", len(body), received_at)
+            collector._open_retry_window(fault)  # before answering: the client may be quick
             self._send(fault.status, fault.body, fault.headers, fault.content_type)
-            collector._answered_fault(fault)
             return
         if fault is not None and fault.kind == "drop":
             collector._refuse(0, "fault", "connection dropped", len(body), received_at)
@@ -998,10 +1061,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _OK_BODY)
             return
         status, code, reason, raw_size = outcome
-        collector._refuse(status, code, reason, raw_size, received_at)
-        if fault is not None:  # store-then-drop of a request that could not be stored
-            collector._refuse(0, "fault", "connection dropped", raw_size, received_at)
+        if fault is not None:  # store-then-drop of a batch that could not be stored
+            collector._refuse(0, "fault", f"connection dropped; would have answered {status} {code}",
+                              raw_size, received_at)
             raise _Drop
+        collector._refuse(status, code, reason, raw_size, received_at)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("refused batch: %d %s: %s", status, code, reason)
         self._send(status, _error(code, reason))
@@ -1015,7 +1079,7 @@ class _Handler(BaseHTTPRequestHandler):
         if collector.write_keys is not None and key not in collector.write_keys:
             return 401, "unauthorized", "unknown write key", len(body)
 
-        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
         compressed_size: Optional[int] = None
         raw = body
         raw_size = len(body)
@@ -1031,12 +1095,13 @@ class _Handler(BaseHTTPRequestHandler):
             return (413, "payload_too_large",
                     f"body is {raw_size} bytes, over the {MAX_BODY_BYTES}-byte limit", raw_size)
 
-        big = raw_size > MAX_MESSAGE_BYTES  # only then can one message be over the limit
+        parser = self._parser
+        spans: Optional[List[int]] = None
         try:
-            if big:
-                doc, text, spans = self._parser.parse(raw)
+            if raw_size > MAX_MESSAGE_BYTES:
+                doc, text, spans = parser.parse(raw)
             else:
-                doc = json.loads(raw)
+                doc = parser.loads(raw)
         except (ValueError, RecursionError) as exc:
             return 400, "bad_request", f"body is not valid JSON: {exc}", raw_size
         if type(doc) is not dict:
@@ -1051,9 +1116,11 @@ class _Handler(BaseHTTPRequestHandler):
             problem = message_problem(m)
             if problem is not None:
                 return 400, "invalid_message", f"batch[{i}]: {problem}", raw_size
-        if big:
+        if spans is None and raw_size + parser.growth > MAX_MESSAGE_BYTES:
+            _, text, spans = parser.parse(raw)  # small, but with numbers that grow re-encoded
+        if spans is not None:
             # Encode only the messages whose bound (see _BodyParser) passes the limit.
-            room = MAX_MESSAGE_BYTES - self._parser.growth
+            room = MAX_MESSAGE_BYTES - parser.growth
             if not text.isascii():
                 room //= 4
             for i, span in enumerate(spans):
@@ -1063,11 +1130,11 @@ class _Handler(BaseHTTPRequestHandler):
                         return (400, "invalid_message",
                                 f"batch[{i}]: message is {size} bytes encoded, "
                                 f"over the {MAX_MESSAGE_BYTES}-byte limit", raw_size)
-        headers = dict(self.headers.items()) if collector.keep_messages else {}
+        headers = dict(self._header_items) if collector.keep_messages else {}
         return Batch(messages, sent_at, key, raw_size, compressed_size, headers, received_at)
 
     def _write_key(self) -> Optional[str]:
-        header = self.headers.get("Authorization")
+        header = self._fields.get("authorization")
         if not header:
             return None
         scheme, _, token = header.strip().partition(" ")
