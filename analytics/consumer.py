@@ -183,10 +183,12 @@ class Consumer:
         """Drain and stop the workers.  Returns the number of messages dropped at the deadline.
 
         With ``timeout`` None, everything queued gets its normal delivery
-        attempts (but once one batch has used up its retries, the rest are not
-        retried).  With a number, whatever is still queued or retrying at the
-        deadline is reported to ``on_error`` as dropped (reason ``shutdown``).
+        attempts, except that once one batch has used up its retries the rest
+        are not sent: they go to ``on_error`` as dropped (reason ``shutdown``).
+        With a number, whatever is still queued or retrying at the deadline is
+        reported the same way.
         """
+        dropped_before = self.stats.dropped["shutdown"]
         with self._lock:
             self._stopping = True
             if timeout is not None:
@@ -209,7 +211,7 @@ class Consumer:
         if leftover:
             self._lose(leftover, ShutdownError("the client was shut down before these were sent"), "shutdown")
         self.stopped = True
-        return len(leftover)
+        return self.stats.dropped["shutdown"] - dropped_before
 
     # --- the worker loop ------------------------------------------------------
 

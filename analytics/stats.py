@@ -23,6 +23,7 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.direct = 0  # messages sent in the caller's thread (sync_mode)
+        self.refused_at_call = 0  # accepted but never queued: queue full, client shut down
         self.delivered = 0
         self.retries = 0
         self.batches = 0
@@ -57,6 +58,13 @@ class Stats:
             if error is not None:
                 self.last_error = str(error)
 
+    def count_refused_at_call(self, reason: str, error: BaseException) -> None:
+        """A valid message the call could not queue (it is dropped for ``reason``)."""
+        with self._lock:
+            self.refused_at_call += 1
+            self.dropped[reason] += 1
+            self.last_error = str(error)
+
     def count_direct(self) -> None:
         with self._lock:
             self.direct += 1
@@ -67,7 +75,7 @@ class Stats:
             failed = dict(self.failed)
             dropped = dict(self.dropped)
             return {
-                "accepted": queued_total + self.direct + dropped["queue_full"],
+                "accepted": queued_total + self.direct + self.refused_at_call,
                 "enqueued": queued_total + self.direct,
                 "delivered": self.delivered,
                 "failed": failed,

@@ -127,14 +127,14 @@ def test_shutdown_deadline_reports_what_is_left(make_client, collector, errors):
     client = make_client()
     for i in range(5):
         client.track(f"u{i}", "E")
-    dropped_or_failed = client.shutdown(timeout=0.3)
+    dropped = client.shutdown(timeout=0.3)
     assert client._consumer.alive_threads() == 0
     assert len(errors.items) == 5
     assert {e.reason for e, _ in errors.calls} <= {"shutdown", "retries_exhausted"}
     stats = client.stats()
     assert stats["pending"] == 0
     assert stats["dropped"]["shutdown"] + stats["failed"]["retries_exhausted"] == 5
-    assert dropped_or_failed <= 5
+    assert dropped == stats["dropped"]["shutdown"]
 
 
 def test_calls_after_shutdown_are_refused_and_reported(make_client, errors):
@@ -145,6 +145,28 @@ def test_calls_after_shutdown_are_refused_and_reported(make_client, errors):
     assert not ok
     (error, items), = errors.calls
     assert isinstance(error, ShutdownError) and items == [msg]
+    stats = client.stats()
+    assert stats["accepted"] == 1 and stats["dropped"]["shutdown"] == 1
+
+
+def test_stats_sum_up_under_faults(make_client, collector, errors):
+    """accepted == delivered + failed + dropped + pending, with rejections, retries and drops mixed."""
+    collector.fail_next(1, status=400)
+    client = make_client(max_queue_size=30, upload_interval=60)
+    for i in range(40):
+        client.track(f"u{i}", "E")  # 10 of these find the queue full
+    assert client.flush(timeout=10) == 0  # the batch of 30 is rejected
+    collector.fail_next(2, status=503)
+    client.upload_size = 10
+    for i in range(20):
+        client.track(f"v{i}", "E")
+    assert client.flush(timeout=10) == 0  # delivered after retries
+    s = client.stats()
+    lost = sum(s["failed"].values()) + sum(s["dropped"].values())
+    assert s["accepted"] == 60 == s["delivered"] + lost + s["pending"]
+    assert (s["delivered"], s["failed"]["rejected"], s["dropped"]["queue_full"]) == (20, 30, 10)
+    assert s["retries"] == 2
+    assert len(errors.items) == 40
 
 
 def test_context_manager_drains_on_exit(collector):
