@@ -26,6 +26,7 @@ import types
 from typing import Any, Dict, Optional, Tuple
 
 from . import client as _client_module
+from . import errors as _errors
 from .client import DEFAULT_HOST, Client
 from .errors import (
     REASONS,
@@ -51,17 +52,7 @@ __all__ = [
     "DEFAULT_HOST",
     "EU_HOST",
     "VERSION",
-    "AnalyticsError",
-    "ConfigurationError",
-    "InvalidMessageError",
-    "UnserializableValueError",
-    "MessageTooLargeError",
-    "DeliveryError",
-    "APIError",
-    "TransportError",
-    "QueueFullError",
-    "ShutdownError",
-    "REASONS",
+    *_errors.__all__,
     "identify",
     "track",
     "page",

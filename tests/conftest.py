@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 from typing import Iterator, List, Tuple
 
 import pytest
@@ -74,3 +76,20 @@ def _reset_facade() -> Iterator[None]:
     for name, value in saved.items():
         setattr(analytics, name, value)
     logging.getLogger("customerio").setLevel(level)
+
+
+@pytest.fixture
+def local_zone():
+    """Call local_zone("EST+5") to run the test in that local time zone; restored afterwards."""
+    saved = os.environ.get("TZ")
+
+    def set_zone(tz: str) -> None:
+        os.environ["TZ"] = tz
+        time.tzset()
+
+    yield set_zone
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()

@@ -27,17 +27,9 @@ def client() -> Client:
 
 
 @pytest.fixture
-def india_local_time():
+def india_local_time(local_zone):
     """Run with the local zone at UTC+05:30, so local time and UTC differ."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "IST-5:30"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+    local_zone("IST-5:30")
 
 
 def is_uuid4(text: str) -> bool:

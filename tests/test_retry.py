@@ -69,17 +69,9 @@ def test_parse_retry_after(header, expected):
 
 
 @pytest.fixture
-def non_utc_local_time():
+def non_utc_local_time(local_zone):
     """Run with the local zone at UTC-05:00, so a date read as local time is 5 h off."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = "EST+5"
-    time.tzset()
-    yield
-    if saved is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = saved
-    time.tzset()
+    local_zone("EST+5")
 
 
 def test_parse_retry_after_asctime_date_is_gmt(non_utc_local_time):
