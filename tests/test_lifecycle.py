@@ -375,7 +375,8 @@ def test_facade_stats_and_shutdown(collector):
 
 def test_proxies_are_used(make_client, collector):
     """The proxies option routes requests through the given proxy."""
-    client = make_client(host="http://cdp.customer.io.invalid", proxies={"http": collector.url})
+    # The target is a closed loopback port: only the proxy (the collector) can answer.
+    client = make_client(host="http://127.0.0.1:9", proxies={"http": collector.url})
     client.track("u", "E")
     assert client.flush(timeout=10) == 0
     assert len(collector.messages) == 1
