@@ -466,7 +466,7 @@ class Client:
             return True, msg
         if self._closed:
             error = ShutdownError("the client was shut down; message not sent")
-            self._stats.count_refused_at_call("shutdown", error)
+            self._stats.count_lost("shutdown", 1, error, at_call=True)
             report(cfg.on_error, error, [msg])
             return False, msg
         if cfg.sync_mode:
@@ -486,7 +486,7 @@ class Client:
 
     def _queue_full(self, msg: Message) -> None:
         error = QueueFullError(f"the queue is full ({self._queue.maxsize} messages); message dropped")
-        self._stats.count_refused_at_call("queue_full", error)
+        self._stats.count_lost("queue_full", 1, error, at_call=True)
         self._burst_drops += 1
         if not self._dropping:
             self._dropping = True

@@ -209,8 +209,7 @@ def build(
     elif type_ in ("identify", "group"):
         msg["traits"] = _mapping(fields.get("traits"), "traits") or {}
 
-    ctx = _mapping(context, "context")
-    ctx = dict(ctx) if ctx else {}
+    ctx = dict(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
     ctx["library"] = LIBRARY
     msg["context"] = ctx
 

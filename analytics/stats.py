@@ -49,21 +49,21 @@ class Stats:
         with self._lock:
             self.retries += 1
 
-    def count_lost(self, reason: str, n: int, error: Optional[BaseException]) -> None:
+    def count_lost(self, reason: str, n: int, error: Optional[BaseException], at_call: bool = False) -> None:
+        """``n`` messages failed or were dropped for ``reason``.
+
+        ``at_call``: they were refused by the call itself (queue full, client
+        shut down), so they never reached the queue's counters.
+        """
         with self._lock:
+            if at_call:
+                self.refused_at_call += n
             if reason in self.dropped:
                 self.dropped[reason] += n
             else:
                 self.failed[reason] = self.failed.get(reason, 0) + n
             if error is not None:
                 self.last_error = str(error)
-
-    def count_refused_at_call(self, reason: str, error: BaseException) -> None:
-        """A valid message the call could not queue (it is dropped for ``reason``)."""
-        with self._lock:
-            self.refused_at_call += 1
-            self.dropped[reason] += 1
-            self.last_error = str(error)
 
     def count_direct(self) -> None:
         with self._lock:

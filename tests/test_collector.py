@@ -404,14 +404,18 @@ def test_keep_alive_reuses_one_connection(collector: Collector) -> None:
     assert collector.stats()["connections"] == 1
 
 
+def raw_post_head(data: bytes, *headers: str) -> bytes:
+    """The head of a raw, authorised ``POST /v1/batch`` for ``data``, with extra header lines."""
+    auth = base64.b64encode(f"{KEY}:".encode()).decode()
+    lines = ["POST /v1/batch HTTP/1.1", "Host: x", f"Authorization: Basic {auth}", *headers,
+             f"Content-Length: {len(data)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def test_each_answer_arrives_in_one_piece(collector: Collector) -> None:
     """Head and body are written at once, so one recv gets the whole response on loopback."""
     data = body([track()])
-    auth = base64.b64encode(f"{KEY}:".encode()).decode()
-    request = (
-        f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    ).encode() + data
+    request = raw_post_head(data) + data
     with socket.create_connection(("127.0.0.1", collector.port), timeout=TIMEOUT) as sock:
         for _ in range(2):  # twice on the same connection
             sock.sendall(request)
@@ -434,11 +438,7 @@ def _read_to_close(sock: socket.socket) -> bytes:
 def test_connection_close_is_honoured(collector: Collector) -> None:
     """A request with Connection: close is answered with Connection: close, then the socket closes."""
     data = body([track()])
-    auth = base64.b64encode(f"{KEY}:".encode()).decode()
-    request = (
-        f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Basic {auth}\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    ).encode() + data
+    request = raw_post_head(data, "Connection: close") + data
     with socket.create_connection(("127.0.0.1", collector.port), timeout=TIMEOUT) as sock:
         sock.sendall(request)
         received = _read_to_close(sock)
@@ -461,11 +461,7 @@ def test_malformed_requests_get_400_then_close(collector: Collector, request_hea
 def test_expect_100_continue(collector: Collector) -> None:
     """A client that waits for 100 Continue gets it, then the final answer."""
     data = body([track()])
-    auth = base64.b64encode(f"{KEY}:".encode()).decode()
-    head = (
-        f"POST /v1/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nExpect: 100-continue\r\n"
-        f"Connection: close\r\nContent-Length: {len(data)}\r\n\r\n"
-    ).encode()
+    head = raw_post_head(data, "Expect: 100-continue", "Connection: close")
     with socket.create_connection(("127.0.0.1", collector.port), timeout=TIMEOUT) as sock:
         sock.sendall(head)
         assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
