@@ -20,6 +20,7 @@ once: a setting changed after the first call takes effect on the next batch.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import types
@@ -110,6 +111,17 @@ _SETTINGS = (
     "exit_timeout",
 )
 _lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork; the child
+    # has only the forking thread, so it starts with a fresh one.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _default() -> Client:

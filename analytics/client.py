@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import numbers
+import os
+import sys
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -134,6 +136,44 @@ def _set_debug(client: "Client", on: bool) -> None:
             _saved_level = None
 
 
+# --- fork safety --------------------------------------------------------------
+
+_live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    # multiprocessing children leave with os._exit(), which skips atexit: ask
+    # multiprocessing to run each client's exit drain in its own children too.
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is None:
+        return
+    for client in list(_live_clients):
+        if not client._mp_registered:
+            client._mp_registered = True
+            mp_util.register_after_fork(client, _mp_child_exit_hook)
+
+
+def _mp_child_exit_hook(client: "Client") -> None:
+    # Runs in a multiprocessing child after its bootstrap (which clears the
+    # finalizer registry); this finalizer runs from multiprocessing's exit
+    # function before os._exit(), and only once (weakref.finalize is one-shot).
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(client, client._finalizer, exitpriority=10)
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_live_clients):
+        try:
+            client._after_fork()
+        except Exception:  # pragma: no cover - never break the user's fork
+            log.exception("could not reset an analytics client after fork")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
 def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
     # Runs when the Client is garbage collected, or at interpreter exit.
     try:
@@ -250,16 +290,62 @@ class Client:
         self._config = Config(**checked, retry=retry_policy)
         if user_agent is not None:
             self._config.user_agent = str(user_agent)
-        self._stats = Stats()
-        self._queue = MemoryQueue(checked["max_queue_size"])
+        self._own_transport = transport is None
         self._transport: Transport = transport if transport is not None else RequestsTransport()
-        self._consumer = Consumer(self._config, self._queue, self._transport, CDPFormat(), self._stats, thread)
+        self._thread_count = thread
         self._closed = False
-        self._dropping = False
-        self._burst_drops = 0
+        self._mp_registered = False
+        self._build_engine(MemoryQueue(checked["max_queue_size"]))
         if checked["debug"]:
             _set_debug(self, True)
+        _live_clients.add(self)
+
+    def _build_engine(self, queue: MemoryQueue) -> None:
+        # Everything that is per process: counters, queue, consumer (threads,
+        # locks) and the exit hook.  Rebuilt in a forked child.
+        self._pid = os.getpid()
+        self._stats = Stats()
+        self._queue = queue
+        self._consumer = Consumer(self._config, queue, self._transport, CDPFormat(), self._stats, self._thread_count)
+        self._dropping = False
+        self._burst_drops = 0
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
+
+    def _after_fork(self, hooked: bool = True) -> None:
+        """Give this (forked child) process its own queue, consumer, locks, session and counters.
+
+        Called by the ``os.register_at_fork`` hook.  Messages the parent had
+        queued stay the parent's to deliver: the child starts empty.  If a
+        fork bypassed the hook (a C extension calling ``fork()`` directly) the
+        pid check at the next wake-up calls this with ``hooked=False``; the
+        messages in the inherited queue cannot be told apart, so they are
+        kept (a duplicate with the same messageId is better than a loss).
+        """
+        if self._pid == os.getpid():
+            return
+        self._finalizer.detach()  # the parent's exit hook is the parent's business
+        if self._own_transport:
+            self._transport = RequestsTransport()  # never share a socket with the parent
+        else:
+            after_fork = getattr(self._transport, "after_fork", None)
+            if callable(after_fork):
+                after_fork()
+        old = self._queue
+        queue = MemoryQueue(old.maxsize)
+        if not hooked:
+            # Only this thread runs in the child: the old lock may be held by
+            # a thread that no longer exists, so read the items without it.
+            for item in list(old._items):
+                queue.put(item)
+            log.warning("a fork bypassed os.register_at_fork; %d queued message(s) may be sent twice", len(queue))
+        self._build_engine(queue)
+        if not hooked and len(queue):
+            self._consumer.ensure_started()
+            self._consumer.wake()
+
+    def _check_pid(self) -> None:
+        if self._pid != os.getpid():
+            self._after_fork(hooked=False)
 
     def _apply(self, name: str, value: Any) -> None:
         # side effects of changing a setting on a live client
@@ -277,7 +363,7 @@ class Client:
     @property
     def thread(self) -> int:
         """Number of consumer threads (fixed at construction)."""
-        return self._consumer.thread_count
+        return self._thread_count
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -479,9 +565,12 @@ class Client:
         if self._dropping and n <= self._queue.maxsize // 2:
             self._end_burst()
         if n == 1 or n == cfg.upload_size:
-            if not self._consumer.started:
-                self._consumer.ensure_started()
-            self._consumer.wake()
+            if self._pid != os.getpid():
+                self._after_fork(hooked=False)
+            consumer = self._consumer
+            if not consumer.started:
+                consumer.ensure_started()
+            consumer.wake()
         return True, msg
 
     def _queue_full(self, msg: Message) -> None:
@@ -516,6 +605,7 @@ class Client:
         """
         if timeout is not None:
             _number("timeout", timeout, 0)
+        self._check_pid()
         target = self._queue.put_total
         if self._consumer.on_worker_thread():
             log.warning("flush() called from on_error does not wait; call it from another thread")
@@ -527,6 +617,7 @@ class Client:
 
     def stats(self) -> Dict[str, Any]:
         """Counters accounting for every message (see README "Stats")."""
+        self._check_pid()
         return self._stats.snapshot(self._queue.put_total, len(self._queue), self._consumer.in_flight())
 
     def shutdown(self, timeout: Optional[float] = None) -> int:
