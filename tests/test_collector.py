@@ -585,6 +585,158 @@ def test_reset_clears_records_counters_and_faults(collector: Collector) -> None:
     assert collector.duplicates == 0
 
 
+# -- request log and outages ---------------------------------------------------
+
+
+def test_request_log_records_every_batch_request_and_its_answer(collector: Collector) -> None:
+    """request_log has one entry per POST /v1/batch: arrival, answer time, status, Retry-After, stored."""
+    collector.fail_next(1, status=429, retry_after=2)
+    collector.drop_next()
+    collector.store_then_drop_next()
+    assert post(collector, [track(0)]).status_code == 429
+    for i in (1, 2):
+        with pytest.raises(requests.ConnectionError):
+            post(collector, [track(i), track(i + 10)])
+    assert post(collector, [track(3, event=None)]).status_code == 400
+    collector.delay = 0.1
+    assert post(collector, [track(4)]).status_code == 200
+    requests.get(collector.url + "/_collector/stats", timeout=TIMEOUT)  # control routes are not logged
+    log = collector.request_log
+    assert [(r.status, r.stored, r.messages, r.fault) for r in log] == [
+        (429, False, 0, True), (0, False, 0, True), (0, True, 2, True), (400, False, 0, False), (200, True, 1, False)]
+    assert [r.ambiguous for r in log] == [False, False, True, False, False]
+    assert log[0].retry_after == "2" and 1.9 < log[0].retry_until - log[0].answered_at <= 2.0
+    assert all(r.retry_after is None and r.retry_until is None for r in log[1:])
+    assert all(r.received_at <= r.answered_at for r in log)
+    assert [r.received_at for r in log] == sorted(r.received_at for r in log)
+    assert log[-1].answered_at - log[-1].received_at >= 0.1  # the delay comes before the answer
+    assert log[-1].received_at == collector.batches[-1].received_at
+    collector.reset()
+    assert collector.request_log == []
+
+
+def test_retry_after_violations_are_requests_inside_the_window(collector: Collector) -> None:
+    """A request that arrives before the Retry-After has passed is listed; one after it is not."""
+    collector.fail_next(1, status=503, retry_after="0.3")
+    assert post(collector, [track(0)]).status_code == 503
+    assert post(collector, [track(1)]).status_code == 200  # at once: inside the window
+    (answer, early), = collector.retry_after_violations()
+    assert (answer.status, early.status) == (503, 200)
+    assert collector.retry_after_violations(grace=5) == []  # "already on its way" covers it
+    assert collector.stats()["inside_retry_after"] == 1
+    time.sleep(0.35)  # let the window pass
+    assert post(collector, [track(2)]).status_code == 200
+    assert len(collector.retry_after_violations()) == 1
+
+
+def _connect_refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _wait_listening(c: Collector, timeout: float = TIMEOUT) -> bool:
+    deadline = time.monotonic() + timeout
+    while not c.listening and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return c.listening
+
+
+def test_outage_refuses_connections_then_listens_on_the_same_port(collector: Collector) -> None:
+    """outage(s): connects are refused and kept-alive connections closed; s later the same port serves again."""
+    port = collector.port
+    with requests.Session() as s:
+        assert post(collector, [track(0)], session=s).status_code == 200
+        start = time.time()
+        collector.outage(0.5)
+        assert not collector.listening and collector.running
+        assert _connect_refused(port)
+        with pytest.raises(requests.ConnectionError):
+            post(collector, [track(1)], session=s)  # the pooled connection was closed too
+        with socket.socket() as other:  # nobody else is given the port meanwhile
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.1", port))
+        stats = collector.stats()
+        assert (stats["listening"], stats["outages"]) == (False, 1)
+        assert _wait_listening(collector)
+        assert collector.port == port
+        assert post(collector, [track(2)], session=s).status_code == 200
+    (down_at, up_at), = collector.outages
+    assert start <= down_at and up_at - down_at >= 0.5
+    assert [m["messageId"] for m in collector.messages] == ["m-0", "m-2"]
+    assert not any(down_at <= r.received_at <= up_at for r in collector.request_log)
+    assert collector.stats()["listening"] is True
+
+
+def test_down_up_by_hand_and_stop_during_an_outage() -> None:
+    """down()/up() are idempotent; stop() while down releases the port and cancels the comeback."""
+    c = Collector().start()
+    port = c.port
+    c.down()
+    c.down()
+    assert _connect_refused(port)
+    c.up()
+    c.up()
+    assert post(c, [track()]).status_code == 200
+    c.outage(0.2)
+    c.stop()
+    assert not c.running and not c.listening
+    with socket.socket() as other:  # the port is free again
+        other.bind(("127.0.0.1", port))
+    time.sleep(0.3)  # past the cancelled comeback
+    assert not c.listening
+    with pytest.raises(ValueError):
+        c.outage(-1)
+    with pytest.raises(RuntimeError):
+        c.outage(1)
+
+
+def test_a_request_cut_by_an_outage_is_logged_as_ambiguous(collector: Collector) -> None:
+    """A batch stored while the server goes down loses its answer: logged stored with status 0."""
+    collector.delay = 0.3
+    outcome: "queue.Queue[Any]" = queue.Queue()
+
+    def send() -> None:
+        try:
+            outcome.put(post(collector, [track(0)]).status_code)
+        except requests.ConnectionError as exc:
+            outcome.put(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + TIMEOUT
+    while collector.stats()["requests"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    collector.down()  # the request is inside its 0.3 s delay
+    sender.join(TIMEOUT)
+    assert isinstance(outcome.get_nowait(), requests.ConnectionError)
+    deadline = time.monotonic() + TIMEOUT
+    while not collector.request_log and time.monotonic() < deadline:
+        time.sleep(0.005)
+    (record,) = collector.request_log
+    assert record.stored and record.status == 0 and record.ambiguous
+    assert collector.unique_ids == {"m-0"}
+    collector.up()
+
+
+def test_outage_over_http(collector: Collector) -> None:
+    """POST /_collector/faults {"outage": s} answers first (then closes that connection), then goes down."""
+    url = collector.url + "/_collector/faults"
+    for bad in (-1, "5", None, float("inf")):
+        r = requests.post(url, data=json.dumps({"outage": bad}), timeout=TIMEOUT)
+        assert r.status_code == 400, bad
+    assert collector.listening
+    r = requests.post(url, json={"outage": 0.3, "fail_next": {"n": 1}}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers["Connection"] == "close"
+    assert r.json() == {"success": True, "pending_faults": 1, "listening": False}
+    assert _connect_refused(collector.port)
+    assert _wait_listening(collector)
+    assert post(collector, [track()]).status_code == 500  # faults queued with it still apply
+    assert post(collector, [track()]).status_code == 200
+
+
 # -- control over HTTP ---------------------------------------------------------
 
 

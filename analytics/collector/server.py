@@ -29,7 +29,15 @@ Faults (queued with :meth:`Collector.fail_next`, :meth:`Collector.drop_next`,
 :meth:`Collector.store_then_drop_next`, consumed in FIFO order one per
 ``POST /v1/batch`` before auth; or drawn at random after
 :meth:`Collector.set_chaos`), plus :attr:`Collector.delay`, simulate a
-misbehaving server.
+misbehaving server.  :meth:`Collector.outage` (or :meth:`Collector.down` and
+:meth:`Collector.up`) takes the whole server away: connections to its port are
+refused until it listens again, on the same port.
+
+Every ``POST /v1/batch`` is also logged as a :class:`Request` (arrival time,
+when and how it was answered, the Retry-After sent, whether the batch was
+stored), see :attr:`Collector.request_log`, so a test can check timing:
+:meth:`Collector.retry_after_violations` lists requests that came while a
+Retry-After the collector sent was still running.
 
 Control routes, no auth, so a collector in another process can be driven::
 
@@ -40,6 +48,7 @@ Control routes, no auth, so a collector in another process can be driven::
          {"fail_next": {"n": 2, "status": 503, "retry_after": 1}}
          {"drop_next": {"n": 1}}  {"store_then_drop_next": {"n": 1}}  {"delay": 0.2}
          {"chaos": {"fail_rate": 0.2, "drop_rate": 0.05, "seed": 1}}
+         {"outage": 5}   (seconds; answered first, then the port refuses connections)
 
 ``python -m analytics.collector`` serves one from its own process.
 """
@@ -59,7 +68,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +79,7 @@ __all__ = [
     "Collector",
     "Batch",
     "Refusal",
+    "Request",
     "message_problem",
     "MAX_BODY_BYTES",
     "MAX_MESSAGE_BYTES",
@@ -129,6 +139,31 @@ class Refusal:
     reason: str
     received_at: float
     raw_size: int  #: body bytes after un-gzipping when that got that far, else as received
+
+
+@dataclass
+class Request:
+    """One ``POST /v1/batch`` as the collector saw it (see :attr:`Collector.request_log`).
+
+    Times are ``time.time()``.  ``status`` is what was answered, 0 when no answer
+    left (a dropped connection, or the answer could not be written).  ``stored``
+    says the batch was recorded as accepted: with ``status`` 0 that is the
+    ambiguous outcome (the batch arrived, the client cannot know it did).
+    """
+
+    received_at: float  #: when the body had been read
+    answered_at: float = 0.0  #: just before the answer was written or the connection reset
+    status: int = 0
+    stored: bool = False
+    messages: int = 0  #: messages stored by this request (0 unless stored)
+    retry_after: Optional[str] = None  #: the Retry-After header sent, verbatim
+    retry_until: Optional[float] = None  #: the time that Retry-After pointed to
+    fault: bool = False  #: an injected fault decided the answer
+
+    @property
+    def ambiguous(self) -> bool:
+        """Stored, but the client got no answer: it will send the batch again."""
+        return self.stored and self.status == 0
 
 
 _ABSENT: Dict[str, Any] = {}  # what message_problem reads for a missing object field
@@ -431,7 +466,8 @@ class Collector:
     ``Collector(host="127.0.0.1", port=0, write_keys=None, keep_messages=True)``;
     :meth:`start` serves on a daemon thread (port 0 picks a free one, see
     :attr:`url`), :meth:`stop` shuts down and closes every connection; it is also
-    a context manager.  With ``write_keys`` only those keys are accepted.  With
+    a context manager.  :meth:`down` / :meth:`up` / :meth:`outage` take the server
+    away and bring it back on the same port.  With ``write_keys`` only those keys are accepted.  With
     ``keep_messages=False`` only counters and message ids are kept (for runs with
     millions of events): :attr:`messages` and :attr:`batches` stay empty.
 
@@ -455,14 +491,24 @@ class Collector:
         self._changed = threading.Condition(self._lock)
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
+        self._started = False
+        self._lifecycle = threading.RLock()  # start/stop/down/up
+        self._placeholder: Optional[socket.socket] = None  # holds the port while down
+        self._up_timer: Optional[threading.Timer] = None
         self._clear()
 
     # -- lifecycle --------------------------------------------------------
 
     def start(self) -> "Collector":
         """Bind and serve on a daemon thread; returns self.  No-op if running."""
-        if self._server is not None:
-            return self
+        with self._lifecycle:
+            if self._started:
+                return self
+            self._serve()
+            self._started = True
+        return self
+
+    def _serve(self) -> None:
         server = _Server((self.host, self._port), self)
         self._port = server.server_address[1]
         self._server = server
@@ -472,20 +518,125 @@ class Collector:
         )
         self._thread.start()
         logger.debug("collector listening on %s", self.url)
-        return self
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket and open connections.  Idempotent."""
-        server, thread = self._server, self._thread
+        """Stop serving and close the listening socket and open connections.  Idempotent.
+
+        Also ends an outage for good: the port is released, nothing comes back.
+        """
+        with self._lifecycle:
+            if not self._started:
+                return
+            self._started = False
+            self._cancel_up_timer()
+            self._release_port()
+            server, thread = self._server, self._thread
+            self._server = self._thread = None
         if server is None:
             return
-        self._server = self._thread = None
         server.shutdown()
         server.close_connections()
         server.server_close()
         if thread is not None:
             thread.join(timeout=5.0)
         logger.debug("collector on port %d stopped", self._port)
+
+    # -- outages ----------------------------------------------------------
+
+    def down(self) -> None:
+        """Stop listening: from now on connections to :attr:`port` are refused.
+
+        The listening socket and every open connection are closed (a request
+        being answered at that moment may lose its answer: see
+        :attr:`Request.ambiguous`).  The port stays reserved for :meth:`up` by a
+        bound, non-listening socket, so no other program is given it meanwhile.
+        No-op when already down or not started.
+        """
+        self._down(keep=None)
+
+    def _down(self, keep: Optional[socket.socket]) -> None:
+        with self._lifecycle:
+            server, thread = self._server, self._thread
+            if not self._started or server is None:
+                return
+            self._server = self._thread = None
+            server.shutdown()  # serve_forever returns: nothing more is accepted
+            server.server_close()  # connections to the port are refused from here
+            self._placeholder = _hold_port(server.address_family, self.host, self._port)
+            server.close_connections(keep)
+            if thread is not None:
+                thread.join(timeout=5.0)
+            with self._lock:
+                self._outages.append([time.time(), None])
+        logger.debug("collector on port %d is down", self._port)
+
+    def up(self) -> None:
+        """Listen again on the same port after :meth:`down`.  No-op when listening or stopped."""
+        with self._lifecycle:
+            self._cancel_up_timer()
+            if not self._started or self._server is not None:
+                return
+            placeholder, self._placeholder = self._placeholder, None
+            try:
+                try:
+                    self._serve()
+                except OSError:
+                    if placeholder is None:
+                        raise
+                    # Where a bound socket blocks even SO_REUSEADDR binds (BSD), free the port first.
+                    placeholder.close()
+                    placeholder = None
+                    self._serve()
+            finally:
+                if placeholder is not None:
+                    placeholder.close()
+            with self._lock:
+                if self._outages and self._outages[-1][1] is None:
+                    self._outages[-1][1] = time.time()
+
+    def outage(self, seconds: float) -> None:
+        """Go :meth:`down` now and come back :meth:`up` on the same port ``seconds`` later.
+
+        Returns once the server is down; a timer thread brings it back (check
+        :attr:`listening`, or see :attr:`outages`).  Called during an outage, it
+        restarts the countdown.
+        """
+        if type(seconds) not in (int, float) or not seconds >= 0 or seconds == _INF:
+            raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
+        self._outage(float(seconds), keep=None)
+
+    def _outage(self, seconds: float, keep: Optional[socket.socket]) -> None:
+        with self._lifecycle:
+            if not self._started:
+                raise RuntimeError("the collector is not running")
+            self._down(keep)
+            self._cancel_up_timer()
+            timer = threading.Timer(seconds, self.up)
+            timer.name = f"collector-{self._port}-up"
+            timer.daemon = True
+            self._up_timer = timer
+            timer.start()
+
+    def _cancel_up_timer(self) -> None:
+        timer, self._up_timer = self._up_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _release_port(self) -> None:
+        placeholder, self._placeholder = self._placeholder, None
+        if placeholder is not None:
+            placeholder.close()
+
+    @property
+    def listening(self) -> bool:
+        """True while connections are accepted: started, not stopped, not down."""
+        return self._server is not None
+
+    @property
+    def outages(self) -> List[Tuple[float, Optional[float]]]:
+        """(down_at, up_at) for each outage, ``time.time()``; ``up_at`` None while down."""
+        with self._lock:
+            return [(start, end) for start, end in self._outages]
 
     def __enter__(self) -> "Collector":
         return self.start()
@@ -495,8 +646,8 @@ class Collector:
 
     @property
     def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._server is not None
+        """True between :meth:`start` and :meth:`stop` (also while down)."""
+        return self._started
 
     @property
     def port(self) -> int:
@@ -560,9 +711,13 @@ class Collector:
 
         Keys: ``fail_next``, ``drop_next``, ``store_then_drop_next`` (objects of
         the methods' keyword arguments), ``delay`` (seconds), ``chaos`` (keyword
-        arguments of :meth:`set_chaos`, or null to turn it off).  Everything is
-        checked before anything is applied; raises ValueError.
+        arguments of :meth:`set_chaos`, or null to turn it off), ``outage``
+        (seconds, see :meth:`outage`; applied last).  Everything is checked before
+        anything is applied; raises ValueError.
         """
+        self._apply_faults(spec, keep=None)
+
+    def _apply_faults(self, spec: Mapping[str, Any], keep: Optional[socket.socket]) -> None:
         if not isinstance(spec, Mapping):
             raise ValueError("the fault spec must be an object")
         actions: List[Any] = []
@@ -594,10 +749,17 @@ class Collector:
             elif key == "chaos":
                 kw = kwargs(key, ("fail_rate", "drop_rate", "status", "seed", "retry_after", "fail_every"))
                 actions.append((self._set_chaos, _make_chaos(**kw)))
+            elif key == "outage":
+                seconds = spec[key]
+                if type(seconds) not in (int, float) or not 0 <= seconds < _INF:
+                    raise ValueError(f"outage must be a finite number of seconds >= 0, not {seconds!r}")
+                outage = (self._outage, float(seconds), keep)
             else:
                 raise ValueError(f"unknown fault {key!r}")
         for func, *args in actions:
             func(*args)
+        if "outage" in spec:
+            outage[0](*outage[1:])
 
     def _set_chaos(self, chaos: Optional[_Chaos]) -> None:
         with self._lock:
@@ -640,6 +802,36 @@ class Collector:
             return self._duplicates
 
     @property
+    def request_log(self) -> List[Request]:
+        """Every ``POST /v1/batch``, in arrival order (copies; kept even without keep_messages).
+
+        A request is logged just before its answer is written, so once a client
+        has its answer the entry is there.
+        """
+        with self._lock:
+            return [replace(r) for r in self._request_log]
+
+    def retry_after_violations(self, slack: float = 0.02, grace: float = 0.0) -> List[Tuple[Request, Request]]:
+        """Requests that arrived while a Retry-After this collector sent was still running.
+
+        For each answer that carried a Retry-After, every request received more
+        than ``grace`` seconds after that answer was written and more than
+        ``slack`` seconds before the time the header pointed to is a violation.
+        ``slack`` absorbs clock jitter; ``grace`` lets through requests that were
+        already on their way when the answer left (a client's other threads or
+        connections).  Returns ``(answer, request)`` pairs in arrival order.
+        """
+        log = self.request_log
+        found = []
+        for answer in log:
+            if answer.retry_until is None:
+                continue
+            start, end = answer.answered_at + grace, answer.retry_until - slack
+            found.extend((answer, r) for r in log if start < r.received_at < end)
+        found.sort(key=lambda pair: pair[1].received_at)
+        return found
+
+    @property
     def connections(self) -> int:
         """TCP connections accepted (since start or the last :meth:`reset`)."""
         with self._lock:
@@ -653,7 +845,8 @@ class Collector:
         accepted batches (``compressed_bytes`` over the gzipped ones); ``dropped``
         counts connections reset instead of answered; ``inside_retry_after``
         counts batch requests that arrived while a Retry-After the collector sent
-        was still running.
+        was still running (see :meth:`retry_after_violations` for the details);
+        ``listening`` is False during an outage, ``outages`` counts them.
         """
         with self._lock:
             return {
@@ -674,6 +867,8 @@ class Collector:
                 "inside_retry_after": self._inside_retry_after,
                 "connections": self._connections,
                 "pending_faults": sum(n for _, n in self._faults),
+                "listening": self._server is not None,
+                "outages": len(self._outages),
             }
 
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
@@ -682,7 +877,10 @@ class Collector:
             return self._changed.wait_for(lambda: self._message_count >= count, timeout)
 
     def reset(self) -> None:
-        """Forget every record and counter, pending faults, chaos and delay."""
+        """Forget every record and counter, pending faults, chaos and delay.
+
+        An outage in progress goes on (:meth:`up` ends it); its record is forgotten.
+        """
         with self._lock:
             self._clear()
             self.delay = 0.0
@@ -701,6 +899,8 @@ class Collector:
         self._largest_bytes = self._largest_messages = 0
         self._dropped = self._inside_retry_after = self._connections = 0
         self._retry_until = 0.0
+        self._request_log: List[Request] = []
+        self._outages: List[List[Any]] = []
 
     # -- called by the handler --------------------------------------------
 
@@ -744,14 +944,23 @@ class Collector:
             if status == 0:
                 self._dropped += 1
 
-    def _open_retry_window(self, fault: _Fault) -> None:
+    def _open_retry_window(self, fault: _Fault) -> Optional[float]:
         """Note until when the Retry-After this fault is about to send asks clients to wait."""
         if fault.retry_after is None:
-            return
+            return None
         until = _parse_retry_after(fault.retry_after)
         if until is not None:
             with self._lock:
                 self._retry_until = until
+        return until
+
+    def _log_request(self, record: Request) -> None:
+        with self._lock:
+            self._request_log.append(record)
+
+    def _unanswered(self, record: Request) -> None:
+        with self._lock:
+            record.status = 0
 
     def _accept(self, batch: Batch, stored_then_dropped: bool) -> None:
         messages = batch.messages
@@ -820,9 +1029,11 @@ class _Server(ThreadingHTTPServer):
             self._open.discard(request)
         super().shutdown_request(request)
 
-    def close_connections(self) -> None:
+    def close_connections(self, keep: Optional[socket.socket] = None) -> None:
+        """Shut down every open connection but ``keep``."""
         with self._open_lock:
-            open_now, self._open = list(self._open), set()
+            open_now = [sock for sock in self._open if sock is not keep]
+            self._open.difference_update(open_now)
         for sock in open_now:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -831,6 +1042,23 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+def _hold_port(family: int, host: str, port: int) -> Optional[socket.socket]:
+    """A bound, non-listening socket on (host, port), or None if it cannot be had.
+
+    Connections to the port are refused, and no one else is given the port (a
+    bind without SO_REUSEADDR fails, ``bind(0)`` skips it), while a listener
+    with SO_REUSEADDR can still bind it (Linux): what an outage needs.
+    """
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 class _Drop(Exception):
@@ -1042,33 +1270,52 @@ class _Handler(BaseHTTPRequestHandler):
     def _post_batch(self, body: bytes, query: str) -> None:
         collector = self.server.collector
         received_at = time.time()
+        record = Request(received_at)
         fault = collector._begin()
+        record.fault = fault is not None
         if collector.delay > 0:
             time.sleep(collector.delay)
         if fault is not None and fault.kind == "fail":
             collector._refuse(fault.status, "fault", f"injected {fault.status}", len(body), received_at)
-            collector._open_retry_window(fault)  # before answering: the client may be quick
-            self._send(fault.status, fault.body, fault.headers, fault.content_type)
+            # before answering: the client may be quick
+            record.retry_until = collector._open_retry_window(fault)
+            if fault.retry_after is not None:
+                record.retry_after = str(fault.retry_after)
+            self._answer(record, fault.status, fault.body, fault.headers, fault.content_type)
             return
         if fault is not None and fault.kind == "drop":
             collector._refuse(0, "fault", "connection dropped", len(body), received_at)
-            raise _Drop
+            self._answer(record, 0)
         outcome = self._check_batch(body, received_at)
         if isinstance(outcome, Batch):
             collector._accept(outcome, stored_then_dropped=fault is not None)
-            if fault is not None:
-                raise _Drop
-            self._send(200, _OK_BODY)
+            record.stored, record.messages = True, len(outcome.messages)
+            self._answer(record, 0 if fault is not None else 200, _OK_BODY)
             return
         status, code, reason, raw_size = outcome
         if fault is not None:  # store-then-drop of a batch that could not be stored
             collector._refuse(0, "fault", f"connection dropped; would have answered {status} {code}",
                               raw_size, received_at)
-            raise _Drop
+            self._answer(record, 0)
         collector._refuse(status, code, reason, raw_size, received_at)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("refused batch: %d %s: %s", status, code, reason)
-        self._send(status, _error(code, reason))
+        self._answer(record, status, _error(code, reason))
+
+    def _answer(self, record: Request, status: int, body: bytes = b"",
+                headers: Sequence[Tuple[str, str]] = (), content_type: str = "application/json") -> None:
+        """Log ``record`` and answer with ``status``; status 0 resets the connection (raises _Drop)."""
+        collector = self.server.collector
+        record.answered_at = time.time()
+        record.status = status
+        collector._log_request(record)
+        if status == 0:
+            raise _Drop
+        try:
+            self._send(status, body, headers, content_type)
+        except OSError:
+            collector._unanswered(record)  # e.g. the collector went down meanwhile
+            raise
 
     def _check_batch(self, body: bytes, received_at: float) -> Union[Batch, Tuple[int, str, str, int]]:
         """The Batch to record, or (status, code, reason, raw_size) to refuse it."""
@@ -1171,10 +1418,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, _OK_BODY)
 
     def _post_faults(self, body: bytes, query: str) -> None:
+        collector = self.server.collector
         try:
             spec = json.loads(body or b"{}")
-            self.server.collector.apply_faults(spec)
+            # An outage keeps this connection open until the answer is out, then closes it.
+            collector._apply_faults(spec, keep=self.connection)
         except (ValueError, TypeError) as exc:
             self._send(400, _error("bad_request", str(exc)))
             return
-        self._send(200, _json({"success": True, "pending_faults": self.server.collector.stats()["pending_faults"]}))
+        stats = collector.stats()
+        if not stats["listening"]:
+            self.close_connection = True
+        self._send(200, _json({"success": True, "pending_faults": stats["pending_faults"],
+                               "listening": stats["listening"]}))
