@@ -25,5 +25,24 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# `make bench`: cdp-relay (from .venv) against the peer SDKs, which live in their
+# own virtualenv so they never touch .venv. BENCH_RUNS=N, BENCH_QUICK=1 and
+# BENCH_ARGS (e.g. --rst, --sdk posthog) pass through to benchmarks/run.py.
+BENCH_VENV  ?= .bench-venv
+BENCH_REQS  := benchmarks/requirements-peers.txt
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat $(BENCH_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
+
+$(BENCH_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(BENCH_STAMP): $(BENCH_VENV)/bin/python $(BENCH_REQS)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r $(BENCH_REQS)
+	rm -f $(BENCH_VENV)/.installed-*
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,491 @@
+"""``make bench``: cdp-relay against its peers, side by side.
+
+Starts the collector (``benchmarks/collector.py``, from ``.venv``) and the
+blackhole endpoint (``benchmarks/blackhole.py``) in their own processes, then
+runs every scenario for every SDK in a fresh subprocess
+(``benchmarks/sdk_runner.py``, with ``.venv``'s Python for cdp-relay and
+``.bench-venv``'s for the peers), takes the median of the runs, and prints one
+table: rows are figures, columns are SDKs.  The figures follow
+``shared/reference/benchmark-method.md``; ``benchmarks/README.md`` says how each
+is taken.  Results go to ``benchmarks/results/`` as JSON.
+
+    python benchmarks/run.py [--runs N] [--quick] [--sdk NAME ...] [--rst]
+    python benchmarks/run.py --from-json benchmarks/results/latest.json [--rst]
+
+``BENCH_RUNS`` and ``BENCH_QUICK=1`` in the environment work like ``--runs``
+and ``--quick``.  Only 127.0.0.1 is ever contacted.  Every subprocess has a
+timeout; a run that hangs is killed and its figures show as n/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+RUNNER = HERE / "sdk_runner.py"
+OUR_PYTHON = Path(os.environ.get("BENCH_OUR_PYTHON", ROOT / ".venv" / "bin" / "python"))
+PEER_PYTHON = Path(os.environ.get("BENCH_PEER_PYTHON", ROOT / ".bench-venv" / "bin" / "python"))
+
+OURS = "cdp-relay"
+SDKS = [OURS, "customerio-cdp-analytics", "segment-analytics-python", "posthog"]
+HEADINGS = {OURS: "cdp-relay (ours)"}
+EVENTS = 50_000
+BIG_QUEUE = 100_000  # "a queue large enough that nothing is dropped"
+
+
+# --- what is run ------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One scenario with one setting of threads and gzip, run once per SDK per run."""
+
+    key: str
+    scenario: str
+    threads: int = 1
+    gzip: bool = False
+    target: str = "collector"  # or "blackhole"
+    timeout: float = 150.0
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.threads} thr, gzip {'on' if self.gzip else 'off'}"
+
+
+@dataclass
+class Figure:
+    """One row of the table: a field of one case's results."""
+
+    name: str
+    case: str
+    field: str
+    unit: str
+    better: str  # "low" or "high"
+    label: str = ""
+
+
+def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
+    combos = [(1, False), (4, True)] if quick else [(1, False), (1, True), (4, False), (4, True)]
+    cases: List[Case] = []
+    for threads, gzip in combos:
+        cases.append(Case(f"burst-{threads}t-{'gz' if gzip else 'raw'}", "produce", threads, gzip,
+                          extra={"events": EVENTS}))
+    cases.append(Case("e2e", "produce", extra={"events": EVENTS, "max_queue_size": BIG_QUEUE}))
+    cases.append(Case("bigqueue", "bigqueue", target="blackhole", timeout=90.0,
+                      extra={"events": EVENTS, "max_queue_size": BIG_QUEUE}))
+    cases.append(Case("flush", "flush", timeout=120.0, extra={"rounds": 5, "flush_events": 10}))
+    cases.append(Case("shutdown", "shutdown", timeout=60.0))
+
+    bursts = [c for c in cases if c.key.startswith("burst-")]
+    figures: List[Figure] = []
+    for name, fld, unit, better in (
+        ("enqueue p50", "p50_us", "µs", "low"),
+        ("enqueue p99", "p99_us", "µs", "low"),
+        ("delivered while producing", "delivered_while_producing_per_s", "events/s", "high"),
+        (f"lost from a {EVENTS:,} burst", "lost", "events", "low"),
+    ):
+        for c in bursts:
+            figures.append(Figure(name, c.key, fld, unit, better, c.label))
+    figures += [
+        Figure("end-to-end", "e2e", "end_to_end_per_s", "events/s", "high", "1 thr, gzip off"),
+        Figure("CPU per event", "e2e", "cpu_us_per_event", "µs", "low", "1 thr, gzip off"),
+        Figure("memory per queued event", "bigqueue", "bytes_per_queued_event", "bytes", "low",
+               f"{EVENTS:,} queued"),
+        Figure("worst single call", "bigqueue", "worst_call_ms", "ms", "low", f"{EVENTS:,} queued"),
+        Figure("flush() of 10 events", "flush", "flush_ms", "ms", "low", "median of 5"),
+        Figure("idle shutdown()", "shutdown", "shutdown_ms", "ms", "low", ""),
+    ]
+    return cases, figures
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def child_env() -> Dict[str, str]:
+    """The environment for every child: no proxy (loopback only), no PostHog overrides."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.lower().endswith("_proxy") and not k.startswith(("POSTHOG_", "PYTHON"))}
+    env["NO_PROXY"] = env["no_proxy"] = "*"
+    return env
+
+
+class Server:
+    """A server subprocess that prints ``listening on URL`` once."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_dir: Path) -> None:
+        self.name = name
+        self.log = open(log_dir / f"{name}.log", "wb")
+        self.proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=self.log, cwd=str(ROOT),
+                                     env=child_env(), start_new_session=True)
+        line = self._first_line(15.0)
+        if not line.startswith("listening on "):
+            self.stop()
+            raise SystemExit(f"bench: the {name} did not start (said {line!r}); see {self.log.name}")
+        self.url = line.split()[-1]
+
+    def _first_line(self, timeout: float) -> str:
+        box: List[str] = []
+        reader = threading.Thread(target=lambda: box.append(self.proc.stdout.readline().decode().strip()),
+                                  daemon=True)
+        reader.start()
+        reader.join(timeout)
+        return box[0] if box else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def control(url: str, route: str, method: str = "GET") -> Dict[str, Any]:
+    req = urllib.request.Request(url + route, method=method, data=b"{}" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def python_for(sdk: str) -> Path:
+    return OUR_PYTHON if sdk == OURS else PEER_PYTHON
+
+
+def run_one(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str) -> Dict[str, Any]:
+    """Run one SDK on one case in a fresh process; its result dict (with ``error`` when it failed)."""
+    url = urls[case.target]
+    control(urls["collector"], "/_collector/reset", "POST")
+    cfg = {"sdk": sdk, "scenario": case.scenario, "url": url, "threads": case.threads, "gzip": case.gzip,
+           **case.extra}
+    err_path = log_dir / f"{tag}.stderr"
+    started = time.monotonic()
+    with open(err_path, "wb") as err:
+        proc = subprocess.Popen([str(python_for(sdk)), "-I", str(RUNNER), json.dumps(cfg)],
+                                stdout=subprocess.PIPE, stderr=err, cwd=str(log_dir), env=child_env(),
+                                start_new_session=True)
+        killed = False
+        try:
+            out, _ = proc.communicate(timeout=case.timeout)
+        except subprocess.TimeoutExpired:
+            killed = True
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only this run's processes
+            out, _ = proc.communicate(timeout=10)
+    result: Dict[str, Any] = {}
+    partial: Dict[str, Any] = {}
+    for line in out.decode(errors="replace").splitlines():
+        kind, _, payload = line.partition(" ")
+        if kind in ("BENCH-RESULT", "BENCH-PARTIAL"):
+            try:
+                (result if kind == "BENCH-RESULT" else partial).update(json.loads(payload))
+            except ValueError:
+                pass
+    if not result:
+        result = dict(partial)
+        why = f"killed after {case.timeout:g} s" if killed else f"exited {proc.returncode} without a result"
+        result["error"] = why + (" (figures of the producer loop kept)" if partial else "")
+        result["stderr_tail"] = _tail(err_path)
+    result.update(sdk=sdk, case=case.key, wall_s=time.monotonic() - started)
+    return result
+
+
+def _tail(path: Path, lines: int = 5) -> List[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+# --- figures ---------------------------------------------------------------------
+
+
+def medians(results: List[Dict[str, Any]], figures: List[Figure], sdks: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """{figure id: {sdk: {"value": median or None, "n": runs with a value, "runs": total}}}."""
+    table: Dict[str, Dict[str, Any]] = {}
+    for f in figures:
+        row: Dict[str, Any] = {}
+        for sdk in sdks:
+            runs = [r for r in results if r["sdk"] == sdk and r["case"] == f.case]
+            values = [r[f.field] for r in runs if isinstance(r.get(f.field), (int, float))]
+            row[sdk] = {"value": statistics.median(values) if values else None, "n": len(values),
+                        "runs": len(runs), "values": values}
+        table[figure_id(f)] = row
+    return table
+
+
+def figure_id(f: Figure) -> str:
+    return f"{f.case}.{f.field}"
+
+
+def fmt(value: Optional[float], unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit in ("events/s", "events", "bytes"):
+        return f"{value:,.0f}"
+    if unit == "µs":
+        return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:g}"
+
+
+def rows(figures: List[Figure], table: Dict[str, Dict[str, Any]], sdks: Sequence[str]) -> List[List[str]]:
+    out = [["figure"] + [HEADINGS.get(s, s) for s in sdks]]
+    for f in figures:
+        label = f"{f.name} ({f.unit}{', ' + f.label if f.label else ''})"
+        cells = []
+        for sdk in sdks:
+            cell = table[figure_id(f)][sdk]
+            text = fmt(cell["value"], f.unit)
+            if cell["runs"] and cell["n"] < cell["runs"]:
+                text += f" [{cell['n']}/{cell['runs']}]"
+            cells.append(text)
+        out.append([label] + cells)
+    return out
+
+
+def render_text(grid: List[List[str]]) -> str:
+    widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
+    lines = []
+    for n, r in enumerate(grid):
+        lines.append("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_rst(grid: List[List[str]]) -> str:
+    widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule]
+    for n, r in enumerate(grid):
+        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+        if n == 0:
+            lines.append(rule)
+    lines.append(rule)
+    return "\n".join(lines)
+
+
+# --- header ---------------------------------------------------------------------
+
+
+def machine() -> Dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "os": platform.platform(),
+            "driver_python": platform.python_version(), "load_at_start": load}
+
+
+def versions_from(results: List[Dict[str, Any]], sdks: Sequence[str]) -> Dict[str, Dict[str, str]]:
+    out: Dict[str, Dict[str, str]] = {}
+    for sdk in sdks:
+        for r in results:
+            if r["sdk"] == sdk and r.get("versions"):
+                out[sdk] = r["versions"]
+                break
+    return out
+
+
+def header(doc: Dict[str, Any]) -> List[str]:
+    m = doc["machine"]
+    load = m.get("load_at_start")
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gib')} GiB, {m['os']}"
+        + (f"; load average at start {load[0]:.2f}" if load else ""),
+        f"runs: {doc['config']['runs']} per figure (median){', quick' if doc['config']['quick'] else ''}; "
+        f"event: track(user_id, \"Product Purchased\", six properties), {doc['config']['event_bytes']} bytes "
+        f"as json.dumps of userId+event+properties; user ids cycle over 1,000",
+    ]
+    for sdk, v in doc["versions"].items():
+        extra = ", ".join(f"{k} {v[k]}" for k in ("requests", "urllib3", "orjson") if k in v)
+        lines.append(f"  {sdk} {v.get(sdk, '?')} on Python {v.get('python', '?')} ({extra})")
+    return lines
+
+
+def notes(doc: Dict[str, Any]) -> List[str]:
+    """What went wrong or looks wrong in the raw runs, one line each."""
+    out: List[str] = []
+    for r in doc["results"]:
+        where = f"{r['sdk']} / {r['case']}"
+        if r.get("error"):
+            out.append(f"{where}: {r['error']}" + (f" | {r['stderr_tail'][-1]}" if r.get("stderr_tail") else ""))
+        for key in ("flush_problem", "shutdown_problem"):
+            if r.get(key):
+                out.append(f"{where}: {key.replace('_', ' ')}: {r[key]}")
+        if r.get("blocked_network"):
+            out.append(f"{where}: NON-LOOPBACK NETWORK ATTEMPTED AND BLOCKED: {r['blocked_network'][:3]}")
+        if r.get("duplicates"):
+            out.append(f"{where}: {r['duplicates']} duplicate messages at the collector")
+        if r.get("quiet_reached") is False:
+            out.append(f"{where}: messages were still arriving at the time limit")
+        if r["case"] == "e2e" and r.get("lost"):
+            out.append(f"{where}: lost {r['lost']} with a {BIG_QUEUE:,} queue (end-to-end run)")
+        if r["case"] == "flush" and r.get("delivered_at_return") and not all(r["delivered_at_return"]):
+            out.append(f"{where}: flush() returned before its events had all arrived "
+                       f"({r['delivered_at_return'].count(False)} of {len(r['delivered_at_return'])} rounds)")
+    seen = set()
+    return [n for n in out if not (n in seen or seen.add(n))]
+
+
+def report(doc: Dict[str, Any], rst: bool) -> str:
+    cases, figures = plan(doc["config"]["quick"])
+    sdks = doc["config"]["sdks"]
+    grid = rows(figures, doc["table"], sdks)
+    parts = header(doc)
+    parts.append("")
+    parts.append(render_rst(grid) if rst else render_text(grid))
+    parts.append("")
+    parts.append("[n/m]: only n of m runs gave this figure (the others failed: see the notes). "
+                 "Lower is better except for events/s.")
+    problems = notes(doc)
+    if problems:
+        parts.append("notes:")
+        parts += [f"  - {p}" for p in problems]
+    return "\n".join(parts)
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def check_environment(sdks: Sequence[str]) -> None:
+    for sdk in sdks:
+        py = python_for(sdk)
+        if not py.exists():
+            hint = "make venv" if sdk == OURS else "make bench (it creates .bench-venv)"
+            raise SystemExit(f"bench: {py} is missing: run {hint}")
+    if OURS in sdks:
+        probe = subprocess.run([str(OUR_PYTHON), "-I", "-c",
+                                "import importlib.util as u; print(u.find_spec('posthog') is None "
+                                "and u.find_spec('segment') is None)"],
+                               capture_output=True, text=True, timeout=60, env=child_env())
+        if probe.stdout.strip() != "True":
+            print("bench: warning: a peer SDK is importable from .venv; the peers belong in .bench-venv",
+                  file=sys.stderr)
+    if any(s != OURS for s in sdks):
+        probe = subprocess.run([str(PEER_PYTHON), "-I", "-c",
+                                "import importlib.metadata as m\n"
+                                "try:\n m.version('cdp-relay'); print('ours')\n"
+                                "except m.PackageNotFoundError: print('clean')"],
+                               capture_output=True, text=True, timeout=60, env=child_env())
+        if probe.stdout.strip() != "clean":
+            raise SystemExit("bench: cdp-relay is installed in .bench-venv; it must hold only the peers")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default BENCH_RUNS or 3)")
+    parser.add_argument("--quick", action="store_true", help="1 run, fewer rows (or BENCH_QUICK=1)")
+    parser.add_argument("--sdk", action="append", choices=SDKS, help="only this SDK (repeatable)")
+    parser.add_argument("--rst", action="store_true", help="print the table as reStructuredText")
+    parser.add_argument("--from-json", type=Path, help="print the table of a saved result, run nothing")
+    args = parser.parse_args(argv)
+
+    if args.from_json:
+        print(report(json.loads(args.from_json.read_text()), args.rst))
+        return 0
+
+    quick = args.quick or os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    runs = args.runs if args.runs is not None else int(os.environ.get("BENCH_RUNS") or (1 if quick else 3))
+    if runs < 1:
+        parser.error("--runs must be at least 1")
+    sdks = [s for s in SDKS if not args.sdk or s in args.sdk]
+    check_environment(sdks)
+    cases, figures = plan(quick)
+
+    log_dir = Path(tempfile.mkdtemp(prefix="cdp-bench-"))
+    doc: Dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "config": {"runs": runs, "quick": quick, "sdks": sdks, "events": EVENTS, "big_queue": BIG_QUEUE,
+                   "event_bytes": _event_bytes(), "cases": [c.__dict__ for c in cases]},
+        "results": [],
+    }
+    total = runs * len(cases) * len(sdks)
+    n = 0
+    began = time.monotonic()
+    collector = blackhole = None
+    try:
+        collector = Server("collector", [str(OUR_PYTHON), str(HERE / "collector.py"), "--max-seconds", "3600"],
+                           log_dir)
+        blackhole = Server("blackhole", [str(OUR_PYTHON), str(HERE / "blackhole.py"), "--max-seconds", "3600"],
+                           log_dir)
+        urls = {"collector": collector.url, "blackhole": blackhole.url}
+        print(f"bench: {total} runs; collector {collector.url}, blackhole {blackhole.url}; logs in {log_dir}",
+              file=sys.stderr)
+        for run in range(1, runs + 1):
+            for case in cases:
+                for sdk in sdks:  # SDKs interleaved, so drifting machine load spreads over all of them
+                    n += 1
+                    result = run_one(sdk, case, urls, log_dir, f"{run}-{case.key}-{sdk}")
+                    result["run"] = run
+                    doc["results"].append(result)
+                    status = result.get("error") or "ok"
+                    print(f"bench: [{n}/{total}] run {run} {case.key:<14} {sdk:<26} {result['wall_s']:5.1f} s  "
+                          f"{status}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        print("bench: interrupted; reporting what ran", file=sys.stderr)
+    finally:
+        for server in (blackhole, collector):
+            if server is not None:
+                server.stop()
+
+    doc["elapsed_s"] = time.monotonic() - began
+    doc["versions"] = versions_from(doc["results"], sdks)
+    doc["table"] = medians(doc["results"], figures, sdks)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(doc, indent=1))
+    shutil.copyfile(path, RESULTS / "latest.json")
+    print(report(doc, args.rst))
+    print(f"\n{n} runs in {doc['elapsed_s']:.0f} s; results in {path.relative_to(ROOT)}", file=sys.stderr)
+    shutil.rmtree(log_dir, ignore_errors=True) if not any(r.get("error") for r in doc["results"]) else None
+    return 0
+
+
+def _event_bytes() -> int:
+    sys.path.insert(0, str(HERE))
+    try:
+        import sdk_runner
+
+        return len(json.dumps({"userId": sdk_runner.USER_IDS[0], "event": sdk_runner.EVENT,
+                               "properties": sdk_runner.make_properties(0)}))
+    finally:
+        sys.path.pop(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
