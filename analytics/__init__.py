@@ -39,6 +39,7 @@ from .errors import (
     MessageTooLargeError,
     QueueFullError,
     ShutdownError,
+    SpoolError,
     TransportError,
     UnserializableValueError,
 )

@@ -11,9 +11,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import encoding, messages
 from .consumer import Config, Consumer, report
-from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError
+from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .formats import CDPFormat
-from .queues import MemoryQueue
+from .queues import MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
 from .stats import Stats
 from .transport import RequestsTransport, Transport
@@ -139,6 +139,7 @@ def _set_debug(client: "Client", on: bool) -> None:
 # --- fork safety --------------------------------------------------------------
 
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+_abandoned: List[Any] = []  # a forked child's copies of the parent's spools: never closed, never used
 
 
 def _before_fork() -> None:
@@ -177,10 +178,12 @@ if hasattr(os, "register_at_fork"):
 def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
     # Runs when the Client is garbage collected, or at interpreter exit.
     try:
-        if consumer.started and not consumer.stopped:
+        if not consumer.stopped and (consumer.started or consumer.durable):
             consumer.stop(config.exit_timeout)
     finally:
         transport.close()
+        if consumer.durable:
+            consumer.queue.release()
 
 
 class Client:
@@ -254,6 +257,10 @@ class Client:
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         user_agent: Optional[str] = None,
+        spool_path: Optional[str] = None,
+        spool_max_bytes: Optional[int] = None,
+        spool_required: bool = False,
+        spool_sync: str = "normal",
     ) -> None:
         settings = dict(
             write_key=write_key,
@@ -295,7 +302,22 @@ class Client:
         self._thread_count = thread
         self._closed = False
         self._mp_registered = False
-        self._build_engine(MemoryQueue(checked["max_queue_size"]))
+        if spool_path is not None and not isinstance(spool_path, (str, os.PathLike)):
+            raise ConfigurationError(f"spool_path must be a file path, got {spool_path!r}")
+        if spool_sync not in ("normal", "full"):
+            raise ConfigurationError(f"spool_sync must be 'normal' or 'full', got {spool_sync!r}")
+        self._spool = (
+            None
+            if spool_path is None
+            else dict(
+                path=os.fspath(spool_path),
+                max_bytes=_number("spool_max_bytes", spool_max_bytes, 1, integer=True, allow_none=True),
+                synchronous=spool_sync.upper(),
+            )
+        )
+        self._spool_required = bool(spool_required)
+        self._spool_error: Optional[SpoolError] = None
+        self._build_engine(self._make_queue())
         if checked["debug"]:
             _set_debug(self, True)
         _live_clients.add(self)
@@ -310,6 +332,21 @@ class Client:
         self._dropping = False
         self._burst_drops = 0
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
+        if len(queue) and self._config.send:
+            self._consumer.ensure_started()  # messages left in a spool by an earlier process
+
+    def _make_queue(self) -> Any:
+        maxsize = self._config.max_queue_size
+        if self._spool is None:
+            return MemoryQueue(maxsize)
+        try:
+            return SQLiteQueue(maxsize=maxsize, **self._spool)
+        except SpoolError as exc:
+            if self._spool_required:
+                raise
+            self._spool_error = exc
+            log.error("%s; messages are kept in memory instead (not durable)", exc)
+            return MemoryQueue(maxsize)
 
     def _after_fork(self, hooked: bool = True) -> None:
         """Give this (forked child) process its own queue, consumer, locks, session and counters.
@@ -331,8 +368,12 @@ class Client:
             if callable(after_fork):
                 after_fork()
         old = self._queue
-        queue = MemoryQueue(old.maxsize)
-        if not hooked:
+        if old.durable:
+            # never touch the parent's SQLite connection; take a slot of our own
+            old.forget_after_fork()
+            _abandoned.append(old)
+        queue = self._make_queue()
+        if not hooked and not old.durable:
             # Only this thread runs in the child: the old lock may be held by
             # a thread that no longer exists, so read the items without it.
             for item in list(old._items):
@@ -340,7 +381,6 @@ class Client:
             log.warning("a fork bypassed os.register_at_fork; %d queued message(s) may be sent twice", len(queue))
         self._build_engine(queue)
         if not hooked and len(queue):
-            self._consumer.ensure_started()
             self._consumer.wake()
 
     def _check_pid(self) -> None:
@@ -359,6 +399,14 @@ class Client:
             self._config.retry.max_time = value
         elif name in ("write_key", "send") and self._config.send and self._config.write_key is None:
             log.warning("send is on but no write_key is set: requests will be refused as unauthorized")
+
+    @property
+    def spool_error(self) -> Optional[SpoolError]:
+        """Why the spool is not in use (could not open it, or the disk failed later), or None.
+
+        While this is set, new messages are kept in memory: not durable, but not lost.
+        """
+        return self._spool_error or getattr(self._queue, "degraded", None)
 
     @property
     def thread(self) -> int:
@@ -615,10 +663,26 @@ class Client:
             log.info("flush: %d message(s) still pending at the deadline", pending)
         return pending
 
+    def wait_durable(self, timeout: Optional[float] = None) -> int:
+        """Wait until every message accepted before the call is safe from a crash of this process.
+
+        With a spool (``spool_path``) a message is safe once its group is
+        committed to the file, a few milliseconds after the call; without
+        one, only once it was delivered (this is then the same as
+        :meth:`flush`).  Returns how many are not safe yet (0: all are).
+        """
+        if timeout is not None:
+            _number("timeout", timeout, 0)
+        self._check_pid()
+        if not self._queue.durable:
+            return self.flush(timeout)
+        return self._queue.wait_durable(None, timeout)
+
     def stats(self) -> Dict[str, Any]:
         """Counters accounting for every message (see README "Stats")."""
         self._check_pid()
-        return self._stats.snapshot(self._queue.put_total, len(self._queue), self._consumer.in_flight())
+        q = self._queue
+        return self._stats.snapshot(q.put_total, len(q), self._consumer.in_flight(), q.recovered)
 
     def shutdown(self, timeout: Optional[float] = None) -> int:
         """Deliver what is queued, stop the consumer threads and close the HTTP session.
@@ -636,6 +700,8 @@ class Client:
             dropped = self._consumer.stop(timeout)
         if not self._consumer.on_worker_thread():
             self._transport.close()
+            if self._queue.durable:
+                self._queue.release()
         _set_debug(self, False)
         return dropped
 

@@ -35,7 +35,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import APIError, DeliveryError, ShutdownError, TransportError
 from .formats import BatchFormat
-from .queues import MemoryQueue
 from .retry import RetryPolicy, parse_retry_after, retryable_status
 from .stats import Stats
 from .transport import Transport
@@ -74,7 +73,7 @@ class Consumer:
     def __init__(
         self,
         config: Config,
-        queue: MemoryQueue,
+        queue: Any,
         transport: Transport,
         fmt: BatchFormat,
         stats: Stats,
@@ -102,6 +101,14 @@ class Consumer:
         self._deadline: Optional[float] = None
         self.started = False
         self.stopped = False
+        self.durable = bool(getattr(queue, "durable", False))
+        if self.durable:
+            queue.on_stored = self._on_stored
+
+    def _on_stored(self, ready: int) -> None:
+        # the spool's writer committed a group: the workers can take it
+        with self._lock:
+            self._work.notify()
 
     # --- producer side ------------------------------------------------------
 
@@ -198,8 +205,14 @@ class Consumer:
             self._work.notify_all()
             self._interrupt.notify_all()
             threads = list(self._threads)
-        self.queue.close()
         current = threading.current_thread()
+        if self.durable:
+            # commit what is buffered first, so the workers can send it
+            self.queue.close(None if self._deadline is None else max(0.0, self._deadline - self._clock()))
+            with self._lock:
+                self._work.notify_all()
+        else:
+            self.queue.close()
         for t in threads:
             if t is current:
                 continue
@@ -207,6 +220,8 @@ class Consumer:
                 t.join()
             else:
                 t.join(max(0.0, self._deadline - self._clock()) + 0.05)
+        if self.durable and len(self.queue):
+            log.warning("%d message(s) not sent yet; kept in the spool %s for the next start", len(self.queue), self.queue.path)
         leftover = self.queue.take_all()
         if leftover:
             self._lose(leftover, ShutdownError("the client was shut down before these were sent"), "shutdown")
@@ -221,12 +236,12 @@ class Consumer:
                 got = self._next_batch()
                 if got is None:
                     return
-                token, items, drop = got
+                token, items, keys, drop = got
                 try:
                     if drop is not None:
                         self._lose(items, drop, "shutdown")
                     else:
-                        self.deliver(items)
+                        self.deliver(items, keys)
                 finally:
                     with self._lock:
                         del self._inflight[token]
@@ -239,22 +254,24 @@ class Consumer:
                 self._worker_ids.discard(threading.get_ident())
                 self._progress.notify_all()
 
-    def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[DeliveryError]]]:
+    def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
         cfg = self.config
         q = self.queue
         first_seen: Optional[float] = None
         drop: Optional[DeliveryError] = None
         with self._lock:
             while True:
-                n = len(q)
+                n = q.ready()
                 if n == 0:
-                    if self._stopping:
+                    if self._stopping and (not self.durable or not len(q) or self._past_deadline()):
                         return None
                     first_seen = None
-                    self._work.wait()
+                    self._work.wait(None if not len(q) else cfg.upload_interval)
                     continue
                 if self._stopping:
-                    if self._deadline is not None and self._clock() >= self._deadline:
+                    if self._past_deadline():
+                        if self.durable:
+                            return None  # the rest stays in the spool for the next process
                         drop = ShutdownError("the shutdown deadline passed before these were sent")
                     elif self._give_up is not None:
                         drop = ShutdownError(
@@ -271,41 +288,54 @@ class Consumer:
                     break
                 self._work.wait(cfg.upload_interval - waited)
             start = q.taken_total
+            keys = None
             if drop is not None:
                 items = q.take_all()
             else:
-                items = q.take(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
+                items, keys = q.take_batch(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
             token = self._next_token
             self._next_token += 1
             self._inflight[token] = (start, len(items))
-            if len(q) >= cfg.upload_size or (len(q) and self._flush_target > q.taken_total):
+            ready = q.ready()
+            if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
                 self._work.notify()  # more ready: let another worker start on it
-        return token, items, drop
+        return token, items, keys, drop
 
     # --- delivery -------------------------------------------------------------
 
-    def deliver(self, items: List[bytes]) -> int:
+    def deliver(self, items: List[bytes], keys: Optional[list] = None) -> int:
         """Send ``items`` (one batch), splitting on 413; every item ends delivered or reported.
 
+        ``keys`` are the durable queue's handles for ``items``: each part whose
+        fate is settled (delivered, or refused for good) is removed from the
+        spool; a part still unsent at the shutdown deadline stays there.
         Returns how many were delivered.
         """
         started = self._clock()
-        parts = [items]
+        parts = [(0, len(items))]
         delivered = 0
         while parts:
-            part = parts.pop()
+            lo, hi = parts.pop()
+            part = items[lo:hi]
             try:
                 outcome = self._attempt_part(part, started)
             except Exception as exc:  # a bug here must not lose track of the messages
                 log.exception("unexpected error while sending %d messages", len(part))
                 self._lose(part, DeliveryError(f"internal error: {exc!r}"), "retries_exhausted")
-                continue
+                outcome = False
             if outcome is None:
-                mid = len(part) // 2
-                parts.append(part[mid:])
-                parts.append(part[:mid])
-            elif outcome:
+                mid = lo + (hi - lo) // 2
+                parts.append((mid, hi))
+                parts.append((lo, mid))
+                continue
+            if outcome is _KEPT:
+                if keys is not None:
+                    self.queue.keep(keys[lo:hi])
+                continue
+            if outcome:
                 delivered += len(part)
+            if keys is not None:
+                self.queue.settle(keys[lo:hi], sum(len(i) for i in part))
         return delivered
 
     def _headers(self, compressed: bool) -> Dict[str, str]:
@@ -320,11 +350,15 @@ class Consumer:
             headers["Content-Encoding"] = "gzip"
         return headers
 
-    def _attempt_part(self, part: List[bytes], started: float) -> Optional[bool]:
+    def _attempt_part(self, part: List[bytes], started: float) -> Any:
         """Attempts for one request's worth of messages.
 
         Returns True when delivered, False when reported as lost, None when the
-        server refused it as too large and it must be split.
+        server refused it as too large and it must be split, and ``_KEPT``
+        when a durable queue keeps it for later (unsent at the shutdown
+        deadline).  With a durable queue a retryable failure is retried
+        without limit (capped backoff, ``Retry-After`` honoured): the spool
+        never gives a message up for a server that is down.
         """
         cfg = self.config
         policy = cfg.retry
@@ -364,6 +398,15 @@ class Consumer:
                     self._lose(part, error, "rejected", attempt)
                     return False
             # a retryable failure: wait and try again, within the limits
+            if self.durable:
+                wait = policy.next_wait(waits, retry_after) if attempt <= policy.max_retries else policy.cap
+                if retry_after is not None:
+                    wait = max(wait, retry_after)
+                if not self._sleep(wait):
+                    log.info("%d message(s) kept in the spool at shutdown (%s)", len(part), error)
+                    return _KEPT
+                self.stats.count_retry()
+                continue
             if attempt > policy.max_retries:
                 return self._exhausted(part, error, attempt, f"after {attempt} attempts")
             if retry_after is not None and retry_after > policy.max_retry_after:
@@ -388,6 +431,9 @@ class Consumer:
         self._lose(part, error, "retries_exhausted", attempt)
         return False
 
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and self._clock() >= self._deadline
+
     def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds`` unless the shutdown deadline comes first.  False when cut short by it."""
         end = self._clock() + seconds
@@ -408,6 +454,9 @@ class Consumer:
         self.stats.count_lost(reason, len(items), error)
         log.error("%d message(s) not delivered (%s): %s", len(items), reason, error)
         report(self.config.on_error, error, [_decode(i) for i in items])
+
+
+_KEPT = object()  # outcome: a durable queue keeps the part for later
 
 
 def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Exception, items: List[dict]) -> None:

@@ -5,6 +5,7 @@ Everything the library raises, or hands to ``on_error``, is an
 
     AnalyticsError
     ├── ConfigurationError (ValueError)      a Client option or module setting is wrong
+    ├── SpoolError                           the durable spool cannot be used (the client falls back)
     ├── InvalidMessageError (ValueError)     a call's arguments are wrong; raised at the call site
     │   ├── UnserializableValueError (TypeError)   a value JSON cannot carry (``.path`` names it)
     │   └── MessageTooLargeError                   the encoded message is over 32 KB
@@ -27,6 +28,7 @@ from typing import Any, Optional
 __all__ = [
     "AnalyticsError",
     "ConfigurationError",
+    "SpoolError",
     "InvalidMessageError",
     "UnserializableValueError",
     "MessageTooLargeError",
@@ -53,6 +55,15 @@ class AnalyticsError(Exception):
 
 class ConfigurationError(AnalyticsError, ValueError):
     """A Client option or module setting has a wrong type or value."""
+
+
+class SpoolError(AnalyticsError):
+    """The SQLite spool could not be opened or written (read-only path, full disk, all slots taken).
+
+    The client does not crash on it: it logs the error, keeps it as
+    ``client.spool_error`` and carries on with messages in memory.  Pass
+    ``spool_required=True`` to have ``Client(...)`` raise it instead.
+    """
 
 
 class InvalidMessageError(AnalyticsError, ValueError):

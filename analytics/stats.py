@@ -69,14 +69,21 @@ class Stats:
         with self._lock:
             self.direct += 1
 
-    def snapshot(self, queued_total: int, queued_now: int, in_flight: int) -> Dict[str, Any]:
-        """A plain dict of every counter (see the README's "Stats" section)."""
+    def snapshot(self, queued_total: int, queued_now: int, in_flight: int, recovered: int = 0) -> Dict[str, Any]:
+        """A plain dict of every counter (see the README's "Stats" section).
+
+        ``recovered`` messages were found in a spool at start (queued by an
+        earlier process): they are not ``accepted`` here, but this process
+        accounts for them, so ``accepted + recovered == delivered + failed +
+        dropped + pending``.
+        """
         with self._lock:
             failed = dict(self.failed)
             dropped = dict(self.dropped)
             return {
-                "accepted": queued_total + self.direct + self.refused_at_call,
-                "enqueued": queued_total + self.direct,
+                "accepted": queued_total - recovered + self.direct + self.refused_at_call,
+                "recovered": recovered,
+                "enqueued": queued_total - recovered + self.direct,
                 "delivered": self.delivered,
                 "failed": failed,
                 "dropped": dropped,

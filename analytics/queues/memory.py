@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import Deque, List, Optional
+from typing import Any, Deque, List, Optional, Tuple
 
 __all__ = ["MemoryQueue"]
 
@@ -24,6 +24,9 @@ class MemoryQueue:
     which lets the client tell when everything put before a moment was taken.
     """
 
+    durable = False
+    recovered = 0
+
     def __init__(self, maxsize: int) -> None:
         self._items: Deque[bytes] = deque()
         self._lock = threading.Lock()
@@ -35,6 +38,10 @@ class MemoryQueue:
         self.taken_total = 0
 
     def __len__(self) -> int:
+        return len(self._items)
+
+    def ready(self) -> int:
+        """Messages the consumer can take now (all of them)."""
         return len(self._items)
 
     def put(self, item: bytes, timeout: Optional[float] = 0.0) -> int:
@@ -94,6 +101,13 @@ class MemoryQueue:
             if self._waiting and out:
                 self._not_full.notify(len(out))
         return out
+
+    def take_batch(self, max_items: int, max_bytes: int) -> Tuple[List[bytes], None]:
+        """:meth:`take`, in the shape a durable queue answers (no keys to settle)."""
+        return self.take(max_items, max_bytes), None
+
+    def settle(self, keys: Any, sizes: int) -> None:
+        """Nothing to do: a message taken from memory is gone already."""
 
     def take_all(self) -> List[bytes]:
         """Remove and return everything queued (used to account for drops at a deadline)."""

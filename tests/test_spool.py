@@ -1,0 +1,438 @@
+"""The durable SQLite spool: survives SIGKILL, keeps what it could not send, never crashes the app."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import analytics
+from analytics import Client, RetryPolicy, SpoolError
+from analytics.collector import Collector
+from analytics.queues import SQLiteQueue
+from analytics.queues.sqlite import slot_paths
+
+from .conftest import FAST_RETRY, WRITE_KEY
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rows(path: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def run_script(body: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    script = "import sys\nsys.path.insert(0, %r)\n" % ROOT + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
+def invariant(s: dict) -> bool:
+    lost = sum(s["failed"].values()) + sum(s["dropped"].values())
+    return s["accepted"] + s["recovered"] == s["delivered"] + lost + s["pending"]
+
+
+def seqs(collector: Collector) -> list:
+    return [m["properties"]["seq"] for m in collector.messages]
+
+
+@pytest.fixture
+def spool(tmp_path):
+    return str(tmp_path / "events.db")
+
+
+@pytest.fixture
+def spool_client(collector, errors, spool):
+    made = []
+
+    def make(**kw):
+        kw.setdefault("host", collector.url)
+        kw.setdefault("on_error", errors)
+        kw.setdefault("retry_policy", RetryPolicy(max_retries=10, max_time=30, **FAST_RETRY))
+        kw.setdefault("spool_path", spool)
+        client = Client(WRITE_KEY, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.shutdown(timeout=5)
+
+
+def test_messages_are_delivered_and_removed_from_the_file(spool_client, collector, spool, errors):
+    client = spool_client()
+    for i in range(250):
+        client.track("u1", "Spooled", {"seq": i})
+    assert client.flush(timeout=10) == 0
+    assert collector.wait_for(250, timeout=5)
+    assert sorted(seqs(collector)) == list(range(250))
+    assert rows(spool) == 0
+    s = client.stats()
+    assert s["delivered"] == 250 and s["pending"] == 0 and invariant(s)
+    assert client.spool_error is None and not errors.calls
+
+
+def test_wait_durable_then_sigkill_loses_nothing(spool, collector):
+    """Once wait_durable() returned 0, a SIGKILL loses none of those messages; the next process sends them."""
+    out = run_script(
+        f"""
+        import os
+        from analytics import Client
+        c = Client("{WRITE_KEY}", host="http://127.0.0.1:9", spool_path={spool!r})
+        for i in range(300):
+            c.track("u1", "Before kill", {{"seq": i}})
+        print(c.wait_durable(timeout=10), flush=True)
+        os.kill(os.getpid(), 9)
+        """
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert out.stdout.strip() == "0"
+    assert rows(spool) == 300
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert client.stats()["recovered"] == 300
+        assert client.flush(timeout=10) == 0
+        assert collector.wait_for(300, timeout=5)
+        assert sorted(seqs(collector)) == list(range(300))
+        s = client.stats()
+        assert s["accepted"] == 0 and s["recovered"] == 300 and s["delivered"] == 300 and invariant(s)
+    finally:
+        client.shutdown()
+    assert rows(spool) == 0
+
+
+KILL_SCRIPT = """
+import sys, time
+from analytics import Client, RetryPolicy
+start, spool, url = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = Client("{key}", host=url, spool_path=spool, upload_interval=0.01,
+           retry_policy=RetryPolicy(base=0.01, cap=0.05))
+i = start
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    for _ in range(25):
+        c.track("u1", "Kill me", {{"seq": i}})
+        i += 1
+    if c.wait_durable(timeout=5) == 0:
+        print(i, flush=True)  # every seq below i is durable
+"""
+
+
+def test_sigkill_at_random_points_against_a_flaky_collector_loses_nothing_durable(spool, tmp_path):
+    """Processes killed at random moments while a collector fails part of the time: every durable message arrives."""
+    rng = random.Random(7)
+    script = tmp_path / "producer.py"
+    script.write_text(KILL_SCRIPT.format(key=WRITE_KEY))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    acknowledged = set()
+    with Collector(write_keys={WRITE_KEY}) as collector:
+        collector.set_chaos(fail_rate=0.2, drop_rate=0.05, seed=11)
+        start = 0
+        for _ in range(4):
+            proc = subprocess.Popen(
+                [sys.executable, str(script), str(start), spool, collector.url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                env=env,
+            )
+            durable_upto = start
+            kill_after = rng.uniform(5, 40)  # lines of durable progress before the kill
+            deadline = time.monotonic() + 20
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                durable_upto = int(line)
+                kill_after -= 1
+                if kill_after <= 0 or time.monotonic() > deadline:
+                    break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            acknowledged.update(range(start, durable_upto))
+            start = durable_upto + 10_000  # a fresh range per process
+        collector.set_chaos(fail_rate=0.0, drop_rate=0.0)
+        client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+        try:
+            assert client.flush(timeout=20) == 0
+        finally:
+            client.shutdown(timeout=5)
+        delivered = {}
+        for m in collector.messages:
+            delivered.setdefault(m["properties"]["seq"], set()).add(m["messageId"])
+    assert len(acknowledged) > 100
+    missing = acknowledged - set(delivered)
+    assert not missing, f"{len(missing)} durable messages lost, e.g. {sorted(missing)[:5]}"
+    # duplicates (a batch stored but its answer lost, or sent just before a kill) only by the same messageId
+    assert all(len(ids) == 1 for ids in delivered.values())
+    assert rows(spool) == 0
+
+
+def test_unreachable_server_at_exit_keeps_messages_for_the_next_process(spool, collector):
+    """At exit, what could not be sent within exit_timeout stays in the spool, is not reported lost, and is sent later."""
+    started = time.monotonic()
+    out = run_script(
+        f"""
+        from analytics import Client
+        lost = []
+        c = Client("{WRITE_KEY}", host="http://127.0.0.1:9", spool_path={spool!r}, exit_timeout=0.5,
+                   on_error=lambda e, items: lost.extend(items))
+        for i in range(120):
+            c.track("u1", "At exit", {{"seq": i}})
+        import atexit
+        atexit.register(lambda: print("lost", len(lost), flush=True))
+        """
+    )
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    assert "lost 0" in out.stdout
+    assert "kept in the spool" in out.stderr
+    assert elapsed < 10
+    assert rows(spool) == 120
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert client.flush(timeout=10) == 0
+    finally:
+        client.shutdown()
+    assert sorted(seqs(collector)) == list(range(120))
+
+
+def test_shutdown_deadline_with_server_down_keeps_everything(spool_client, spool, errors):
+    client = spool_client(host="http://127.0.0.1:9")
+    for i in range(50):
+        client.track("u1", "Down", {"seq": i})
+    assert client.wait_durable(timeout=5) == 0
+    assert client.shutdown(timeout=0.3) == 0  # nothing dropped
+    assert not errors.calls
+    s = client.stats()
+    assert s["pending"] == 50 and s["dropped"]["shutdown"] == 0 and invariant(s)
+    assert rows(spool) == 50
+
+
+def test_server_down_never_exhausts_retries_with_a_spool(spool_client, collector, errors):
+    """With a spool, a server that is down is waited for: max_retries and max_retry_time do not drop messages."""
+    client = spool_client(retry_policy=RetryPolicy(max_retries=1, max_time=0.05, base=0.01, cap=0.02))
+    collector.fail_next(30, status=503)
+    for i in range(20):
+        client.track("u1", "Patient", {"seq": i})
+    assert client.flush(timeout=20) == 0
+    assert sorted(seqs(collector)) == list(range(20))
+    assert not errors.calls
+    assert client.stats()["retries"] >= 30
+
+
+def test_rejected_messages_are_reported_and_removed(spool_client, collector, spool, errors):
+    client = spool_client()
+    collector.fail_next(1, status=400, body=b'{"code":"invalid","message":"no"}')
+    for i in range(10):
+        client.track("u1", "Rejected", {"seq": i})
+    assert client.flush(timeout=10) == 0
+    assert len(errors.items) == 10 and errors.calls[0][0].reason == "rejected"
+    assert rows(spool) == 0
+    assert invariant(client.stats())
+
+
+def test_two_clients_on_one_path_take_separate_slots(spool, collector):
+    a = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    b = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert a._queue.path == spool and b._queue.path == slot_paths(spool)[1]
+        for i in range(30):
+            a.track("u1", "A", {"seq": i})
+            b.track("u1", "B", {"seq": 100 + i})
+        assert a.flush(timeout=10) == 0 and b.flush(timeout=10) == 0
+        assert sorted(seqs(collector)) == list(range(30)) + list(range(100, 130))
+        assert collector.duplicates == 0
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_a_new_process_adopts_the_messages_of_slots_nobody_holds(spool, collector):
+    """Messages left in slot 1 by a process that died are sent by the next process to open the spool."""
+    holder = Client(WRITE_KEY, host="http://127.0.0.1:9", spool_path=spool)  # takes slot 0
+    out = run_script(
+        f"""
+        import os
+        from analytics import Client
+        c = Client("{WRITE_KEY}", host="http://127.0.0.1:9", spool_path={spool!r})
+        assert c._queue.path.endswith("events-1.db"), c._queue.path
+        for i in range(40):
+            c.track("u1", "Orphan", {{"seq": i}})
+        c.wait_durable(timeout=5)
+        os.kill(os.getpid(), 9)
+        """
+    )
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    holder.shutdown(timeout=0)
+    assert rows(slot_paths(spool)[1]) == 40
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert client.stats()["recovered"] == 40
+        assert client.flush(timeout=10) == 0
+    finally:
+        client.shutdown()
+    assert sorted(seqs(collector)) == list(range(40))
+    assert not os.path.exists(slot_paths(spool)[1])
+
+
+def test_every_slot_taken_falls_back_to_memory(tmp_path, collector):
+    path = str(tmp_path / "s.db")
+    held = [SQLiteQueue(p, 10) for p in slot_paths(path)]
+    try:
+        client = Client(WRITE_KEY, host=collector.url, spool_path=path)
+        assert isinstance(client.spool_error, SpoolError)
+        assert "slots" in str(client.spool_error)
+        client.track("u1", "Memory", {"seq": 1})
+        assert client.flush(timeout=5) == 0
+        assert seqs(collector) == [1]
+        client.shutdown()
+        with pytest.raises(SpoolError):
+            Client(WRITE_KEY, host=collector.url, spool_path=path, spool_required=True)
+    finally:
+        for q in held:
+            q.close()
+            q.release()
+
+
+def test_unwritable_path_falls_back_to_memory_with_a_clear_error(tmp_path, collector, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    path = str(blocker / "events.db")
+    client = Client(WRITE_KEY, host=collector.url, spool_path=path)
+    try:
+        assert isinstance(client.spool_error, SpoolError)
+        assert "a-file" in str(client.spool_error)
+        assert "kept in memory instead" in caplog.text
+        client.track("u1", "Memory", {"seq": 1})
+        assert client.flush(timeout=5) == 0
+    finally:
+        client.shutdown()
+    with pytest.raises(SpoolError):
+        Client(WRITE_KEY, host=collector.url, spool_path=path, spool_required=True)
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs a read-only /sys")
+def test_read_only_location_falls_back_to_memory(collector):
+    client = Client(WRITE_KEY, host=collector.url, spool_path="/sys/kernel/cdp-relay/events.db")
+    try:
+        assert isinstance(client.spool_error, SpoolError)
+        client.track("u1", "Memory", {"seq": 1})
+        assert client.flush(timeout=5) == 0
+    finally:
+        client.shutdown()
+
+
+def test_corrupt_file_is_moved_aside_and_a_new_spool_started(spool, collector, caplog):
+    with open(spool, "wb") as f:
+        f.write(b"this is not a SQLite database" * 100)
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert client.spool_error is None
+        assert "not a valid database" in caplog.text
+        aside = [n for n in os.listdir(os.path.dirname(spool)) if ".corrupt-" in n]
+        assert aside
+        client.track("u1", "Fresh", {"seq": 1})
+        assert client.flush(timeout=5) == 0
+    finally:
+        client.shutdown()
+    assert seqs(collector) == [1]
+
+
+def test_disk_full_mid_run_keeps_messages_in_memory(spool_client, collector, errors):
+    """A write that fails (SQLITE_FULL) switches the spool to memory: messages still arrive, nothing raises."""
+    client = spool_client(host="http://127.0.0.1:9")
+    q = client._queue
+    with q._db:
+        pages = q._conn.execute("PRAGMA page_count").fetchone()[0]
+        q._conn.execute(f"PRAGMA max_page_count={pages}")
+    big = {"blob": "x" * 4000}
+    for i in range(40):
+        client.track("u1", "Full", {"seq": i, **big})
+    assert client.wait_durable(timeout=5) > 0  # some could not be made durable
+    assert isinstance(client.spool_error, SpoolError)
+    assert "full" in str(client.spool_error)
+    client.host = collector.url
+    assert client.flush(timeout=10) == 0
+    assert sorted(seqs(collector)) == list(range(40))
+    assert not errors.calls
+    assert invariant(client.stats())
+
+
+def test_spool_is_bounded_by_messages_and_by_bytes(spool_client, errors):
+    client = spool_client(host="http://127.0.0.1:9", max_queue_size=20)
+    results = [client.track("u1", "Bounded", {"seq": i})[0] for i in range(30)]
+    assert results.count(False) == 10
+    assert [e.reason for e, _ in errors.calls] == ["queue_full"] * 10
+    client.shutdown(timeout=0)
+    errors.calls.clear()
+    other = spool_client(host="http://127.0.0.1:9", spool_path=client._queue.path + "-b.db", spool_max_bytes=3000)
+    sent = [other.track("u1", "Bytes", {"seq": i, "pad": "y" * 200})[0] for i in range(30)]
+    assert 0 < sent.count(True) < 30
+    assert all(e.reason == "queue_full" for e, _ in errors.calls)
+    s = other.stats()
+    assert s["dropped"]["queue_full"] == sent.count(False) and invariant(s)
+
+
+def test_backpressure_waits_for_room_in_the_spool(spool_client, collector):
+    collector.delay = 0.05
+    client = spool_client(max_queue_size=30, max_queue_wait=5.0, upload_size=10)
+    results = [client.track("u1", "Wait", {"seq": i})[0] for i in range(120)]
+    assert all(results)
+    assert client.flush(timeout=20) == 0
+    assert sorted(seqs(collector)) == list(range(120))
+
+
+def test_forked_child_takes_its_own_slot(spool, collector):
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool, upload_interval=0.05)
+    try:
+        for i in range(20):
+            client.track("u1", "Parent", {"seq": i})
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                assert client._queue.path != spool
+                for i in range(100, 130):
+                    client.track("u1", "Child", {"seq": i})
+                code = 0 if client.flush(timeout=10) == 0 else 2
+                client.shutdown()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert client.flush(timeout=10) == 0
+        assert collector.wait_for(50, timeout=5)
+    finally:
+        client.shutdown()
+    assert sorted(seqs(collector)) == list(range(20)) + list(range(100, 130))
+    assert collector.duplicates == 0
+
+
+def test_facade_takes_a_spool_per_client_option(spool, collector):
+    client = analytics.Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        client.track("u1", "Facade", {"seq": 1})
+        assert client.wait_durable(timeout=5) == 0
+        assert client.flush(timeout=5) == 0
+    finally:
+        client.shutdown()
+    assert json.loads(json.dumps(collector.messages[0]))["event"] == "Facade"
+
+
+def test_spool_options_are_checked(spool):
+    with pytest.raises(analytics.ConfigurationError):
+        Client(WRITE_KEY, spool_path=12)
+    with pytest.raises(analytics.ConfigurationError):
+        Client(WRITE_KEY, spool_path=spool, spool_sync="sometimes")
+    with pytest.raises(analytics.ConfigurationError):
+        Client(WRITE_KEY, spool_path=spool, spool_max_bytes=0)
