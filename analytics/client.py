@@ -94,6 +94,7 @@ _CHECKS: Dict[str, Callable[[Any], Any]] = {
     "upload_size": lambda v: _number("upload_size", v, 1, integer=True),
     "upload_interval": lambda v: _number("upload_interval", v, 0),
     "exit_timeout": lambda v: _number("exit_timeout", v, 0, allow_none=True),
+    "pace_wait": lambda v: _number("pace_wait", v, 0),
 }
 
 
@@ -135,6 +136,9 @@ def _set_debug(client: "Client", on: bool) -> None:
             _root_log.setLevel(_saved_level)
             _saved_level = None
 
+
+#: Calls pace every this many batches' worth of calls (see Consumer.pace).
+_PACE_BATCHES = 2
 
 # --- fork safety --------------------------------------------------------------
 
@@ -201,6 +205,12 @@ class Client:
     ``exit_timeout``
         Seconds the interpreter-exit hook spends delivering what is still
         queued (default 5); ``None`` waits for every retry.
+    ``pace_wait``
+        Seconds a call may wait, once per ``upload_size`` calls, for the
+        consumer to finish the batch it is sending, when a quarter of the
+        queue is used (default 0.005; 0 turns pacing off).  A thread calling
+        in a tight loop otherwise starves the consumer of the GIL and the
+        queue overflows.  Never waits while the consumer backs off.
     ``retry_policy``
         A :class:`~analytics.retry.RetryPolicy` for full control of waits.
     ``transport``
@@ -233,6 +243,7 @@ class Client:
     upload_size = _Setting()
     upload_interval = _Setting()
     exit_timeout = _Setting()
+    pace_wait = _Setting()
 
     def __init__(
         self,
@@ -254,6 +265,7 @@ class Client:
         max_queue_wait: Optional[float] = 0.0,
         max_retry_time: float = 60.0,
         exit_timeout: Optional[float] = 5.0,
+        pace_wait: float = 0.005,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         user_agent: Optional[str] = None,
@@ -279,6 +291,7 @@ class Client:
             max_queue_wait=max_queue_wait,
             max_retry_time=max_retry_time,
             exit_timeout=exit_timeout,
+            pace_wait=pace_wait,
         )
         checked = {name: _CHECKS[name](value) for name, value in settings.items()}
         if checked["send"] and checked["write_key"] is None:
@@ -331,6 +344,8 @@ class Client:
         self._consumer = Consumer(self._config, queue, self._transport, CDPFormat(), self._stats, self._thread_count)
         self._dropping = False
         self._burst_drops = 0
+        self._credits = 0
+        self._set_pace_from()
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
         if len(queue) and self._config.send:
             self._consumer.ensure_started()  # messages left in a spool by an earlier process
@@ -387,8 +402,15 @@ class Client:
         if self._pid != os.getpid():
             self._after_fork(hooked=False)
 
+    def _set_pace_from(self) -> None:
+        # pacing starts once a quarter of the queue is used, and never with pace_wait 0
+        cfg = self._config
+        self._pace_from = max(cfg.max_queue_size // 4, 2 * cfg.upload_size) if cfg.pace_wait else 1 << 62
+
     def _apply(self, name: str, value: Any) -> None:
         # side effects of changing a setting on a live client
+        if name in ("max_queue_size", "upload_size", "pace_wait"):
+            self._set_pace_from()
         if name == "max_queue_size":
             self._queue.maxsize = value
         elif name == "debug":
@@ -612,6 +634,15 @@ class Client:
             return False, msg
         if self._dropping and n <= self._queue.maxsize // 2:
             self._end_burst()
+        if n >= self._pace_from:
+            if self._consumer.pacing:
+                self._consumer.follow(cfg.pace_wait * _PACE_BATCHES)
+            else:
+                self._credits -= 1
+                if self._credits <= 0:
+                    # a longer wait every other batch keeps waiting calls under 1 %
+                    self._credits = _PACE_BATCHES * cfg.upload_size
+                    self._consumer.pace(cfg.pace_wait, _PACE_BATCHES)
         if n == 1 or n == cfg.upload_size:
             if self._pid != os.getpid():
                 self._after_fork(hooked=False)

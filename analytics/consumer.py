@@ -60,6 +60,7 @@ class Config:
         self.proxies: Optional[dict] = None
         self.upload_size = 100
         self.upload_interval = 0.5
+        self.pace_wait = 0.005
         self.on_error: Optional[Callable[[Exception, List[dict]], Any]] = None
         self.retry = RetryPolicy()
         self.user_agent = f"cdp-relay/{VERSION} (python)"
@@ -99,6 +100,10 @@ class Consumer:
         self._stopping = False
         self._give_up: Optional[BaseException] = None
         self._deadline: Optional[float] = None
+        self._not_before = 0.0  # no request before this clock time (Retry-After, shared by the workers)
+        self._sending = 0  # workers sending a batch right now (not waiting to retry)
+        self._completed = 0  # batches finished, for pacing
+        self.pacing = False  # a producer is waiting for the workers (Consumer.pace)
         self.started = False
         self.stopped = False
         self.durable = bool(getattr(queue, "durable", False))
@@ -139,6 +144,50 @@ class Consumer:
     def on_worker_thread(self) -> bool:
         """True when called from one of this consumer's workers (for example inside ``on_error``)."""
         return threading.get_ident() in self._worker_ids
+
+    def pace(self, max_wait: float, batches: int = 1) -> None:
+        """Let a busy producer give the workers a turn: wait until a batch finishes, at most ``max_wait``.
+
+        A thread that calls ``track()`` in a tight loop holds the GIL; each
+        time a worker needs it back (after every socket call) it waits a whole
+        switch interval (5 ms), so the worker delivers a few thousand messages
+        a second while the queue overflows.  The client calls this once per
+        ``batches * upload_size`` calls while the queue is filling up (waiting
+        for ``batches`` to finish); it returns at once unless a worker is
+        sending right now (not while it waits to retry).
+        """
+        with self._lock:
+            if not self._sending or self.pacing:
+                return
+            target = self._completed + batches
+            started = self._clock()
+            deadline = started + max_wait * batches
+            self.pacing = True  # other producer threads wait too (see follow)
+            try:
+                while self._completed < target and self._sending:
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        return
+                    self._progress.wait(remaining)
+            finally:
+                self.pacing = False
+                self._progress.notify_all()
+                self.stats.count_paced(self._clock() - started)
+
+    def follow(self, max_wait: float) -> None:
+        """Another producer thread is pacing: wait with it (at most ``max_wait``), or the
+        remaining producers would keep the GIL from the workers all the same."""
+        with self._lock:
+            if not self.pacing:
+                return
+            started = self._clock()
+            deadline = started + max_wait
+            while self.pacing:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                self._progress.wait(remaining)
+        self.stats.count_paced(self._clock() - started)
 
     # --- progress -------------------------------------------------------------
 
@@ -241,10 +290,17 @@ class Consumer:
                     if drop is not None:
                         self._lose(items, drop, "shutdown")
                     else:
-                        self.deliver(items, keys)
+                        with self._lock:
+                            self._sending += 1
+                        try:
+                            self.deliver(items, keys)
+                        finally:
+                            with self._lock:
+                                self._sending -= 1
                 finally:
                     with self._lock:
                         del self._inflight[token]
+                        self._completed += 1
                         self._progress.notify_all()
         except BaseException:  # pragma: no cover - only a bug in this library gets here
             log.exception("consumer thread stopped by an unexpected error")
@@ -366,6 +422,13 @@ class Consumer:
         attempt = 0
         while True:
             attempt += 1
+            gate = self._not_before - self._clock()
+            if gate > 0 and not self._sleep(gate):
+                # another worker was told to wait (Retry-After) and the shutdown deadline came first
+                if self.durable:
+                    return _KEPT
+                self._lose(part, ShutdownError("the shutdown deadline passed while waiting for Retry-After"), "shutdown")
+                return False
             timeout = cfg.timeout
             if self._deadline is not None:
                 timeout = min(timeout, max(0.05, self._deadline - self._clock()))
@@ -386,6 +449,10 @@ class Consumer:
                     log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
                     return True
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                if retry_after is not None and retryable_status(resp.status):
+                    # every worker waits: no request goes out before the server said
+                    with self._lock:
+                        self._not_before = max(self._not_before, self._clock() + retry_after)
                 error = _api_error(resp.status, resp.body, retry_after)
                 log.debug("attempt %d: %s", attempt, error)
                 if resp.status == 413:
@@ -438,13 +505,18 @@ class Consumer:
         """Wait ``seconds`` unless the shutdown deadline comes first.  False when cut short by it."""
         end = self._clock() + seconds
         with self._lock:
-            while True:
-                limit = end if self._deadline is None else min(end, self._deadline)
-                remaining = limit - self._clock()
-                if remaining <= 0:
-                    break
-                self._interrupt.wait(remaining)
-            return self._deadline is None or self._clock() < self._deadline
+            self._sending -= 1  # backing off: producers must not wait for us
+            self._progress.notify_all()
+            try:
+                while True:
+                    limit = end if self._deadline is None else min(end, self._deadline)
+                    remaining = limit - self._clock()
+                    if remaining <= 0:
+                        break
+                    self._interrupt.wait(remaining)
+                return self._deadline is None or self._clock() < self._deadline
+            finally:
+                self._sending += 1
 
     def _lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
         """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""

@@ -33,6 +33,8 @@ class Stats:
         self.failed: Dict[str, int] = dict.fromkeys(FAILED_REASONS, 0)
         self.dropped: Dict[str, int] = dict.fromkeys(DROPPED_REASONS, 0)
         self.last_error: Optional[str] = None
+        self.paced = 0  # calls that waited for the consumer (pacing)
+        self.paced_seconds = 0.0
 
     def count_request(self, raw: int, sent: int) -> None:
         with self._lock:
@@ -65,6 +67,11 @@ class Stats:
             if error is not None:
                 self.last_error = str(error)
 
+    def count_paced(self, seconds: float) -> None:
+        with self._lock:
+            self.paced += 1
+            self.paced_seconds += seconds
+
     def count_direct(self) -> None:
         with self._lock:
             self.direct += 1
@@ -95,5 +102,7 @@ class Stats:
                 "requests": self.requests,
                 "bytes_raw": self.bytes_raw,
                 "bytes_sent": self.bytes_sent,
+                "paced": self.paced,
+                "paced_seconds": self.paced_seconds,
                 "last_error": self.last_error,
             }
