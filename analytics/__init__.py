@@ -12,10 +12,10 @@ or create clients of your own: ``from analytics import Client``.
 Module settings (``write_key``, ``host``/``endpoint``, ``on_error``, ``debug``,
 ``send``, ``sync_mode``, ``max_queue_size``, ``gzip``, ``timeout``,
 ``max_retries``, ``upload_size``, ``upload_interval``, ``proxies`` and this
-library's ``max_queue_wait``, ``max_retry_time``, ``exit_timeout``) are
+library's ``max_queue_wait``, ``max_retry_time``, ``exit_timeout``, ``pace_wait``) are
 checked when assigned and, once the shared client exists, applied to it at
 once: a setting changed after the first call takes effect on the next batch.
-``thread`` is read only when the shared client is created.
+``thread`` and ``spool_path`` are read only when the shared client is created.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ __all__ = [
     "join",
     "shutdown",
     "stats",
+    "wait_durable",
     "default_client",
 ]
 
@@ -89,6 +90,9 @@ thread = 1
 max_queue_wait: Optional[float] = 0.0
 max_retry_time = 60.0
 exit_timeout: Optional[float] = 5.0
+pace_wait = 0.005
+#: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
+spool_path: Optional[str] = None
 
 #: The shared client, created by the first call; set it to None to start afresh.
 default_client: Optional[Client] = None
@@ -110,7 +114,9 @@ _SETTINGS = (
     "max_queue_wait",
     "max_retry_time",
     "exit_timeout",
+    "pace_wait",
 )
+_CREATION_SETTINGS = ("thread", "spool_path")
 _lock = threading.Lock()
 
 
@@ -134,7 +140,7 @@ def _default() -> Client:
         if default_client is None:
             mod = sys.modules[__name__]
             settings = {name: getattr(mod, name) for name in _SETTINGS}
-            default_client = Client(thread=mod.thread, **settings)
+            default_client = Client(thread=mod.thread, spool_path=mod.spool_path, **settings)
         return default_client
 
 
@@ -190,6 +196,12 @@ def join(timeout: Optional[float] = None) -> int:
     return shutdown(timeout)
 
 
+def wait_durable(timeout: Optional[float] = None) -> int:
+    """Wait until the shared client's messages are safe from a crash (see :meth:`Client.wait_durable`)."""
+    client = default_client
+    return 0 if client is None else client.wait_durable(timeout)
+
+
 def stats() -> Dict[str, Any]:
     """The shared client's counters (all zero before the first call)."""
     client = default_client
@@ -214,6 +226,8 @@ class _Facade(types.ModuleType):
                 _client_module._CHECKS[name](value)  # check now, not at the first call
         elif name == "thread":
             _client_module._number("thread", value, 1, integer=True)
+        elif name == "spool_path" and value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigurationError(f"spool_path must be a file path, got {value!r}")
         super().__setattr__(name, value)
 
     @property

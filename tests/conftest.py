@@ -69,7 +69,7 @@ def make_client(collector: Collector, errors: Errors):
 @pytest.fixture(autouse=True)
 def _reset_facade() -> Iterator[None]:
     """Each test starts with the module facade's defaults and no shared client."""
-    saved = {name: getattr(analytics, name) for name in analytics._SETTINGS + ("thread",)}
+    saved = {name: getattr(analytics, name) for name in analytics._SETTINGS + analytics._CREATION_SETTINGS}
     level = logging.getLogger("customerio").level
     yield
     analytics.shutdown(timeout=2)

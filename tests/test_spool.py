@@ -436,3 +436,16 @@ def test_spool_options_are_checked(spool):
         Client(WRITE_KEY, spool_path=spool, spool_sync="sometimes")
     with pytest.raises(analytics.ConfigurationError):
         Client(WRITE_KEY, spool_path=spool, spool_max_bytes=0)
+
+
+def test_module_facade_uses_a_spool(spool, collector):
+    analytics.write_key = WRITE_KEY
+    analytics.host = collector.url
+    analytics.spool_path = spool
+    analytics.track("u1", "Facade spool", {"seq": 7})
+    assert analytics.default_client._queue.path == spool
+    assert analytics.wait_durable(timeout=5) == 0
+    assert analytics.flush(timeout=5) == 0
+    assert seqs(collector) == [7]
+    with pytest.raises(analytics.ConfigurationError):
+        analytics.spool_path = 3.5
