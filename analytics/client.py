@@ -16,7 +16,7 @@ from .formats import CDPFormat
 from .queues import MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
 from .stats import Stats
-from .transport import RequestsTransport, Transport
+from .transport import HTTPTransport, Transport
 from .version import VERSION
 
 __all__ = ["Client", "DEFAULT_HOST"]
@@ -311,7 +311,7 @@ class Client:
         if user_agent is not None:
             self._config.user_agent = str(user_agent)
         self._own_transport = transport is None
-        self._transport: Transport = transport if transport is not None else RequestsTransport()
+        self._transport: Transport = transport if transport is not None else HTTPTransport()
         self._thread_count = thread
         self._closed = False
         self._mp_registered = False
@@ -377,7 +377,7 @@ class Client:
             return
         self._finalizer.detach()  # the parent's exit hook is the parent's business
         if self._own_transport:
-            self._transport = RequestsTransport()  # never share a socket with the parent
+            self._transport = HTTPTransport()  # never share a socket with the parent
         else:
             after_fork = getattr(self._transport, "after_fork", None)
             if callable(after_fork):
