@@ -88,6 +88,23 @@ def assert_stats_sum(stats: dict) -> None:
     assert stats["pending"] == stats["queued"] + stats["in_flight"], stats
 
 
+def stable_stats(client: Client) -> dict:
+    """client.stats() taken twice in a row until both agree.
+
+    One snapshot reads the queue, the batches in flight and the counters one
+    after the other, so while a worker takes or settles a batch it can count it
+    twice (the README promises the sums only "at any quiet moment"); two equal
+    snapshots in a row are such a moment.
+    """
+    previous = client.stats()
+    for _ in range(100):
+        current = client.stats()
+        if current == previous:
+            return current
+        previous = current
+    return previous
+
+
 def check_flush(client: Client, timeout: float) -> int:
     """``client.flush(timeout)``, checked against the stats taken just before and just after it.
 
@@ -96,9 +113,9 @@ def check_flush(client: Client, timeout: float) -> int:
     ``pending after <= flush's count <= pending before``, and when nothing
     settled between the two snapshots all three are equal.
     """
-    before = client.stats()
+    before = stable_stats(client)
     pending = client.flush(timeout=timeout)
-    after = client.stats()
+    after = stable_stats(client)
     assert_stats_sum(before)
     assert_stats_sum(after)
     if not after["pending"] <= pending <= before["pending"]:
@@ -271,12 +288,12 @@ def test_server_down_for_5_seconds_then_back(make_client, collector, errors):
     drain(client, within=10)
     assert client.stats()["delivered"] == 1000
 
-    collector.outage(5.0)
     down = time.monotonic()
+    collector.outage(5.0)
     requests_before = client.stats()["requests"]
     sent += produce(client, 2000, start=1000)
     pending = client.flush(timeout=0.5)
-    stats = client.stats()
+    stats = stable_stats(client)
     assert not collector.listening  # still down: nothing could have been delivered
     assert pending == stats["pending"] == stats["accepted"] - stats["delivered"] == 2000
     assert stats["requests"] > requests_before + 1  # it keeps trying (connections refused)
@@ -284,7 +301,7 @@ def test_server_down_for_5_seconds_then_back(make_client, collector, errors):
     assert_stats_sum(stats)
 
     drain(client, within=20, step=1.0)
-    assert time.monotonic() - down >= 5.0 - SLACK  # nothing got through before the server was back
+    assert time.monotonic() - down >= 5.0  # nothing got through before the server was back
 
     assert_nothing_lost(client, collector, errors, sent)
     assert collector.duplicates == 0 and not any(r.ambiguous for r in collector.request_log)
@@ -428,9 +445,9 @@ def test_flush_count_with_two_threads(make_client, collector, errors):
     deadline = time.monotonic() + 5
     while client.stats()["delivered"] < 100 and time.monotonic() < deadline:
         time.sleep(0.005)
-    before = client.stats()
+    before = stable_stats(client)
     pending = client.flush(timeout=0.2)
-    after = client.stats()
+    after = stable_stats(client)
     assert before["pending"] == after["pending"] == 100  # A is still waiting: the setting holds
     assert after["delivered"] == 100 and lost(after) == 0
     try:
