@@ -1,0 +1,48 @@
+"""A WSGI app for tests/test_fork.py, served by a real gunicorn with ``--preload``.
+
+At import time (in the gunicorn master, because of ``--preload``) it points
+the module facade at the collector named by the environment and tracks one
+``app-loaded`` event, which is still queued when the master forks its
+workers.  Routes:
+
+``GET /track?n=N``
+    tracks ``request`` for ``user-N`` with properties ``{"n": N, "pid": <worker pid>}``
+``GET /ping``
+    tracks nothing
+
+Every answer is JSON ``{"pid": <worker pid>, "master": <master pid>, "ok": <track's success>}``.
+
+Environment: ``FORKAPP_WRITE_KEY``, ``FORKAPP_HOST`` (the collector's URL),
+``FORKAPP_UPLOAD_INTERVAL`` (seconds, default 1).
+"""
+
+import json
+import os
+from urllib.parse import parse_qs
+
+import analytics
+
+analytics.write_key = os.environ["FORKAPP_WRITE_KEY"]
+analytics.host = os.environ["FORKAPP_HOST"]
+analytics.upload_interval = float(os.environ.get("FORKAPP_UPLOAD_INTERVAL", "1"))
+
+MASTER_PID = os.getpid()
+analytics.track("gunicorn-master", "app-loaded", {"pid": MASTER_PID})
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO") or "/"
+    pid = os.getpid()
+    ok = None
+    if path == "/track":
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        n = int(query["n"][0])
+        ok, _ = analytics.track(f"user-{n}", "request", {"n": n, "pid": pid})
+        status = "200 OK" if ok else "500 Internal Server Error"
+    elif path == "/ping":
+        status = "200 OK"
+    else:
+        status = "404 Not Found"
+    body = json.dumps({"pid": pid, "master": MASTER_PID, "ok": ok}).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
