@@ -152,7 +152,7 @@ def _before_fork() -> None:
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is None:
         return
-    for client in list(_live_clients):
+    for client in _clients():
         if not client._mp_registered:
             client._mp_registered = True
             mp_util.register_after_fork(client, _mp_child_exit_hook)
@@ -167,8 +167,28 @@ def _mp_child_exit_hook(client: "Client") -> None:
     mp_util.Finalize(client, client._finalizer, exitpriority=10)
 
 
+def _register_mp_exit_if_in_child(client: "Client") -> None:
+    # A client created inside a multiprocessing child (the shared client made
+    # by the first call in a Pool task, say) missed _before_fork: register its
+    # exit drain with multiprocessing now, or os._exit() skips it.
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.parent_process() is not None:
+        client._mp_registered = True
+        _mp_child_exit_hook(client)
+
+
+def _clients() -> List["Client"]:
+    # A copy of the live clients; another thread may be creating one meanwhile.
+    for _ in range(5):
+        try:
+            return list(_live_clients)
+        except RuntimeError:  # the set changed size during iteration
+            continue
+    return []
+
+
 def _after_fork_in_child() -> None:
-    for client in list(_live_clients):
+    for client in _clients():
         try:
             client._after_fork()
         except Exception:  # pragma: no cover - never break the user's fork
@@ -334,6 +354,7 @@ class Client:
         if checked["debug"]:
             _set_debug(self, True)
         _live_clients.add(self)
+        _register_mp_exit_if_in_child(self)
 
     def _build_engine(self, queue: MemoryQueue) -> None:
         # Everything that is per process: counters, queue, consumer (threads,

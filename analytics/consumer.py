@@ -44,6 +44,8 @@ __all__ = ["Consumer", "Config"]
 
 log = logging.getLogger("customerio.analytics")
 
+#: How long stop() waits for workers to report after aborting their hung requests.
+_ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
 _LIVENESS_CHECK_S = 0.25
 _GZIP_LEVEL = 6
@@ -94,7 +96,9 @@ class Consumer:
         self._interrupt = threading.Condition(self._lock)  # retry waits; woken by shutdown
         self._threads: List[threading.Thread] = []
         self._worker_ids: set = set()
-        self._inflight: Dict[int, Tuple[int, int]] = {}  # token -> (first queue index, count)
+        self._inflight: Dict[int, Tuple[int, int, List[bytes], Optional[list]]] = {}  # token -> (first index, count, items, keys)
+        self._abandoned: set = set()  # tokens given up at the shutdown deadline while their request hung
+        self._current = threading.local()  # the token the calling worker is sending
         self._next_token = 0
         self._flush_target = 0
         self._stopping = False
@@ -194,15 +198,16 @@ class Consumer:
     def in_flight(self) -> int:
         """Messages taken from the queue whose fate is not settled yet."""
         with self._lock:
-            return sum(n for _, n in self._inflight.values())
+            return sum(entry[1] for entry in self._inflight.values())
 
-    def _low_watermark(self) -> int:
-        # Queue index of the oldest message not settled yet (lock held).
-        low = self.queue.taken_total
-        for start, _ in self._inflight.values():
-            if start < low:
-                low = start
-        return low
+    def _unsettled_before(self, target: int) -> int:
+        # How many of the first ``target`` queued messages are not settled (lock held):
+        # those still queued, and those in batches being sent (by any worker).
+        n = max(0, target - self.queue.taken_total)
+        for start, count, _, _ in self._inflight.values():
+            if start < target:
+                n += min(start + count, target) - start
+        return n
 
     def wait_settled(self, target: int, timeout: Optional[float]) -> int:
         """Send now, and wait until the first ``target`` queued messages are settled.
@@ -216,12 +221,12 @@ class Consumer:
                 self._flush_target = target
             self._work.notify_all()
             while True:
-                low = self._low_watermark()
-                if low >= target:
+                pending = self._unsettled_before(target)
+                if not pending:
                     return 0
                 now = self._clock()
                 if deadline is not None and now >= deadline:
-                    return target - low
+                    return pending
                 if not self._stopping and not any(t.is_alive() for t in self._threads):
                     self._lock.release()
                     try:
@@ -262,13 +267,14 @@ class Consumer:
                 self._work.notify_all()
         else:
             self.queue.close()
-        for t in threads:
-            if t is current:
-                continue
+        others = [t for t in threads if t is not current]
+        for t in others:
             if self._deadline is None:
                 t.join()
             else:
                 t.join(max(0.0, self._deadline - self._clock()) + 0.05)
+        if any(t.is_alive() for t in others):
+            self._abandon_hung_requests(others)
         if self.durable and len(self.queue):
             log.warning("%d message(s) not sent yet; kept in the spool %s for the next start", len(self.queue), self.queue.path)
         leftover = self.queue.take_all()
@@ -276,6 +282,37 @@ class Consumer:
             self._lose(leftover, ShutdownError("the client was shut down before these were sent"), "shutdown")
         self.stopped = True
         return self.stats.dropped["shutdown"] - dropped_before
+
+    def _abandon_hung_requests(self, workers: List[threading.Thread]) -> None:
+        # Past the deadline a worker still waits for an answer: wake it by
+        # aborting the connections (it then reports its batch itself), and
+        # report for those that stay stuck (a transport that cannot abort).
+        abort = getattr(self.transport, "abort", None)
+        if callable(abort):
+            try:
+                abort()
+            except Exception:  # pragma: no cover
+                log.exception("could not abort the transport's connections")
+            for t in workers:
+                t.join(_ABORT_GRACE_S)
+        with self._lock:
+            stuck = list(self._inflight.items())
+            for token, _ in stuck:
+                del self._inflight[token]
+                self._abandoned.add(token)
+            self._progress.notify_all()
+        for _, (_, _, items, keys) in stuck:
+            if self.durable and keys is not None:
+                self.queue.keep(keys)
+                continue
+            self._lose(
+                items,
+                ShutdownError("no answer by the shutdown deadline; the server may or may not have stored these"),
+                "shutdown",
+            )
+
+    def _is_abandoned(self) -> bool:
+        return bool(self._abandoned) and getattr(self._current, "token", None) in self._abandoned
 
     # --- the worker loop ------------------------------------------------------
 
@@ -286,6 +323,7 @@ class Consumer:
                 if got is None:
                     return
                 token, items, keys, drop = got
+                self._current.token = token
                 try:
                     if drop is not None:
                         self._lose(items, drop, "shutdown")
@@ -299,7 +337,7 @@ class Consumer:
                                 self._sending -= 1
                 finally:
                     with self._lock:
-                        del self._inflight[token]
+                        self._inflight.pop(token, None)
                         self._completed += 1
                         self._progress.notify_all()
         except BaseException:  # pragma: no cover - only a bug in this library gets here
@@ -351,7 +389,7 @@ class Consumer:
                 items, keys = q.take_batch(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
             token = self._next_token
             self._next_token += 1
-            self._inflight[token] = (start, len(items))
+            self._inflight[token] = (start, len(items), items, keys)
             ready = q.ready()
             if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
                 self._work.notify()  # more ready: let another worker start on it
@@ -445,7 +483,8 @@ class Consumer:
                 log.debug("attempt %d: %s", attempt, exc)
             else:
                 if 200 <= resp.status < 300:
-                    self.stats.count_delivered(len(part))
+                    if not self._is_abandoned():  # already reported at the deadline
+                        self.stats.count_delivered(len(part))
                     log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
                     return True
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -520,6 +559,8 @@ class Consumer:
 
     def _lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
         """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""
+        if self._is_abandoned():
+            return  # stop() reported this batch already
         error.reason = reason
         if attempts:
             error.attempts = attempts

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import os
 import select
+import socket
 import ssl
 import threading
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
@@ -164,6 +165,18 @@ class HTTPTransport:
                 self._all.append(conn)
         conn.timeout = timeout
         return conn
+
+    def abort(self) -> None:
+        """Wake any thread waiting for an answer: its request fails at once (used at a shutdown deadline)."""
+        with self._lock:
+            conns = list(self._all)
+        for conn in conns:
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self) -> None:
         with self._lock:

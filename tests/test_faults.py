@@ -366,15 +366,7 @@ print(json.dumps({{"accepted": client.stats()["accepted"], "requests": client.st
     "unreachable",
     [
         "closed",
-        pytest.param(
-            "blackhole",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=UnreportedLoss,
-                reason="engine: a batch whose request is still waiting for an answer at the exit "
-                "deadline is neither delivered nor handed to on_error",
-            ),
-        ),
+        "blackhole",
     ],
     indirect=True,
 )
@@ -424,12 +416,6 @@ def test_unreachable_server_at_exit(unreachable):
 # --- engine checks the scenarios lean on ----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FlushMiscount,
-    reason="engine: with thread>1 flush() counts from the oldest unsettled message, "
-    "including later batches other threads already delivered",
-)
 def test_flush_count_with_two_threads(make_client, collector, errors):
     """flush(timeout) returns the number of messages still pending, also when a later batch was
     delivered by the other thread while an earlier one waits to be retried."""
@@ -459,12 +445,6 @@ def test_flush_count_with_two_threads(make_client, collector, errors):
         assert collector.duplicates == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnreportedLoss,
-    reason="engine: shutdown(timeout) leaves a batch whose request is still waiting for an answer "
-    "unreported and pending",
-)
 @pytest.mark.parametrize("unreachable", ["blackhole"], indirect=True)
 def test_shutdown_deadline_reports_a_request_left_hanging(make_client, errors, unreachable):
     """In-process form of the exit case: shutdown(timeout) against a server that never answers

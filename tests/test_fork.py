@@ -462,11 +462,6 @@ def test_multiprocessing_process_drains_at_exit_without_flush(facade, collector)
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a client first created inside a multiprocessing (fork) child gets no "
-    "multiprocessing finalizer, so os._exit() at the child's end loses what it queued",
-)
 def test_multiprocessing_process_drains_a_client_created_in_the_child(facade, collector):
     """The facade configured in the parent, first used in the child (the shared client is made there)."""
     assert analytics.default_client is None
