@@ -93,7 +93,7 @@ def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
     cases.append(Case("bigqueue", "bigqueue", target="blackhole", timeout=90.0,
                       extra={"events": EVENTS, "max_queue_size": BIG_QUEUE}))
     cases.append(Case("flush", "flush", timeout=120.0, extra={"rounds": 5, "flush_events": 10}))
-    cases.append(Case("shutdown", "shutdown", timeout=60.0))
+    cases.append(Case("shutdown", "shutdown", timeout=120.0, extra={"rounds": 5}))
 
     bursts = [c for c in cases if c.key.startswith("burst-")]
     figures: List[Figure] = []
@@ -112,7 +112,7 @@ def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
                f"{EVENTS:,} queued"),
         Figure("worst single call", "bigqueue", "worst_call_ms", "ms", "low", f"{EVENTS:,} queued"),
         Figure("flush() of 10 events", "flush", "flush_ms", "ms", "low", "median of 5"),
-        Figure("idle shutdown()", "shutdown", "shutdown_ms", "ms", "low", ""),
+        Figure("idle shutdown()", "shutdown", "shutdown_ms", "ms", "low", "median of 5"),
     ]
     return cases, figures
 
@@ -175,8 +175,8 @@ def run_one(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str)
     """Run one SDK on one case in a fresh process; its result dict (with ``error`` when it failed)."""
     url = urls[case.target]
     control(urls["collector"], "/_collector/reset", "POST")
-    cfg = {"sdk": sdk, "scenario": case.scenario, "url": url, "threads": case.threads, "gzip": case.gzip,
-           **case.extra}
+    cfg = {"sdk": sdk, "scenario": case.scenario, "url": url, "collector": urls["collector"],
+           "threads": case.threads, "gzip": case.gzip, **case.extra}
     err_path = log_dir / f"{tag}.stderr"
     started = time.monotonic()
     with open(err_path, "wb") as err:
@@ -306,7 +306,21 @@ def machine() -> Dict[str, Any]:
         pass
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem, "os": platform.platform(),
-            "driver_python": platform.python_version(), "load_at_start": load}
+            "driver_python": platform.python_version(), "load_at_start": load, "git": git_state()}
+
+
+def git_state() -> Optional[str]:
+    """``<commit>`` or ``<commit> + uncommitted changes in analytics/`` (None outside git)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "analytics", "customerio"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + (" + uncommitted changes in analytics/" if dirty.stdout.strip() else "")
 
 
 def versions_from(results: List[Dict[str, Any]], sdks: Sequence[str]) -> Dict[str, Dict[str, str]]:
@@ -325,6 +339,7 @@ def header(doc: Dict[str, Any]) -> List[str]:
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gib')} GiB, {m['os']}"
         + (f"; load average at start {load[0]:.2f}" if load else ""),
+        f"cdp-relay from git {m.get('git') or '(unknown)'}",
         f"runs: {doc['config']['runs']} per figure (median){', quick' if doc['config']['quick'] else ''}; "
         f"event: track(user_id, \"Product Purchased\", six properties), {doc['config']['event_bytes']} bytes "
         f"as json.dumps of userId+event+properties; user ids cycle over 1,000",
@@ -356,6 +371,11 @@ def notes(doc: Dict[str, Any]) -> List[str]:
         if r["case"] == "flush" and r.get("delivered_at_return") and not all(r["delivered_at_return"]):
             out.append(f"{where}: flush() returned before its events had all arrived "
                        f"({r['delivered_at_return'].count(False)} of {len(r['delivered_at_return'])} rounds)")
+    sources = sorted({r["versions"]["source_sha1"] for r in doc["results"]
+                      if r["sdk"] == OURS and r.get("versions", {}).get("source_sha1")})
+    if len(sources) > 1:
+        out.insert(0, f"{OURS}: its source changed while the bench ran ({len(sources)} versions measured: "
+                      f"{', '.join(sources)}); its figures mix them")
     seen = set()
     return [n for n in out if not (n in seen or seen.add(n))]
 

@@ -142,6 +142,9 @@ class SDK:
         q = getattr(self.client, "queue", None)
         return q.qsize() if q is not None else None
 
+    def source(self) -> str:
+        return ""
+
     def module_file(self) -> str:
         return sys.modules[type(self.client).__module__].__file__ or ""
 
@@ -156,6 +159,19 @@ class CdpRelay(SDK):
 
     def queued(self) -> Optional[int]:
         return self.client.stats()["queued"]
+
+    def source(self) -> str:
+        """A hash of the package's source files: the work tree may change between runs."""
+        import hashlib
+        from pathlib import Path
+
+        import analytics
+
+        root = Path(analytics.__file__).parent
+        h = hashlib.sha1()
+        for path in sorted(root.rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()[:12]
 
 
 class CustomerioCdp(SDK):
@@ -216,8 +232,8 @@ class Collector:
             self.poll_cpu += time.thread_time() - c0
 
     def wait_quiet(self, since_wall: float, quiet: float = 1.0, limit: float = 60.0) -> Tuple[Dict[str, Any], bool]:
-        """Poll until no new message has arrived for ``quiet`` s (and ``quiet`` s passed
-        since ``since_wall``); returns (stats, True) or, after ``limit`` s, (stats, False)."""
+        """Poll until no new message has arrived for ``quiet`` s (counting from ``since_wall``
+        when nothing arrived after it); returns (stats, True) or, after ``limit`` s, (stats, False)."""
         deadline = time.monotonic() + limit
         while True:
             s = self.stats()
@@ -354,18 +370,18 @@ def scenario_produce(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[st
     events, threads = cfg["events"], cfg["threads"]
     gc.collect()
     run = produce(sdk, events, threads)
-    s = col.stats()
     loop_s = run["loop_s"]
-    out.update(loop_s=loop_s, refused_at_call=run["refused_at_call"], unique_at_loop_end=s["unique"],
-               delivered_while_producing_per_s=s["unique"] / loop_s if loop_s > 0 else None,
-               queued_at_loop_end=sdk.queued(), **percentiles(run["lat"]))
+    out.update(loop_s=loop_s, refused_at_call=run["refused_at_call"], **percentiles(run["lat"]))
+    s = col.stats()
+    out.update(unique_at_loop_end=s["unique"], queued_at_loop_end=sdk.queued(),
+               delivered_while_producing_per_s=s["unique"] / loop_s if loop_s > 0 else None)
     emit("BENCH-PARTIAL", dict(out))
 
     took, problem = bounded(sdk.flush, cfg.get("flush_limit", 60.0))
     out["flush_s"] = took
     if problem:
         out["flush_problem"] = problem
-    s, quiet = col.wait_quiet(time.time(), limit=cfg.get("quiet_limit", 60.0))
+    s, quiet = col.wait_quiet(run["t0_wall"] + loop_s, limit=cfg.get("quiet_limit", 60.0))
     cpu = cpu_seconds() - run["cpu0"] - col.poll_cpu
     unique = s["unique"]
     span = s["last_new_unique_at"] - run["t0_wall"]
@@ -396,6 +412,13 @@ def scenario_bigqueue(sdk: SDK, cfg: Dict[str, Any], out: Dict[str, Any]) -> Non
     out["worst_call_ms"] = out["max_us"] / 1000.0
 
 
+def idles(rounds: int) -> List[float]:
+    """Idle pauses spread evenly over 0.5 s (the Segment-family consumer's wake-up cycle,
+    which a ``flush()`` or ``shutdown()`` may have to wait out): 0.05, 0.15, ... 0.45 s for 5.
+    With a fixed pause every round would hit the same phase of that cycle."""
+    return [0.5 * (k + 0.5) / rounds for k in range(rounds)]
+
+
 def scenario_flush(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str, Any]) -> None:
     rounds, n = cfg.get("rounds", 5), cfg.get("flush_events", 10)
     call = sdk.call()
@@ -417,8 +440,8 @@ def scenario_flush(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str,
         return
     times: List[float] = []
     complete: List[bool] = []
-    for _ in range(rounds):
-        time.sleep(0.1)
+    for idle in idles(rounds):
+        time.sleep(idle)
         send(n)
         took, problem = bounded(sdk.flush, 30.0)
         if problem:
@@ -431,26 +454,37 @@ def scenario_flush(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str,
 
 
 def scenario_shutdown(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str, Any]) -> None:
-    if sdk.positional:
-        sdk.client.track(USER_IDS[0], EVENT, make_properties(0))
-    else:
-        sdk.client.capture(EVENT, distinct_id=USER_IDS[0], properties=make_properties(0))
-    _, problem = bounded(sdk.flush, 30.0)
-    if problem:
-        out["flush_problem"] = f"warm-up flush: {problem}"
-        return
-    time.sleep(cfg.get("idle", 0.3))
-    took, problem = bounded(sdk.shutdown, 30.0)
-    out["shutdown_ms"] = took * 1000 if took is not None else None
-    if problem:
-        out["shutdown_problem"] = problem
-    out["unique"] = col.stats()["unique"]
+    """``rounds`` clients one after the other: one call, ``flush()``, an idle pause, ``shutdown()``."""
+    times: List[float] = []
+    clients = [sdk]
+    for k, idle in enumerate(idles(cfg.get("rounds", 5))):
+        if k:
+            sdk = type(sdk)(cfg["url"], bool(cfg.get("gzip")), cfg.get("max_queue_size"))
+            clients.append(sdk)
+        if sdk.positional:
+            sdk.client.track(USER_IDS[k], EVENT, make_properties(k))
+        else:
+            sdk.client.capture(EVENT, distinct_id=USER_IDS[k], properties=make_properties(k))
+        _, problem = bounded(sdk.flush, 30.0)
+        if problem:
+            out["flush_problem"] = f"warm-up flush: {problem}"
+            break
+        time.sleep(idle)
+        took, problem = bounded(sdk.shutdown, 30.0)
+        if problem:
+            out["shutdown_problem"] = problem
+            break
+        times.append(took)
+    out.update(shutdown_times_ms=[t * 1000 for t in times], unique=col.stats()["unique"],
+               shutdown_ms=statistics.median(times) * 1000 if times else None)
 
 
 def versions(sdk: SDK) -> Dict[str, str]:
     from importlib import metadata
 
     out = {"python": sys.version.split()[0], "executable": sys.executable}
+    if sdk.source():
+        out["source_sha1"] = sdk.source()
     for dist in (sdk.dist, "requests", "urllib3", "orjson"):
         try:
             out[dist] = metadata.version(dist)
@@ -470,13 +504,13 @@ def main() -> int:
         out["module"] = sdk.module_file()
         scenario = cfg["scenario"]
         if scenario == "produce":
-            scenario_produce(sdk, cfg, Collector(cfg["url"]), out)
+            scenario_produce(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
         elif scenario == "bigqueue":
             scenario_bigqueue(sdk, cfg, out)
         elif scenario == "flush":
-            scenario_flush(sdk, cfg, Collector(cfg["url"]), out)
+            scenario_flush(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
         elif scenario == "shutdown":
-            scenario_shutdown(sdk, cfg, Collector(cfg["url"]), out)
+            scenario_shutdown(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
     except Exception as exc:  # reported to the driver, which shows n/a
