@@ -1,22 +1,47 @@
 """Encode a message to JSON bytes, once, in the caller's thread.
 
-The rules, the same with or without the optional ``orjson`` speed-up:
+The rules, the same with or without the optional ``orjson`` speed-up (the bytes
+are identical, so the 32 KB check gives the same answer on both):
 
 * compact separators, UTF-8 (not ASCII-escaped), keys in insertion order;
+  a string with a lone surrogate (not UTF-8) makes the whole message
+  ASCII-escaped instead, still valid JSON;
 * ``datetime``/``date``/``time`` → ISO-8601 string (a naive datetime stays naive);
 * ``Decimal`` → number (``float``); ``UUID`` → string; ``Enum`` → its ``value``;
 * ``set``/``frozenset`` → list (sorted when the items can be sorted); ``tuple`` → list;
 * dataclass instances → dict of their fields; ``bytes`` → UTF-8 text (invalid
   UTF-8 raises);
 * numpy scalars and arrays → ``.item()`` / ``.tolist()`` (numpy is never imported);
-* ``NaN``, ``Infinity`` and ``-Infinity`` → ``null``, so every body is valid JSON;
-* dict keys that are not strings → ``str(key)`` (``None``/``True`` as JSON spells them);
+* ``NaN``, ``Infinity`` and ``-Infinity`` (float or ``Decimal``) → ``null``, so
+  every body is valid JSON;
+* floats are written as Python's ``repr`` writes them (``1e-05``, ``1e+16``);
+* dict keys that are not strings → strings: numbers as JSON writes them
+  (``1``, ``2.5``), ``None``/``True``/``False`` → ``"null"``/``"true"``/``"false"``,
+  NaN and infinities → ``"null"``; ``UUID``, ``Decimal``, dates and ``Enum``
+  members by their converted value under the same rules; other key types raise;
+* when two keys of one dict become the same string (``{1: 'a', '1': 'b'}``),
+  the **last value wins**, at the position of the first key, as in a Python
+  dict: ``{"1":"b"}``.  The output never has duplicate keys;
 * anything else raises :class:`~analytics.errors.UnserializableValueError` naming
-  where the value is (``properties.cart[2]``).
+  where the value is (``properties.cart[2]``): other types, invalid UTF-8 bytes,
+  reference cycles, integers too long to print (over Python's
+  ``sys.get_int_max_str_digits()``), nesting deeper than 200 levels (the top-level
+  value is level 0; a converted value such as a dataclass counts a level for
+  itself and one for its dict), and any exception a conversion raises.
 
-The fast path is one ``json.dumps``/``orjson.dumps`` call; only when it fails
-(a NaN, an odd key, a value it cannot take) is the message walked in Python to
-normalise it and to find the path of a bad value.
+The fast path is one quick walk over the message and one ``orjson.dumps``/
+``json.dumps`` call.  The walk (:func:`_plain`) sends to the fast encoder only
+values it writes exactly as the rules say: exact ``dict``, ``list``, ``tuple``,
+``str``, ``int``, ``bool``, ``None``, ``float`` and ``datetime``/``date``/
+``time``/``UUID`` leaves, no deeper than the limit (and, for ``json``, string
+keys only; orjson refuses other keys itself).  A float ``0 < |x| < 1e-4``,
+which orjson writes its own way (``1e-7``, ``0.00001``), sends the message to
+``json`` instead.  The walk also keeps orjson from ever seeing deeply nested
+tuples, which it does not count against its recursion limit and which crash
+the interpreter past a few thousand levels (orjson 3.13 and earlier).
+Everything else, and whatever the fast encoder refuses (a NaN for ``json``, a
+64-bit-plus integer or a lone surrogate for orjson), is walked in Python by
+:func:`normalize`, which converts values and finds the path of a bad one.
 """
 
 from __future__ import annotations
@@ -36,6 +61,19 @@ from .errors import UnserializableValueError
 __all__ = ["dumps", "loads", "normalize", "BACKEND"]
 
 _MAX_DEPTH = 200
+# Integers wider than this many bits may be over sys.get_int_max_str_digits()
+# (4,300 digits by default, 640 at least: about 2,126 bits): only those are test-printed.
+_INT_CHECK_BITS = 2_000
+
+_BASIC_LEAVES = frozenset((str, int, float, bool, type(None)))
+# Leaves the fast encoders turn into a string exactly as normalize does (orjson
+# natively for UUID, through _default for the others).
+_STRING_LEAVES = frozenset((_dt.datetime, _dt.date, _dt.time, uuid.UUID))
+_STD_LEAVES = _BASIC_LEAVES | _STRING_LEAVES
+_ORJSON_LEAVES = _STD_LEAVES - {float}
+# orjson writes 0 < |x| < 1e-4 as "1e-7" / "0.00001" where repr (and json) write
+# "1e-07" / "1e-05"; a message with such a float is encoded by json instead.
+_TINY = 1e-4
 
 
 def _default(obj: Any) -> Any:
@@ -51,7 +89,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         try:
             return sorted(obj)
-        except TypeError:
+        except Exception:  # TypeError for mixed types, InvalidOperation for Decimal NaN...
             return list(obj)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         try:
@@ -71,18 +109,38 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot encode a value of type {type(obj).__module__}.{type(obj).__qualname__}")
 
 
+def _int_text(value: int, path: str) -> str:
+    """``value`` as JSON writes it; UnserializableValueError when Python refuses to print it."""
+    try:
+        return int.__repr__(value)
+    except ValueError:  # over sys.get_int_max_str_digits()
+        raise UnserializableValueError(
+            f"{path or 'message'}: integer of {value.bit_length()} bits is too long to write as JSON", path
+        ) from None
+
+
 def _key(key: Any, path: str) -> str:
-    if isinstance(key, str):
-        return key
-    if key is None:
-        return "null"
-    if isinstance(key, bool):
-        return "true" if key else "false"
-    if isinstance(key, (int, float)):
-        return json.dumps(key) if not isinstance(key, float) or math.isfinite(key) else "null"
-    if isinstance(key, (uuid.UUID, decimal.Decimal, _dt.date, _dt.time, enum.Enum)):
-        value = _default(key)
-        return value if isinstance(value, str) else str(value)
+    for _ in range(8):  # an Enum whose value is an Enum...: a few conversions at most
+        if isinstance(key, str):
+            return key
+        if key is None:
+            return "null"
+        if isinstance(key, bool):
+            return "true" if key else "false"
+        if isinstance(key, int):
+            return _int_text(key, path)
+        if isinstance(key, float):
+            return float.__repr__(key) if math.isfinite(key) else "null"
+        if not isinstance(key, (uuid.UUID, decimal.Decimal, _dt.date, _dt.time, enum.Enum)):
+            break
+        try:
+            value = _default(key)
+        except Exception as exc:
+            raise UnserializableValueError(f"{path or 'message'}: dict key {key!r}: {exc}", path) from exc
+        if not isinstance(value, (str, int, float, uuid.UUID, decimal.Decimal, _dt.date, _dt.time, enum.Enum)) \
+                and value is not None:
+            return str(value)  # an Enum member whose value is, say, a tuple
+        key = value
     raise UnserializableValueError(
         f"{path or 'message'}: dict key of type {type(key).__qualname__} cannot be a JSON key", path
     )
@@ -91,10 +149,16 @@ def _key(key: Any, path: str) -> str:
 def normalize(obj: Any, path: str = "") -> Any:
     """Return ``obj`` made of plain JSON types only, following the module's rules.
 
+    Dict keys become strings (the last value wins when two become the same).
     Raises :class:`UnserializableValueError` with the path of the first value
     that cannot be encoded, or of a reference cycle.
     """
-    return _normalize(obj, path, set(), 0)
+    try:
+        return _normalize(obj, path, set(), 0)
+    except RecursionError:  # only when the caller's own stack is already nearly full
+        raise UnserializableValueError(
+            f"{path or 'message'}: nested too deeply to encode on this thread's stack", path
+        ) from None
 
 
 def _join(path: str, key: str) -> str:
@@ -102,7 +166,11 @@ def _join(path: str, key: str) -> str:
 
 
 def _normalize(obj: Any, path: str, active: set, depth: int) -> Any:
-    if obj is None or isinstance(obj, (str, bool, int)):
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, int):
+        if obj.bit_length() > _INT_CHECK_BITS:
+            _int_text(obj, path)
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
@@ -127,7 +195,59 @@ def _normalize(obj: Any, path: str, active: set, depth: int) -> Any:
         converted = _default(obj)
     except TypeError as exc:
         raise UnserializableValueError(f"{path or 'message'}: {exc}", path) from None
+    except Exception as exc:  # a conversion that failed: a broken isoformat(), tolist(), mapping...
+        raise UnserializableValueError(
+            f"{path or 'message'}: converting a {type(obj).__qualname__} failed: {exc!r}", path
+        ) from exc
     return _normalize(converted, path, active, depth + 1)
+
+
+def _plain(node: Any, leaves: frozenset, check_keys: bool, depth: int = 0) -> int:
+    """Whether the fast encoder writes ``node`` exactly as :func:`normalize` + json would.
+
+    0: no.  1: yes.  2: no, it holds a float ``0 < |x| < 1e-4`` (checked only
+    when ``float`` is not in ``leaves``: orjson), which orjson writes differently.
+
+    Yes means: only exact ``dict``, ``list``, ``tuple``, ``str``, ``int``,
+    ``bool``, ``None``, ``float`` and date/time/UUID leaves, no container deeper
+    than ``_MAX_DEPTH`` (depth-first, so a reference cycle is refused after
+    ``_MAX_DEPTH`` steps).  With ``check_keys``, dict keys must be exact ``str``
+    (orjson refuses other keys itself; json would write them, duplicates and all).
+    """
+    kind = type(node)
+    if kind is dict:
+        if check_keys:
+            for key in node:
+                if type(key) is not str:
+                    return 0
+        values: Any = node.values()
+    elif kind is list or kind is tuple:
+        values = node
+    elif kind is float and float not in leaves:
+        return 2 if node != 0.0 and -_TINY < node < _TINY else 1
+    else:
+        return int(kind in _BASIC_LEAVES or (kind in _STRING_LEAVES and depth <= _MAX_DEPTH))
+    if depth >= _MAX_DEPTH:
+        leaves = leaves - _STRING_LEAVES  # a date/time below here is deeper than the limit
+    result = 1
+    for value in values:
+        kind = type(value)
+        if kind in leaves:
+            continue
+        if kind is float:  # only when float is not in leaves: orjson
+            if value != 0.0 and -_TINY < value < _TINY:
+                result = 2
+        elif kind is dict or kind is list or kind is tuple:
+            if depth >= _MAX_DEPTH:
+                return 0
+            inner = _plain(value, leaves, check_keys, depth + 1)
+            if not inner:
+                return 0
+            if inner == 2:
+                result = 2
+        else:
+            return 0
+    return result
 
 
 def _std_dumps(obj: Any) -> bytes:
@@ -144,22 +264,36 @@ try:  # optional speed-up, installed with the ``fast`` extra
     import orjson as _orjson
 
     def _orjson_dumps(obj: Any) -> bytes:
-        # OPT_PASSTHROUGH_* routes these types through _default so the output
-        # matches the standard-library path (naive datetimes stay naive).
-        # orjson already writes NaN and infinities as null.
-        return _orjson.dumps(
-            obj,
-            default=_default,
-            option=_orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS,
-        )
+        # Only called on values _plain() accepted.  OPT_PASSTHROUGH_DATETIME
+        # routes dates and times through _default so the output matches the
+        # standard-library path (naive datetimes stay naive).
+        return _orjson.dumps(obj, default=_default, option=_orjson.OPT_PASSTHROUGH_DATETIME)
 
     _fast = _orjson_dumps
     BACKEND = "orjson"
-    _fast_errors: tuple = (TypeError, ValueError, _orjson.JSONEncodeError)
 except ImportError:  # pragma: no cover - exercised when orjson is absent
     _fast = _std_dumps
     BACKEND = "json"
-    _fast_errors = (TypeError, ValueError, RecursionError)
+
+
+def _dumps_with(fast: Callable[[Any], bytes], obj: Any) -> bytes:
+    std = fast is _std_dumps
+    try:
+        plain = _plain(obj, _STD_LEAVES if std else _ORJSON_LEAVES, std)
+    except RecursionError:  # only when the caller's own stack is already nearly full
+        plain = 0
+    if plain == 1:
+        try:
+            return fast(obj)
+        except Exception:  # NaN (json), > 64-bit int or lone surrogate (orjson), a broken isoformat()...
+            pass
+    # Not plain, refused by the fast encoder, or (2) a tiny float for orjson: json
+    # after normalize, which also makes the keys strings (orjson mode did not check them).
+    normalized = normalize(obj)
+    try:
+        return _std_dumps(normalized)
+    except RecursionError:  # only when the caller's own stack is already nearly full
+        raise UnserializableValueError("message: nested too deeply to encode on this thread's stack", "") from None
 
 
 def dumps(obj: Any) -> bytes:
@@ -167,10 +301,12 @@ def dumps(obj: Any) -> bytes:
 
     Raises :class:`UnserializableValueError` when a value cannot be encoded.
     """
-    try:
-        return _fast(obj)
-    except _fast_errors:
-        return _std_dumps(normalize(obj))
+    return _dumps_with(_fast, obj)
+
+
+def _std_only_dumps(obj: Any) -> bytes:
+    """:func:`dumps` as it behaves without orjson installed (for tests and comparisons)."""
+    return _dumps_with(_std_dumps, obj)
 
 
 def loads(data: bytes) -> Any:

@@ -10,6 +10,7 @@ checks the arguments, fills in ``messageId``, ``timestamp`` and
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import threading
 import time
@@ -107,7 +108,12 @@ def format_timestamp(value: Any, field: str = "timestamp") -> str:
 
 
 def _id(value: Any, field: str) -> Optional[str]:
-    """An id may be a non-empty string or a number; it is sent as a string."""
+    """An id may be a non-empty string, a finite number or a UUID; it is sent as a string.
+
+    Numbers are written as ``repr`` writes the plain ``int``/``float`` (an
+    ``IntEnum`` member gives ``'1'`` on every Python version).  NaN, infinities
+    and integers too long for Python to print raise :class:`InvalidMessageError`.
+    """
     if value is None:
         return None
     if isinstance(value, str):
@@ -116,6 +122,17 @@ def _id(value: Any, field: str) -> Optional[str]:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, uuid.UUID)):
         raise InvalidMessageError(f"{field} must be a string or a number, got {type(value).__name__}", field)
+    if isinstance(value, int):
+        try:
+            return int.__repr__(value)
+        except ValueError:  # over sys.get_int_max_str_digits()
+            raise InvalidMessageError(
+                f"{field} is an integer of {value.bit_length()} bits, too long to send as an id", field
+            ) from None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidMessageError(f"{field} must be a finite number, got {value!r}", field)
+        return float.__repr__(value)
     return str(value)
 
 
@@ -125,7 +142,10 @@ def _mapping(value: Any, field: str) -> Optional[dict]:
     if isinstance(value, dict):
         return value
     if isinstance(value, Mapping):
-        return dict(value)
+        try:
+            return dict(value)
+        except Exception as exc:  # a Mapping that cannot be read: report the field, keep the cause
+            raise InvalidMessageError(f"{field}: reading the {type(value).__name__} failed: {exc!r}", field) from exc
     raise InvalidMessageError(f"{field} must be a dict, got {type(value).__name__}", field)
 
 

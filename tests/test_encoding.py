@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 
@@ -235,7 +237,7 @@ def test_orjson_and_stdlib_paths_agree():
         "nan": float("nan"),
         "nested": [{"x": [1.5, None, True]}],
     }
-    fast = encoding._fast(rich)  # proves orjson took this object itself, with no fallback
+    fast = encoding._fast(rich)  # the bare orjson call, with the same _default hook
     assert encoding.dumps(rich) == fast
     std = encoding._std_dumps(encoding.normalize(rich))
     assert json.loads(fast, parse_constant=_no_constants) == json.loads(std, parse_constant=_no_constants)
@@ -248,3 +250,114 @@ def test_signaling_nan_decimal_does_not_escape_as_bare_valueerror():
     except UnserializableValueError:
         return
     assert json.loads(out) == {"properties": {"x": None}}
+
+
+# --- regressions found by tests/test_hostile.py --------------------------------
+
+BOTH = pytest.mark.parametrize(
+    "dumps", [encoding.dumps, encoding._std_only_dumps], ids=[encoding.BACKEND, "json-only"]
+)
+
+
+def _outcome(dumps, value):
+    try:
+        return dumps(value)
+    except UnserializableValueError as exc:
+        return ("error", exc.path)
+
+
+def test_deeply_nested_tuples_do_not_crash_the_interpreter():
+    """orjson does not count tuples against its recursion limit and corrupts memory past a few thousand
+    levels (orjson <= 3.13: abort or segfault); dumps refuses them like any nesting deeper than 200."""
+    script = (
+        "from analytics import encoding\n"
+        "from analytics.errors import UnserializableValueError\n"
+        "v = 1\n"
+        "for _ in range(20000): v = (v,)\n"
+        "for value in (v, {'properties': {'t': v}}, [[v]]):\n"
+        "    try:\n"
+        "        encoding.dumps(value)\n"
+        "    except UnserializableValueError as exc:\n"
+        "        print('refused', exc.path[:15])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["refused [0][0][0][0][0]", "refused properties.t[0]", "refused [0][0][0][0][0]"]
+
+
+@BOTH
+@pytest.mark.parametrize("depth, ok", [(200, True), (201, True), (202, False), (260, False), (3000, False)])
+@pytest.mark.parametrize("kind", [list, tuple, "dict"])
+def test_nesting_limit_is_the_same_on_both_paths(dumps, depth, ok, kind):
+    """201 nested containers (levels 0 to 200) encode, more raise UnserializableValueError, on both paths
+    (json used to take up to ~990 levels and orjson 254, except for tuples)."""
+    value = 1
+    for _ in range(depth):
+        value = {"k": value} if kind == "dict" else kind([value])
+    out = _outcome(dumps, value)
+    assert (out[0] != "error") is ok
+
+
+@BOTH
+def test_keys_that_become_the_same_string_keep_the_last_value(dumps):
+    """{1: 'a', '1': 'b'} encodes as {"1":"b"} on both paths (json used to write the key twice)."""
+    assert dumps({1: "a", "1": "b"}) == b'{"1":"b"}'
+    assert dumps({"p": {True: 1, "true": 2, None: 3, "null": 4}}) == b'{"p":{"true":2,"null":4}}'
+    assert dumps({"1.5": 0, 1.5: 1, Decimal("1.5"): 2}) == b'{"1.5":2}'
+    assert dumps({1: "a", "1": "b", "f": 1e-07}) == b'{"1":"b","f":1e-07}'  # a tiny float: json, keys still merged
+
+
+@BOTH
+def test_enum_and_decimal_keys_follow_the_key_rules(dumps):
+    """An Enum key whose value is None/True/NaN, and Decimal NaN/Infinity keys, become "null"/"true"
+    like the plain values (they used to become "None", "True", "nan", "inf")."""
+
+    class Odd(enum.Enum):
+        NONE = None
+        YES = True
+        NAN = float("nan")
+
+    assert roundtrip({Odd.NONE: 1}) == {"null": 1}
+    assert json.loads(dumps({Odd.YES: 1, Odd.NAN: 2, Decimal("Infinity"): 3})) == {"true": 1, "null": 3}
+
+
+@BOTH
+def test_set_of_decimals_with_nan_encodes(dumps):
+    """A set whose items cannot be ordered for a reason other than TypeError (Decimal NaN raises
+    InvalidOperation) still encodes as a list instead of leaking decimal.InvalidOperation."""
+    assert sorted(json.loads(dumps({"s": {Decimal("NaN"), Decimal(1)}}))["s"], key=repr) == [1.0, None]
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "value, path",
+    [({"p": {"n": 10**5000}}, "p.n"), ({"p": {10**5000: 1}}, "p"), ({"p": [2**20000]}, "p[0]")],
+    ids=["value", "key", "in-list"],
+)
+def test_integers_too_long_to_print_raise_with_path(dumps, value, path):
+    """Integers over Python's int-to-str digit limit raise UnserializableValueError with the path,
+    not a bare ValueError."""
+    assert _outcome(dumps, value) == ("error", path)
+
+
+@BOTH
+def test_a_conversion_that_raises_gives_unserializable_with_path(dumps):
+    """A datetime whose tzinfo raises, a Mapping that cannot be read: UnserializableValueError at the
+    value's path, with the original exception as the cause."""
+
+    class BrokenZone(dt.tzinfo):
+        def utcoffset(self, d):
+            raise RuntimeError("no offset")
+
+    with pytest.raises(UnserializableValueError) as info:
+        dumps({"p": {"when": dt.datetime(2020, 1, 1, tzinfo=BrokenZone())}})
+    assert info.value.path == "p.when"
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@BOTH
+@pytest.mark.parametrize("value", [1e-07, -2.5e-09, 0.00001, 3.3e-05, 5e-324, 1e16, 0.0001, -0.0])
+def test_floats_are_written_as_json_writes_them(dumps, value):
+    """Floats come out as repr() writes them on both paths, so the 32 KB check agrees with json and the
+    collector ("1e-07" and "1e-05", where orjson writes "1e-7" and "0.00001")."""
+    assert dumps({"f": [value, 1.5]}) == ('{"f":[%s,1.5]}' % repr(value)).encode()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import os
 import select
 import time
 import types
 import uuid
+from collections.abc import Mapping
 
 import pytest
 from dateutil.tz import tzlocal
@@ -326,3 +328,55 @@ def test_message_ids_differ_after_fork():
     child_id = data.decode()
     assert is_uuid4(child_id)
     assert child_id != parent_id
+
+
+# --- regressions found by tests/test_hostile.py --------------------------------
+
+
+class Tier(enum.IntEnum):
+    GOLD = 7
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(user_id=10**5000), "userId"),
+        (dict(user_id="u", message_id=float("nan")), "messageId"),
+        (dict(anonymous_id=float("inf")), "anonymousId"),
+        (dict(anonymous_id=float("-inf")), "anonymousId"),
+    ],
+    ids=["int-too-long-to-print", "nan-message-id", "inf-anonymous-id", "-inf-anonymous-id"],
+)
+def test_ids_that_cannot_be_written_raise_invalid_message(client, kwargs, field):
+    """An id integer over Python's digit limit, and NaN/infinite ids, raise InvalidMessageError naming the
+    field (they used to raise a bare ValueError, or send "nan"/"inf")."""
+    with pytest.raises(InvalidMessageError) as info:
+        client.track(event="e", **kwargs)
+    assert info.value.field == field
+
+
+def test_number_ids_are_written_as_plain_numbers(client):
+    """int and float subclasses (IntEnum) are sent as their number on every Python version."""
+    _, msg = client.track(Tier.GOLD, "e", anonymous_id=2.5, message_id=Tier.GOLD)
+    assert (msg["userId"], msg["anonymousId"], msg["messageId"]) == ("7", "2.5", "7")
+
+
+class _Unreadable(Mapping):
+    def __getitem__(self, key):
+        raise KeyError(key)
+
+    def __iter__(self):
+        raise RuntimeError("cannot iterate")
+
+    def __len__(self):
+        return 1
+
+
+@pytest.mark.parametrize("arg, field", [("properties", "properties"), ("context", "context")])
+def test_mapping_that_cannot_be_read_raises_invalid_message(client, arg, field):
+    """A Mapping argument whose iteration raises gives InvalidMessageError naming the field, the
+    original exception as the cause."""
+    with pytest.raises(InvalidMessageError) as info:
+        client.track("u", "e", **{arg: _Unreadable()})
+    assert info.value.field == field
+    assert isinstance(info.value.__cause__, RuntimeError)
