@@ -174,7 +174,10 @@ def python_for(sdk: str) -> Path:
 def run_one(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str) -> Dict[str, Any]:
     """Run one SDK on one case in a fresh process; its result dict (with ``error`` when it failed)."""
     url = urls[case.target]
-    control(urls["collector"], "/_collector/reset", "POST")
+    try:
+        control(urls["collector"], "/_collector/reset", "POST")
+    except (OSError, ValueError) as exc:
+        return {"sdk": sdk, "case": case.key, "wall_s": 0.0, "error": f"collector reset failed: {exc}"}
     cfg = {"sdk": sdk, "scenario": case.scenario, "url": url, "collector": urls["collector"],
            "threads": case.threads, "gzip": case.gzip, **case.extra}
     err_path = log_dir / f"{tag}.stderr"
@@ -254,7 +257,7 @@ def rows(figures: List[Figure], table: Dict[str, Dict[str, Any]], sdks: Sequence
         label = f"{f.name} ({f.unit}{', ' + f.label if f.label else ''})"
         cells = []
         for sdk in sdks:
-            cell = table[figure_id(f)][sdk]
+            cell = table.get(figure_id(f), {}).get(sdk) or {"value": None, "n": 0, "runs": 0}
             text = fmt(cell["value"], f.unit)
             if cell["runs"] and cell["n"] < cell["runs"]:
                 text += f" [{cell['n']}/{cell['runs']}]"
@@ -371,6 +374,9 @@ def notes(doc: Dict[str, Any]) -> List[str]:
         if r["case"] == "flush" and r.get("delivered_at_return") and not all(r["delivered_at_return"]):
             out.append(f"{where}: flush() returned before its events had all arrived "
                        f"({r['delivered_at_return'].count(False)} of {len(r['delivered_at_return'])} rounds)")
+    if doc["config"].get("stopped_at_budget") is not None:
+        out.append(f"stopped at the time budget after {doc['config']['stopped_at_budget']} runs: "
+                   "the figures of the runs not started are n/a or rest on fewer runs")
     sources = sorted({r["versions"]["source_sha1"] for r in doc["results"]
                       if r["sdk"] == OURS and r.get("versions", {}).get("source_sha1")})
     if len(sources) > 1:
@@ -384,7 +390,8 @@ def report(doc: Dict[str, Any], rst: bool) -> str:
     cases, figures = plan(doc["config"]["quick"])
     sdks = doc["config"]["sdks"]
     grid = rows(figures, doc["table"], sdks)
-    parts = header(doc)
+    # In RST the header is a line block and the notes a list, so the output pastes as is.
+    parts = [f"| {line.strip()}" for line in header(doc)] if rst else header(doc)
     parts.append("")
     parts.append(render_rst(grid) if rst else render_text(grid))
     parts.append("")
@@ -392,8 +399,11 @@ def report(doc: Dict[str, Any], rst: bool) -> str:
                  "Lower is better except for events/s.")
     problems = notes(doc)
     if problems:
+        parts.append("")
         parts.append("notes:")
-        parts += [f"  - {p}" for p in problems]
+        if rst:
+            parts.append("")
+        parts += [f"{'-' if rst else '  -'} {p}" for p in problems]
     return "\n".join(parts)
 
 
@@ -432,6 +442,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--sdk", action="append", choices=SDKS, help="only this SDK (repeatable)")
     parser.add_argument("--rst", action="store_true", help="print the table as reStructuredText")
     parser.add_argument("--from-json", type=Path, help="print the table of a saved result, run nothing")
+    parser.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_BUDGET") or 1800),
+                        help="stop starting runs after this many seconds (default BENCH_BUDGET or 1800)")
     args = parser.parse_args(argv)
 
     if args.from_json:
@@ -469,6 +481,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for run in range(1, runs + 1):
             for case in cases:
                 for sdk in sdks:  # SDKs interleaved, so drifting machine load spreads over all of them
+                    if time.monotonic() - began > args.budget:
+                        raise TimeoutError
                     n += 1
                     result = run_one(sdk, case, urls, log_dir, f"{run}-{case.key}-{sdk}")
                     result["run"] = run
@@ -478,6 +492,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                           f"{status}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("bench: interrupted; reporting what ran", file=sys.stderr)
+    except TimeoutError:
+        print(f"bench: over the {args.budget:g} s budget after {n} of {total} runs; reporting what ran",
+              file=sys.stderr)
+        doc["config"]["stopped_at_budget"] = n
     finally:
         for server in (blackhole, collector):
             if server is not None:

@@ -353,7 +353,8 @@ def produce(sdk: SDK, events: int, threads: int) -> Dict[str, Any]:
                    for j in range(threads)]
         for w in workers:
             w.start()
-        while barrier.n_waiting < threads:
+        deadline = time.monotonic() + 30
+        while barrier.n_waiting < threads and time.monotonic() < deadline:
             time.sleep(0.001)
         t0_wall, t0, cpu0 = time.time(), time.perf_counter(), cpu_seconds()
         barrier.wait()
