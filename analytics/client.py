@@ -633,7 +633,7 @@ class Client:
     # --- the hot path ---------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
-        data = encoding.dumps(msg)
+        data = encoding.dumps_message(msg)
         if len(data) > CDPFormat.max_message_bytes:
             raise MessageTooLargeError(len(data), CDPFormat.max_message_bytes)
         cfg = self._config

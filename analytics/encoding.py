@@ -54,11 +54,11 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import Any, Callable, Dict
 
 from .errors import UnserializableValueError
 
-__all__ = ["dumps", "loads", "normalize", "BACKEND"]
+__all__ = ["dumps", "dumps_message", "loads", "normalize", "BACKEND"]
 
 _MAX_DEPTH = 200
 # Integers wider than this many bits may be over sys.get_int_max_str_digits()
@@ -276,10 +276,28 @@ except ImportError:  # pragma: no cover - exercised when orjson is absent
     BACKEND = "json"
 
 
-def _dumps_with(fast: Callable[[Any], bytes], obj: Any) -> bytes:
+#: The keys of a built message whose values come from the caller; the others
+#: are strings :func:`analytics.messages.build` made (ids, names, timestamp).
+_CALLER_KEYS = ("properties", "traits", "context", "integrations")
+
+
+def _dumps_with(fast: Callable[[Any], bytes], obj: Any, message: bool = False) -> bytes:
     std = fast is _std_dumps
+    leaves = _STD_LEAVES if std else _ORJSON_LEAVES
     try:
-        plain = _plain(obj, _STD_LEAVES if std else _ORJSON_LEAVES, std)
+        if message:
+            # only the caller's values need the walk, one level down
+            plain = 1
+            for key in _CALLER_KEYS:
+                value = obj.get(key)
+                if value is not None:
+                    part = _plain(value, leaves, std, 1)
+                    if part != 1:
+                        plain = part
+                        if not part:
+                            break
+        else:
+            plain = _plain(obj, leaves, std)
     except RecursionError:  # only when the caller's own stack is already nearly full
         plain = 0
     if plain == 1:
@@ -302,6 +320,16 @@ def dumps(obj: Any) -> bytes:
     Raises :class:`UnserializableValueError` when a value cannot be encoded.
     """
     return _dumps_with(_fast, obj)
+
+
+def dumps_message(msg: Dict[str, Any]) -> bytes:
+    """:func:`dumps` for a message made by :func:`analytics.messages.build` (same bytes, less work).
+
+    Only the values the caller supplied (properties, traits, context,
+    integrations) are checked before the fast encoder; every other value of
+    a built message is a plain string.
+    """
+    return _dumps_with(_fast, msg, True)
 
 
 def _std_only_dumps(obj: Any) -> bytes:

@@ -361,3 +361,40 @@ def test_floats_are_written_as_json_writes_them(dumps, value):
     """Floats come out as repr() writes them on both paths, so the 32 KB check agrees with json and the
     collector ("1e-07" and "1e-05", where orjson writes "1e-7" and "0.00001")."""
     assert dumps({"f": [value, 1.5]}) == ('{"f":[%s,1.5]}' % repr(value)).encode()
+
+
+def test_dumps_message_gives_the_same_bytes_as_dumps():
+    """The client's shortcut (walk only the caller's values) changes nothing in the output or the errors."""
+    import datetime
+    import decimal
+    import uuid as _uuid
+
+    from analytics import messages
+    from analytics.errors import UnserializableValueError
+
+    deep: list = []
+    node = deep
+    for _ in range(300):
+        node.append([])
+        node = node[0]
+    cases = [
+        {"plan": "pro", "n": 3, "f": 1.5, "tags": ["a", ("b", "c")], "meta": {"k": None}},
+        {"tiny": 1e-7, "big": 1e16, "nan": float("nan")},
+        {1: "int key", "1": "str key", None: "none"},
+        {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "id": _uuid.UUID(int=5), "d": decimal.Decimal("1.25")},
+        {"set": {3, 1, 2}, "bytes": b"abc"},
+        {"deep": deep},
+        {"bad": object()},
+    ]
+    for props in cases:
+        for kind in ("track", "identify"):
+            field = "properties" if kind == "track" else "traits"
+            msg = messages.build(kind, user_id="u1", event="E", context={"ip": "1.2.3.4", "x": props}, **{field: props})
+            try:
+                expected = encoding.dumps(msg)
+            except UnserializableValueError as exc:
+                with pytest.raises(UnserializableValueError) as got:
+                    encoding.dumps_message(msg)
+                assert got.value.path == exc.path
+            else:
+                assert encoding.dumps_message(msg) == expected
