@@ -443,20 +443,7 @@ def test_multiprocessing_process_drains_at_exit_without_flush(facade, collector)
     """A multiprocessing.Process (fork) whose target tracks and returns: delivered at its exit."""
     analytics.upload_interval = 30
     pre = _track_many(analytics.track, "parent-pre", 5)
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_process_target, args=(25, sender))
-    proc.start()
-    sender.close()
-    try:
-        assert receiver.poll(20), "the process sent nothing"
-        child_ids = receiver.recv()
-        proc.join(20)
-        assert proc.exitcode == 0
-    finally:
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
+    child_ids = _run_process_target(25)
     assert analytics.flush(timeout=10) == 0
     _assert_exactly_once(collector, pre + child_ids)
 
@@ -465,9 +452,14 @@ def test_multiprocessing_process_drains_at_exit_without_flush(facade, collector)
 def test_multiprocessing_process_drains_a_client_created_in_the_child(facade, collector):
     """The facade configured in the parent, first used in the child (the shared client is made there)."""
     assert analytics.default_client is None
+    _assert_exactly_once(collector, _run_process_target(5), timeout=3)
+
+
+def _run_process_target(n: int) -> list:
+    """Run _process_target(n) in a fork-started Process; the ids it tracked (it must exit 0)."""
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_process_target, args=(5, sender))
+    proc = ctx.Process(target=_process_target, args=(n, sender))
     proc.start()
     sender.close()
     try:
@@ -479,7 +471,7 @@ def test_multiprocessing_process_drains_a_client_created_in_the_child(facade, co
         if proc.is_alive():
             proc.kill()
             proc.join(5)
-    _assert_exactly_once(collector, child_ids, timeout=3)
+    return child_ids
 
 
 # --- gunicorn --preload ----------------------------------------------------------------
