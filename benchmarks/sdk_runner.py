@@ -457,7 +457,7 @@ def scenario_flush(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str,
 def scenario_shutdown(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str, Any]) -> None:
     """``rounds`` clients one after the other: one call, ``flush()``, an idle pause, ``shutdown()``."""
     times: List[float] = []
-    clients = [sdk]
+    clients = [sdk]  # all kept alive: no client's finalizer runs while another is timed
     for k, idle in enumerate(idles(cfg.get("rounds", 5))):
         if k:
             sdk = type(sdk)(cfg["url"], bool(cfg.get("gzip")), cfg.get("max_queue_size"))
