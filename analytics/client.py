@@ -226,9 +226,9 @@ class Client:
         Seconds the interpreter-exit hook spends delivering what is still
         queued (default 5); ``None`` waits for every retry.
     ``pace_wait``
-        Seconds a call may wait, once per ``upload_size`` calls, for the
-        consumer to finish the batch it is sending, when a quarter of the
-        queue is used (default 0.005; 0 turns pacing off).  A thread calling
+        Seconds a call may wait, once per two batches' worth of calls, for
+        the consumer to finish two batches, when a quarter of the queue is
+        used (default 0.005; 0 turns pacing off).  A thread calling
         in a tight loop otherwise starves the consumer of the GIL and the
         queue overflows.  Never waits while the consumer backs off.
     ``retry_policy``
@@ -657,7 +657,7 @@ class Client:
             self._end_burst()
         if n >= self._pace_from:
             if self._consumer.pacing:
-                self._consumer.follow(cfg.pace_wait * _PACE_BATCHES)
+                self._consumer.follow(cfg.pace_wait)
             else:
                 self._credits -= 1
                 if self._credits <= 0:

@@ -44,6 +44,9 @@ __all__ = ["Consumer", "Config"]
 
 log = logging.getLogger("customerio.analytics")
 
+#: Pacing waits in a row that time out before pacing is suspended, and for how long.
+_PACE_MISSES = 3
+_PACE_SUSPEND_S = 1.0
 #: How long stop() waits for workers to report after aborting their hung requests.
 _ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
@@ -108,6 +111,8 @@ class Consumer:
         self._sending = 0  # workers sending a batch right now (not waiting to retry)
         self._completed = 0  # batches finished, for pacing
         self.pacing = False  # a producer is waiting for the workers (Consumer.pace)
+        self._pace_misses = 0  # pacing waits in a row that ended before the batches did
+        self._pace_resume_at = 0.0  # no pacing before this clock time
         self.started = False
         self.stopped = False
         self.durable = bool(getattr(queue, "durable", False))
@@ -163,20 +168,33 @@ class Consumer:
         with self._lock:
             if not self._sending or self.pacing:
                 return
-            target = self._completed + batches
             started = self._clock()
-            deadline = started + max_wait * batches
+            if started < self._pace_resume_at:
+                return  # the server proved slow: waiting would only slow the caller
+            target = self._completed + batches
+            deadline = started + max_wait
             self.pacing = True  # other producer threads wait too (see follow)
             try:
                 while self._completed < target and self._sending:
                     remaining = deadline - self._clock()
                     if remaining <= 0:
-                        return
+                        break
                     self._progress.wait(remaining)
             finally:
                 self.pacing = False
                 self._progress.notify_all()
-                self.stats.count_paced(self._clock() - started)
+                now = self._clock()
+                self.stats.count_paced(now - started)
+                if self._completed >= target or not self._sending:
+                    self._pace_misses = 0
+                else:
+                    # The batch did not finish although the caller gave up the GIL: the
+                    # server is slow or hanging, not the GIL.  After a few such misses,
+                    # stop pacing for a while.
+                    self._pace_misses += 1
+                    if self._pace_misses >= _PACE_MISSES:
+                        self._pace_misses = 0
+                        self._pace_resume_at = now + _PACE_SUSPEND_S
 
     def follow(self, max_wait: float) -> None:
         """Another producer thread is pacing: wait with it (at most ``max_wait``), or the

@@ -267,7 +267,11 @@ try:  # optional speed-up, installed with the ``fast`` extra
         # Only called on values _plain() accepted.  OPT_PASSTHROUGH_DATETIME
         # routes dates and times through _default so the output matches the
         # standard-library path (naive datetimes stay naive).
-        return _orjson.dumps(obj, default=_default, option=_orjson.OPT_PASSTHROUGH_DATETIME)
+        # The copy (0.1 µs) matters: orjson's bytes object keeps a 4 KB
+        # allocation for a 400-byte message, ten times its size in the queue.
+        return memoryview(
+            _orjson.dumps(obj, default=_default, option=_orjson.OPT_PASSTHROUGH_DATETIME)
+        ).tobytes()
 
     _fast = _orjson_dumps
     BACKEND = "orjson"

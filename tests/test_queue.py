@@ -200,3 +200,25 @@ def test_cdp_sent_at_is_aware_iso_with_microseconds():
     parsed = dt.datetime.fromisoformat(sent_at)
     assert parsed.utcoffset() == dt.timedelta(0)
     assert before <= parsed <= after
+
+
+def test_a_queued_message_costs_about_its_encoded_size():
+    """Memory per queued message stays near its JSON size (orjson's bytes alone would hold 4 KB each)."""
+    import tracemalloc
+
+    from analytics import Client
+
+    props = {"product_id": "sku-123", "name": "Widget", "price": 19.99, "quantity": 3,
+             "tags": ["a", "b", "c"], "meta": {"color": "red", "size": "L"}}
+    client = Client("k", host="http://127.0.0.1:9", max_queue_size=5000, upload_interval=3600, upload_size=10**6)
+    try:
+        size = len(client.track("user-1", "Product Purchased", props)[1] and client._queue._items[0])
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(2000):
+            client.track(f"user-{i}", "Product Purchased", props)
+        per_message = (tracemalloc.get_traced_memory()[0] - before) / 2000
+        tracemalloc.stop()
+        assert per_message < size + 200, (per_message, size)
+    finally:
+        client.shutdown(timeout=0)
