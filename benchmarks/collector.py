@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 import zlib
 from typing import Any, Dict, List, Optional
 
 from analytics.collector import server as _server
+from analytics.collector.__main__ import serve
 from analytics.collector.server import Batch, Collector
 
 POSTHOG_PATH = "/batch/"
@@ -130,24 +129,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
         parser.error("the benchmark collector only listens on loopback")
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    collector = BenchCollector(host=args.host, port=args.port, keep_messages=False)
-    try:
-        collector.start()
-    except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
-    deadline = time.monotonic() + args.max_seconds
-    try:
-        print(f"listening on {collector.url}", flush=True)
-        while not stop.wait(0.5) and time.monotonic() < deadline:
-            pass
-    finally:
-        collector.stop()
-    return 0
-
+    return serve(BenchCollector(host=args.host, port=args.port, keep_messages=False), args.max_seconds)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,6 @@ import pytest
 
 import analytics
 from analytics import APIError, Client, QueueFullError, RetryPolicy, TransportError
-from analytics.collector import Collector
 from analytics.encoding import dumps
 
 from .conftest import WRITE_KEY

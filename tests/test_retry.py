@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import os
 import time
 from itertools import islice
 

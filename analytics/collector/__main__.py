@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Any, List, Optional
 
 from .server import Collector
@@ -34,6 +35,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(message)s")
+    collector = Collector(
+        host=args.host,
+        port=args.port,
+        write_keys=set(args.write_keys) if args.write_keys else None,
+        keep_messages=not args.no_keep_messages,
+    )
+    return serve(collector)
+
+
+def serve(collector: Collector, max_seconds: Optional[float] = None) -> int:
+    """Start ``collector``, print ``listening on URL``, and serve until SIGINT/SIGTERM (or ``max_seconds``).
+
+    Returns the exit status: 0, or 2 when the port cannot be bound.
+    """
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -41,26 +56,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
-    collector = Collector(
-        host=args.host,
-        port=args.port,
-        write_keys=set(args.write_keys) if args.write_keys else None,
-        keep_messages=not args.no_keep_messages,
-    )
     try:
         collector.start()
     except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"cannot listen on {collector.host}:{collector.port}: {exc}", file=sys.stderr)
         return 2
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     try:
         print(f"listening on {collector.url}", flush=True)
         while not stop.wait(0.5):
-            pass
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     finally:
         collector.stop()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
