@@ -90,7 +90,7 @@ thread = 1
 max_queue_wait: Optional[float] = 0.0
 max_retry_time = 60.0
 exit_timeout: Optional[float] = 5.0
-pace_wait = 0.005
+pace_wait = 0.004
 #: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
 spool_path: Optional[str] = None
 

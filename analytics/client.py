@@ -228,7 +228,7 @@ class Client:
     ``pace_wait``
         Seconds a call may wait, once per two batches' worth of calls, for
         the consumer to finish two batches, when a quarter of the queue is
-        used (default 0.005; 0 turns pacing off).  A thread calling
+        used (default 0.004; 0 turns pacing off).  A thread calling
         in a tight loop otherwise starves the consumer of the GIL and the
         queue overflows.  Never waits while the consumer backs off.
     ``retry_policy``
@@ -285,7 +285,7 @@ class Client:
         max_queue_wait: Optional[float] = 0.0,
         max_retry_time: float = 60.0,
         exit_timeout: Optional[float] = 5.0,
-        pace_wait: float = 0.005,
+        pace_wait: float = 0.004,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         user_agent: Optional[str] = None,

@@ -65,7 +65,7 @@ class Config:
         self.proxies: Optional[dict] = None
         self.upload_size = 100
         self.upload_interval = 0.5
-        self.pace_wait = 0.005
+        self.pace_wait = 0.004
         self.on_error: Optional[Callable[[Exception, List[dict]], Any]] = None
         self.retry = RetryPolicy()
         self.user_agent = f"cdp-relay/{VERSION} (python)"
