@@ -665,8 +665,7 @@ class Client:
                     self._credits = _PACE_BATCHES * cfg.upload_size
                     self._consumer.pace(cfg.pace_wait, _PACE_BATCHES)
         if n == 1 or n == cfg.upload_size:
-            if self._pid != os.getpid():
-                self._after_fork(hooked=False)
+            self._check_pid()  # the fallback when a fork bypassed os.register_at_fork
             consumer = self._consumer
             if not consumer.started:
                 consumer.ensure_started()

@@ -481,10 +481,7 @@ class Consumer:
             gate = self._not_before - self._clock()
             if gate > 0 and not self._sleep(gate):
                 # another worker was told to wait (Retry-After) and the shutdown deadline came first
-                if self.durable:
-                    return _KEPT
-                self._lose(part, ShutdownError("the shutdown deadline passed while waiting for Retry-After"), "shutdown")
-                return False
+                return self._cut_short(part, "while waiting for Retry-After", attempt - 1)
             timeout = cfg.timeout
             if self._deadline is not None:
                 timeout = min(timeout, max(0.05, self._deadline - self._clock()))
@@ -527,8 +524,7 @@ class Consumer:
                 if retry_after is not None:
                     wait = max(wait, retry_after)
                 if not self._sleep(wait):
-                    log.info("%d message(s) kept in the spool at shutdown (%s)", len(part), error)
-                    return _KEPT
+                    return self._cut_short(part, f"while retrying ({error})", attempt)
                 self.stats.count_retry()
                 continue
             if attempt > policy.max_retries:
@@ -541,11 +537,16 @@ class Consumer:
             if self._clock() + wait - started > policy.max_time:
                 return self._exhausted(part, error, attempt, f"the {policy.max_time:.0f} s retry time is used up")
             if not self._sleep(wait):
-                self._lose(
-                    part, ShutdownError(f"the shutdown deadline passed while retrying ({error})", attempts=attempt), "shutdown"
-                )
-                return False
+                return self._cut_short(part, f"while retrying ({error})", attempt)
             self.stats.count_retry()
+
+    def _cut_short(self, part: List[bytes], when: str, attempts: int) -> Any:
+        """The shutdown deadline passed before ``part`` could be sent: a durable queue keeps it, else it is dropped."""
+        if self.durable:
+            log.info("%d message(s) kept in the spool at shutdown (deadline passed %s)", len(part), when)
+            return _KEPT
+        self._lose(part, ShutdownError(f"the shutdown deadline passed {when}", attempts=attempts), "shutdown")
+        return False
 
     def _exhausted(self, part: List[bytes], error: DeliveryError, attempt: int, why: str) -> Optional[bool]:
         error.gave_up = why
