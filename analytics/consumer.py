@@ -108,7 +108,7 @@ class Consumer:
         self._give_up: Optional[BaseException] = None
         self._deadline: Optional[float] = None
         self._not_before = 0.0  # no request before this clock time (Retry-After, shared by the workers)
-        self._sending = 0  # workers sending a batch right now (not waiting to retry)
+        self._backing_off = 0  # workers waiting before a retry: producers must not wait for them
         self._completed = 0  # batches finished, for pacing
         self.pacing = False  # a producer is waiting for the workers (Consumer.pace)
         self._pace_misses = 0  # pacing waits in a row that ended before the batches did
@@ -162,11 +162,11 @@ class Consumer:
         switch interval (5 ms), so the worker delivers a few thousand messages
         a second while the queue overflows.  The client calls this once per
         ``batches * upload_size`` calls while the queue is filling up (waiting
-        for ``batches`` to finish); it returns at once unless a worker is
-        sending right now (not while it waits to retry).
+        for ``batches`` to finish); it returns at once while a worker waits
+        to retry (the server, not the GIL, holds it up).
         """
         with self._lock:
-            if not self._sending or self.pacing:
+            if self._backing_off or not self.started or self.pacing:
                 return
             started = self._clock()
             if started < self._pace_resume_at:
@@ -175,7 +175,7 @@ class Consumer:
             deadline = started + max_wait
             self.pacing = True  # other producer threads wait too (see follow)
             try:
-                while self._completed < target and self._sending:
+                while self._completed < target and not self._backing_off:
                     remaining = deadline - self._clock()
                     if remaining <= 0:
                         break
@@ -185,7 +185,7 @@ class Consumer:
                 self._progress.notify_all()
                 now = self._clock()
                 self.stats.count_paced(now - started)
-                if self._completed >= target or not self._sending:
+                if self._completed >= target or self._backing_off:
                     self._pace_misses = 0
                 else:
                     # The batch did not finish although the caller gave up the GIL: the
@@ -346,13 +346,7 @@ class Consumer:
                     if drop is not None:
                         self._lose(items, drop, "shutdown")
                     else:
-                        with self._lock:
-                            self._sending += 1
-                        try:
-                            self.deliver(items, keys)
-                        finally:
-                            with self._lock:
-                                self._sending -= 1
+                        self.deliver(items, keys)
                 finally:
                     with self._lock:
                         self._inflight.pop(token, None)
@@ -563,7 +557,7 @@ class Consumer:
         """Wait ``seconds`` unless the shutdown deadline comes first.  False when cut short by it."""
         end = self._clock() + seconds
         with self._lock:
-            self._sending -= 1  # backing off: producers must not wait for us
+            self._backing_off += 1  # producers must not wait for us
             self._progress.notify_all()
             try:
                 while True:
@@ -574,7 +568,7 @@ class Consumer:
                     self._interrupt.wait(remaining)
                 return self._deadline is None or self._clock() < self._deadline
             finally:
-                self._sending += 1
+                self._backing_off -= 1
 
     def _lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
         """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""
