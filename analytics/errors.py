@@ -8,7 +8,9 @@ Everything the library raises, or hands to ``on_error``, is an
     ├── SpoolError                           the durable spool cannot be used (the client falls back)
     ├── InvalidMessageError (ValueError)     a call's arguments are wrong; raised at the call site
     │   ├── UnserializableValueError (TypeError)   a value JSON cannot carry (``.path`` names it)
-    │   └── MessageTooLargeError                   the encoded message is over 32 KB
+    │   ├── MessageTooLargeError                   the encoded message is over 32 KB
+    │   └── UnsupportedCallError                   the destination API cannot express this call
+    ├── ServiceError                         a request of a direct API client (Track API, Bloomreach) failed
     └── DeliveryError                        a message did not reach the server; given to ``on_error``
         ├── APIError                         the server answered with an error status
         ├── TransportError                   no answer: connection refused or reset, timeout
@@ -32,6 +34,8 @@ __all__ = [
     "InvalidMessageError",
     "UnserializableValueError",
     "MessageTooLargeError",
+    "UnsupportedCallError",
+    "ServiceError",
     "DeliveryError",
     "APIError",
     "TransportError",
@@ -178,3 +182,37 @@ class ShutdownError(DeliveryError):
     """The client was shut down before the message could be sent."""
 
     reason = "shutdown"
+
+
+class UnsupportedCallError(InvalidMessageError):
+    """The client's destination API has no way to express this call (for example
+    ``alias`` on Bloomreach); raised at the call site, nothing is queued."""
+
+
+class ServiceError(AnalyticsError):
+    """A request made by one of the direct API clients failed.
+
+    ``status`` is the HTTP status (0 when no answer came: connection refused or
+    reset, timeout), ``body`` the response text (cut to 2,000 characters),
+    ``retry_after`` the seconds a 429/503 asked to wait (or ``None``) and
+    ``attempts`` how many requests were made.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        status: int = 0,
+        body: str = "",
+        retry_after: Optional[float] = None,
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body[:2000]
+        self.retry_after = retry_after
+        self.attempts = attempts
+
+    @property
+    def retryable(self) -> bool:
+        """True when no answer came, or for 408, 429 and 5xx: the request may succeed later."""
+        return self.status == 0 or self.status in (408, 429) or self.status >= 500

@@ -75,6 +75,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import parse_qs
 
+from .bloomreach import BloomreachRoutes, BloomreachStore
+from .trackapi import TrackAPIRoutes, TrackAPIStore
+
 __all__ = [
     "Collector",
     "Batch",
@@ -901,6 +904,10 @@ class Collector:
         self._retry_until = 0.0
         self._request_log: List[Request] = []
         self._outages: List[List[Any]] = []
+        #: What the Customer.io Track API routes received.
+        self.track_api = TrackAPIStore()
+        #: What the Bloomreach routes received.
+        self.bloomreach = BloomreachStore()
 
     # -- called by the handler --------------------------------------------
 
@@ -1082,8 +1089,11 @@ _OK = (
 )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackAPIRoutes, BloomreachRoutes, BaseHTTPRequestHandler):
     """Serves one connection: reads each request fully, answers with one write."""
+
+    #: Routes with path parameters, from the API mixins: (method, pattern, handler name).
+    _API_ROUTES = TrackAPIRoutes.ROUTES + BloomreachRoutes.ROUTES
 
     protocol_version = "HTTP/1.1"
     server_version = "customerio-collector"
@@ -1253,6 +1263,12 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self.close_connection = True
             return
+        if methods is None:
+            for api_method, pattern, handler in self._API_ROUTES:
+                match = pattern.fullmatch(path)
+                if match is not None and api_method == self.command:
+                    getattr(self, handler)(body, query, match)
+                    return
         control = path.startswith(_CONTROL)
         if methods is None or self.command not in methods:
             status, code = (404, "not_found") if methods is None else (405, "method_not_allowed")
@@ -1267,7 +1283,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- /v1/batch --------------------------------------------------------
 
-    def _post_batch(self, body: bytes, query: str) -> None:
+    def _injected(self, body: bytes) -> Tuple[Request, Optional[_Fault], bool]:
+        """Begin a request on an API route: count it, apply ``delay`` and the next fault.
+
+        Returns ``(record, fault, answered)``.  ``answered`` is True when an
+        injected failure was sent (the route must not answer again).  A "drop"
+        fault resets the connection at once (raises ``_Drop``); a
+        "store then drop" fault is returned so the route can store the request
+        and then call ``self._answer(record, 0)`` instead of answering.
+        """
         collector = self.server.collector
         received_at = time.time()
         record = Request(received_at)
@@ -1282,10 +1306,18 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.retry_after is not None:
                 record.retry_after = str(fault.retry_after)
             self._answer(record, fault.status, fault.body, fault.headers, fault.content_type)
-            return
+            return record, fault, True
         if fault is not None and fault.kind == "drop":
             collector._refuse(0, "fault", "connection dropped", len(body), received_at)
             self._answer(record, 0)
+        return record, fault, False
+
+    def _post_batch(self, body: bytes, query: str) -> None:
+        collector = self.server.collector
+        record, fault, answered = self._injected(body)
+        if answered:
+            return
+        received_at = record.received_at
         outcome = self._check_batch(body, received_at)
         if isinstance(outcome, Batch):
             collector._accept(outcome, stored_then_dropped=fault is not None)

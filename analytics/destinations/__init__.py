@@ -1,0 +1,84 @@
+"""Batch APIs the background engine can deliver to instead of Data Pipelines.
+
+``Client(destination=TrackV2(site_id, api_key))`` or
+``Client(destination=Bloomreach(...))``: the same queue, consumer, limits,
+retries, backpressure, spool and counters; only the wire format changes.
+Each call (``identify``, ``track``...) is first built as a Segment-spec
+message, then :meth:`Destination.translate` turns it into the API's item,
+in the caller's thread, and that item is what is queued, sent and, if it
+fails, handed to ``on_error``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["Destination", "basic_auth"]
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The value of an HTTP Basic ``Authorization`` header."""
+    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return f"Basic {token}"
+
+
+class Destination:
+    """What the engine needs to know about one batch API.
+
+    Subclasses set the class attributes and implement the methods.  All of
+    them are pure (no I/O); the consumer does the sending and the retries
+    (408, 429 and 5xx are retried, other statuses refuse the whole request).
+    """
+
+    #: Short name, used in logs and in the spool's file name.
+    name: str = "destination"
+    #: The request path, joined to :meth:`base_url`.
+    path: str = "/"
+    #: The largest single item, encoded, in bytes (refused at the call site above it).
+    max_message_bytes: int = 32 * 1024
+    #: The largest request body, in bytes before compression.
+    max_body_bytes: int = 500_000
+    #: The most items in one request.
+    max_items: int = 1_000_000
+    #: Whether the API accepts ``Content-Encoding: gzip``.
+    gzip: bool = True
+
+    def base_url(self) -> str:
+        """Scheme, host and port the requests go to (no trailing slash)."""
+        raise NotImplementedError
+
+    def headers(self) -> Dict[str, str]:
+        """Headers of every request besides Content-Type and User-Agent (Authorization...)."""
+        raise NotImplementedError
+
+    def translate(self, message: Dict[str, Any]) -> Dict[str, Any]:
+        """The API item for one Segment-spec message built by :func:`analytics.messages.build`.
+
+        Raises :class:`~analytics.errors.UnsupportedCallError` for a call the
+        API cannot express and :class:`~analytics.errors.InvalidMessageError`
+        for one it cannot take as given (the call site gets the error;
+        nothing is queued).
+        """
+        raise NotImplementedError
+
+    def overhead(self) -> int:
+        """Bytes of the body outside the items and the commas between them."""
+        raise NotImplementedError
+
+    def body(self, items: Sequence[bytes]) -> bytes:
+        """The request body for these already encoded items."""
+        raise NotImplementedError
+
+    def results(self, status: int, body: bytes, count: int) -> List[Optional[str]]:
+        """Per-item outcome of a 2xx answer to a request of ``count`` items.
+
+        A list of ``count`` entries: ``None`` for an item the API accepted,
+        otherwise a short text saying why it refused it (those items are
+        reported to ``on_error`` and not retried).
+        """
+        raise NotImplementedError
+
+    def item_id(self, item: Dict[str, Any]) -> Optional[str]:
+        """The message id an item carries, if any (for logs and dedupe checks)."""
+        return None
