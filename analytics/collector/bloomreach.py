@@ -3,26 +3,598 @@
 A mixin of the collector's request handler: ``ROUTES`` lists
 ``(method, path pattern, handler name)``; each handler is called as
 ``handler(self, body, query, match)``.  What the routes accept is recorded
-in a :class:`BloomreachStore` at ``collector.bloomreach``.
+in a :class:`BloomreachStore` at ``collector.bloomreach`` (a new, empty one
+after ``collector.reset()``, which also forgets its settings).
+
+Routes::
+
+    POST /track/v2/projects/{token}/batch             {"commands": [...]}
+    POST /track/v2/projects/{token}/customers         update customer properties
+    POST /track/v2/projects/{token}/customers/events  add event
+    GET  /track/v2/projects/{token}/system/time       {"success": true, "errors": [], "time": ...}
+
+Checked in this order, as far as the public documentation describes the real API:
+
+1. Faults queued with ``collector.fail_next`` / ``drop_next`` /
+   ``store_then_drop_next`` or drawn by ``set_chaos`` apply first, as on
+   ``/v1/batch`` (one per request, and ``collector.request_log`` logs every
+   request, so ``collector.retry_after_violations()`` works).
+2. Auth: ``Authorization: Basic base64(key_id:secret)`` (private access) or
+   ``Authorization: Token <api token>`` (public access), or an
+   ``access_token=`` URL parameter.  Missing or malformed, or not among the
+   ones set with :meth:`BloomreachStore.require` (by default any non-empty
+   credentials pass): **401** ``{"success": false, "message": ...}``.
+3. The project token: by default any is accepted; after
+   ``require(projects=...)`` another is answered **404** ``{"success":
+   false, "message": "Project not found"}`` (this collector's choice: the
+   documentation does not say what an unknown project gets).
+4. ``Content-Encoding: gzip`` is un-gzipped (a bad stream: 400; other
+   encodings but ``identity``: 415).
+5. The body must be JSON: otherwise **400** ``{"success": false, "message":
+   "Invalid JSON"}``.  A batch needs a ``commands`` list of 1 to 50 items,
+   otherwise the whole request is refused with **400**.
+6. Each batch command is checked on its own (:func:`command_problems`): a
+   known ``name`` (``customers``, ``customers/events``, ``system/time``), a
+   ``data`` object, non-empty ``customer_ids`` of string values,
+   ``event_type`` for events, numbers (or ISO strings) as timestamps, the
+   encoded command smaller than 800,000 bytes and each property value
+   smaller than 16,000 bytes (compact UTF-8 JSON), then the test hooks
+   added with :meth:`BloomreachStore.reject_when`.  A bad command gets
+   ``{"success": false, "errors": [...]}`` in its place in ``results``, the
+   others are stored and get ``{"success": true}`` (``system/time`` also
+   ``"time"``); every result echoes the command's ``command_id`` when it has
+   one.  The answer is **200** ``{"results": [...], "start_time": ...,
+   "end_time": ..., "success": true}``.
+7. The single routes check their body as a batch command's ``data``: a
+   problem is answered **400** ``{"success": false, "errors": [...]}``; a
+   :meth:`~BloomreachStore.reject_when` hook refusing it is answered
+   **200** ``{"success": false, "errors": [...]}`` (the documented "200 with
+   success false"); otherwise **200** ``{"success": true}``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import logging
 import re
 import threading
-from typing import Any, List, Pattern, Tuple
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Pattern, Set, Tuple, Union
+from urllib.parse import parse_qs, unquote
 
-__all__ = ["BloomreachRoutes", "BloomreachStore"]
+__all__ = [
+    "BloomreachRoutes",
+    "BloomreachStore",
+    "BloomreachCommand",
+    "BloomreachRejection",
+    "BloomreachRequest",
+    "command_problems",
+    "MAX_COMMANDS",
+    "MAX_COMMAND_BYTES",
+    "MAX_PROPERTY_BYTES",
+]
+
+logger = logging.getLogger("customerio.collector")
+
+#: The most commands in one batch request.
+MAX_COMMANDS = 50
+#: A command, as compact UTF-8 JSON, must be smaller than this.
+MAX_COMMAND_BYTES = 800_000
+#: A property value, as compact UTF-8 JSON, must be smaller than this.
+MAX_PROPERTY_BYTES = 16_000
+#: Un-gzipped bodies larger than this are refused with 413.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+_NAMES = ("customers", "customers/events", "system/time")
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+Verdict = Union[None, bool, str, Iterable[str]]
+Predicate = Callable[[Dict[str, Any]], Verdict]
+
+
+def _size(value: Any) -> int:
+    return len(_compact(value).encode("utf-8", "surrogatepass"))
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+@dataclass
+class BloomreachCommand:
+    """One accepted command (from a batch, or a single route's body as ``data``)."""
+
+    name: str  #: ``customers``, ``customers/events`` or ``system/time``
+    data: Dict[str, Any]
+    command_id: Optional[str]
+    project: str  #: the project token of the URL
+    auth: str  #: ``"basic"`` or ``"token"``
+    principal: str  #: the API key id (basic) or the API token (never the secret)
+    route: str  #: ``"batch"``, ``"customers"`` or ``"customers/events"``
+    position: int  #: index in the request's ``commands`` (0 on a single route)
+    request: int  #: index of the request in :attr:`BloomreachStore.requests`
+    received_at: float
+
+
+@dataclass
+class BloomreachRejection:
+    """A command answered ``success: false`` (the request itself was answered 200 or 400)."""
+
+    command: Any  #: the command as received
+    errors: List[str]
+    position: int
+    request: int
+    by_hook: bool  #: refused by a :meth:`BloomreachStore.reject_when` hook
+
+
+@dataclass
+class BloomreachRequest:
+    """One request to a Bloomreach route, as answered (``status`` 0: dropped)."""
+
+    method: str
+    path: str
+    route: str  #: ``"batch"``, ``"customers"``, ``"customers/events"`` or ``"system/time"``
+    project: str
+    status: int
+    received_at: float
+    auth: Optional[str] = None  #: ``"basic"``, ``"token"`` or None when missing/malformed
+    principal: Optional[str] = None
+    commands: int = 0  #: commands in the body (1 on the single routes)
+    accepted: int = 0
+    rejected: int = 0
+    fault: bool = False  #: an injected fault decided the answer (or dropped it after storing)
+    gzipped: bool = False
+    raw_size: int = 0  #: body bytes after un-gzipping
+    headers: Dict[str, str] = field(default_factory=dict)  #: lower-cased names
+    body: Any = None  #: the parsed JSON body, when it was JSON
+    answer: Any = None  #: the JSON answered (None for a fault or a drop)
+
+
+def command_problems(cmd: Any) -> List[str]:
+    """What is wrong with one batch command (an empty list when it is valid); sizes included."""
+    if not isinstance(cmd, dict):
+        return ["Command must be an object."]
+    name = cmd.get("name")
+    if name not in _NAMES:
+        return [f"Unknown command name {name!r}."]
+    cid = cmd.get("command_id")
+    if cid is not None and not isinstance(cid, str):
+        return ["Field 'command_id' must be a string."]
+    if name == "system/time":
+        return []
+    data = cmd.get("data")
+    if not isinstance(data, dict):
+        return ["Field 'data' is required and must be an object."]
+    problems = data_problems(name, data)
+    if not problems:
+        problems = _size_problems(cmd, data)
+    return problems
+
+
+def data_problems(name: str, data: Any) -> List[str]:
+    """What is wrong with the ``data`` of a ``customers`` or ``customers/events`` command (sizes aside)."""
+    if not isinstance(data, dict):
+        return ["Body must be a JSON object."]
+    errors: List[str] = []
+    ids = data.get("customer_ids")
+    if not isinstance(ids, dict) or not ids:
+        errors.append("At least one id should be specified.")
+    else:
+        for key, value in ids.items():
+            if not isinstance(value, str) or not value:
+                errors.append(f"Customer id '{key}' must be a non-empty string.")
+    props = data.get("properties")
+    if props is not None and not isinstance(props, dict):
+        errors.append("Field 'properties' must be an object.")
+    if name == "customers/events":
+        event_type = data.get("event_type")
+        if not isinstance(event_type, str) or not event_type:
+            errors.append("Field 'event_type' is required.")
+        stamp_key = "timestamp"
+    else:
+        stamp_key = "update_timestamp"
+    stamp = data.get(stamp_key)
+    if stamp is not None and (isinstance(stamp, bool) or not isinstance(stamp, (int, float, str))):
+        errors.append(f"Field '{stamp_key}' must be a number.")
+    return errors
+
+
+def _size_problems(whole: Any, data: Dict[str, Any]) -> List[str]:
+    size = _size(whole)
+    if size >= MAX_COMMAND_BYTES:
+        return [f"Command is too large: {size} bytes (must be less than {MAX_COMMAND_BYTES})."]
+    props = data.get("properties")
+    if size >= MAX_PROPERTY_BYTES and isinstance(props, dict):
+        for key, value in props.items():
+            psize = _size(value)
+            if psize >= MAX_PROPERTY_BYTES:
+                return [f"Value of property '{key}' is too long: {psize} bytes (must be less than {MAX_PROPERTY_BYTES})."]
+    return []
+
+
+def _verdict_errors(verdict: Verdict) -> List[str]:
+    if not verdict:
+        return []
+    if verdict is True:
+        return ["Rejected by the collector's reject_when hook."]
+    if isinstance(verdict, str):
+        return [verdict]
+    return [str(e) for e in verdict] or ["Rejected by the collector's reject_when hook."]
 
 
 class BloomreachStore:
-    """What the Bloomreach routes received (filled in by the routes)."""
+    """What the Bloomreach routes received, and how they should behave.
+
+    Settings: :meth:`require` (accepted projects and credentials) and
+    :meth:`reject_when` (make chosen commands fail).  Records (copies, safe
+    to read from any thread): :attr:`commands`, :attr:`events`,
+    :attr:`customers`, :attr:`rejected`, :attr:`requests`,
+    :attr:`command_ids`, :attr:`duplicates`; :meth:`wait_for` blocks until
+    commands have arrived.  Everything is guarded by :attr:`lock`.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self._changed = threading.Condition(self.lock)
+        #: Accepted project tokens; None: any.
+        self.projects: Optional[FrozenSet[str]] = None
+        #: Accepted (key id, secret) pairs for Basic auth; None: any non-empty pair.
+        self.credentials: Optional[FrozenSet[Tuple[str, str]]] = None
+        #: Accepted API tokens for Token auth; None: any non-empty token.
+        self.api_tokens: Optional[FrozenSet[str]] = None
+        self._rules: List[Predicate] = []
+        self._commands: List[BloomreachCommand] = []
+        self._rejected: List[BloomreachRejection] = []
+        self._requests: List[BloomreachRequest] = []
+        self._ids: Set[str] = set()
+        self._duplicates = 0
+
+    # -- settings -----------------------------------------------------------------
+
+    def require(
+        self,
+        *,
+        projects: Optional[Iterable[str]] = None,
+        credentials: Optional[Iterable[Tuple[str, str]]] = None,
+        api_tokens: Optional[Iterable[str]] = None,
+    ) -> None:
+        """Accept only these project tokens / (key id, secret) pairs / API tokens.
+
+        An argument left None keeps accepting anything of that kind; an empty
+        one refuses every request of that kind (``api_tokens=()``: Basic only).
+        """
+        with self.lock:
+            if projects is not None:
+                self.projects = frozenset(projects)
+            if credentials is not None:
+                self.credentials = frozenset((str(k), str(s)) for k, s in credentials)
+            if api_tokens is not None:
+                self.api_tokens = frozenset(api_tokens)
+
+    def reject_when(self, predicate: Predicate) -> None:
+        """Make commands fail on purpose: ``predicate(command)`` is called for
+        each command that passed the checks (a single route's body comes as
+        ``{"name": route, "data": body}``).  A true value refuses it: a string
+        or a list of strings are its error texts, ``True`` a default text.
+        Hooks add up; :meth:`clear_rejections` removes them.
+        """
+        with self.lock:
+            self._rules.append(predicate)
+
+    def clear_rejections(self) -> None:
+        """Remove every :meth:`reject_when` hook."""
+        with self.lock:
+            self._rules.clear()
+
+    # -- records --------------------------------------------------------------------
+
+    @property
+    def commands(self) -> List[BloomreachCommand]:
+        """Every accepted command, in arrival order."""
+        with self.lock:
+            return list(self._commands)
+
+    @property
+    def events(self) -> List[Dict[str, Any]]:
+        """The ``data`` of every accepted ``customers/events`` command, in arrival order."""
+        with self.lock:
+            return [c.data for c in self._commands if c.name == "customers/events"]
+
+    @property
+    def customers(self) -> List[Dict[str, Any]]:
+        """The ``data`` of every accepted ``customers`` command, in arrival order."""
+        with self.lock:
+            return [c.data for c in self._commands if c.name == "customers"]
+
+    @property
+    def rejected(self) -> List[BloomreachRejection]:
+        """Every command answered ``success: false``, in arrival order."""
+        with self.lock:
+            return list(self._rejected)
+
+    @property
+    def requests(self) -> List[BloomreachRequest]:
+        """Every request to a Bloomreach route, in arrival order, injected faults included.
+
+        A request is recorded just before its answer is written.
+        """
+        with self.lock:
+            return list(self._requests)
+
+    @property
+    def command_ids(self) -> Set[str]:
+        """The command_ids of the accepted commands that had one."""
+        with self.lock:
+            return set(self._ids)
+
+    @property
+    def duplicates(self) -> int:
+        """Accepted commands whose command_id had been accepted before."""
+        with self.lock:
+            return self._duplicates
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` commands have been accepted; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self._commands) >= count, timeout)
+
+    # -- called by the routes -------------------------------------------------------
+
+    def _allowed(self, kind: str, principal: str, secret: str) -> bool:
+        with self.lock:
+            if kind == "basic":
+                return self.credentials is None or (principal, secret) in self.credentials
+            return self.api_tokens is None or principal in self.api_tokens
+
+    def _known_project(self, project: str) -> bool:
+        with self.lock:
+            return self.projects is None or project in self.projects
+
+    def _hook_errors(self, command: Dict[str, Any]) -> List[str]:
+        with self.lock:
+            rules = list(self._rules)
+        for rule in rules:
+            errors = _verdict_errors(rule(command))
+            if errors:
+                return errors
+        return []
+
+    def _record(
+        self,
+        request: BloomreachRequest,
+        accepted: List[BloomreachCommand],
+        rejected: List[BloomreachRejection],
+    ) -> None:
+        with self._changed:
+            index = len(self._requests)
+            self._requests.append(request)
+            for cmd in accepted:
+                cmd.request = index
+                if cmd.command_id is not None:
+                    if cmd.command_id in self._ids:
+                        self._duplicates += 1
+                    else:
+                        self._ids.add(cmd.command_id)
+            for rej in rejected:
+                rej.request = index
+            self._commands.extend(accepted)
+            self._rejected.extend(rejected)
+            if accepted:
+                self._changed.notify_all()
+
+
+_PROJECT = r"/track/v2/projects/(?P<token>[^/]+)"
+
+
+class _Refused(Exception):
+    """A whole request refused: status and JSON answer."""
+
+    def __init__(self, status: int, answer: Dict[str, Any]) -> None:
+        super().__init__(status)
+        self.status = status
+        self.answer = answer
+
+
+def _message(text: str) -> Dict[str, Any]:
+    return {"success": False, "message": text}
 
 
 class BloomreachRoutes:
-    """Handler mixin: the Bloomreach routes."""
+    """Handler mixin: the Bloomreach routes (see the module docstring)."""
 
-    ROUTES: List[Tuple[str, Pattern[str], str]] = []
+    ROUTES: List[Tuple[str, Pattern[str], str]] = [
+        ("POST", re.compile(_PROJECT + r"/batch"), "_br_batch"),
+        ("POST", re.compile(_PROJECT + r"/customers"), "_br_customers"),
+        ("POST", re.compile(_PROJECT + r"/customers/events"), "_br_events"),
+        ("GET", re.compile(_PROJECT + r"/system/time"), "_br_system_time"),
+    ]
+
+    # The handler (server._Handler) provides these, and _injected and _answer.
+    server: Any
+    command: str
+    path: str
+    _fields: Dict[str, str]
+
+    # -- routes -------------------------------------------------------------------
+
+    def _br_batch(self, body: bytes, query: str, match: "re.Match[str]") -> None:
+        self._br_handle("batch", body, query, match)
+
+    def _br_customers(self, body: bytes, query: str, match: "re.Match[str]") -> None:
+        self._br_handle("customers", body, query, match)
+
+    def _br_events(self, body: bytes, query: str, match: "re.Match[str]") -> None:
+        self._br_handle("customers/events", body, query, match)
+
+    def _br_system_time(self, body: bytes, query: str, match: "re.Match[str]") -> None:
+        self._br_handle("system/time", body, query, match)
+
+    # -- the work -------------------------------------------------------------------
+
+    def _br_handle(self, route: str, body: bytes, query: str, match: "re.Match[str]") -> None:
+        store: BloomreachStore = self.server.collector.bloomreach
+        path, project = self.path.partition("?")[0], unquote(match.group("token"))
+        try:
+            record, fault, answered = self._injected(body)  # type: ignore[attr-defined]
+        except Exception:  # a "drop" fault: the connection is reset unanswered
+            store._record(BloomreachRequest(
+                method=self.command, path=path, route=route, project=project, status=0,
+                received_at=time.time(), fault=True, raw_size=len(body), headers=dict(self._fields),
+            ), [], [])
+            raise
+        req = BloomreachRequest(
+            method=self.command, path=path, route=route, project=project, status=record.status,
+            received_at=record.received_at, fault=fault is not None, raw_size=len(body),
+            headers=dict(self._fields),
+        )
+        if answered:
+            store._record(req, [], [])
+            return
+        accepted: List[BloomreachCommand] = []
+        rejected: List[BloomreachRejection] = []
+        try:
+            status, answer = self._br_process(store, route, body, query, req, accepted, rejected)
+        except _Refused as refusal:
+            status, answer = refusal.status, refusal.answer
+        req.accepted, req.rejected = len(accepted), len(rejected)
+        record.stored, record.messages = bool(accepted), len(accepted)
+        if fault is not None:  # store then drop
+            req.status = 0
+            store._record(req, accepted, rejected)
+            self._answer(record, 0)  # type: ignore[attr-defined]
+            return
+        req.status, req.answer = status, answer
+        store._record(req, accepted, rejected)
+        if logger.isEnabledFor(logging.DEBUG) and status != 200:
+            logger.debug("bloomreach %s refused: %d %s", route, status, answer)
+        self._answer(record, status, _json(answer))  # type: ignore[attr-defined]
+
+    def _br_process(
+        self,
+        store: BloomreachStore,
+        route: str,
+        body: bytes,
+        query: str,
+        req: BloomreachRequest,
+        accepted: List[BloomreachCommand],
+        rejected: List[BloomreachRejection],
+    ) -> Tuple[int, Dict[str, Any]]:
+        kind, principal, secret = self._br_credentials(query)
+        req.auth, req.principal = kind, principal
+        if kind is None:
+            raise _Refused(401, _message("Missing or malformed authorization: use Basic or Token."))
+        if not store._allowed(kind, principal, secret):
+            raise _Refused(401, _message("Unauthorized: unknown credentials."))
+        if not store._known_project(req.project):
+            raise _Refused(404, _message("Project not found."))
+        received_at = req.received_at
+
+        def accept(name: str, data: Dict[str, Any], command_id: Optional[str], position: int) -> None:
+            accepted.append(BloomreachCommand(
+                name, data, command_id, req.project, kind, principal, route,
+                position, -1, received_at,
+            ))
+
+        if route == "system/time":
+            return 200, {"success": True, "errors": [], "time": time.time()}
+
+        raw = self._br_body(body, req)
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Refused(400, _message("Invalid JSON")) from None
+        req.body = doc
+
+        if route != "batch":  # a single route: the body is the command's data
+            req.commands = 1
+            errors = data_problems(route, doc)
+            if not errors:
+                errors = _size_problems(doc, doc)
+            if errors:
+                rejected.append(BloomreachRejection(doc, errors, 0, -1, False))
+                return 400, {"success": False, "errors": errors}
+            errors = store._hook_errors({"name": route, "data": doc})
+            if errors:
+                rejected.append(BloomreachRejection(doc, errors, 0, -1, True))
+                return 200, {"success": False, "errors": errors}
+            accept(route, doc, None, 0)
+            return 200, {"success": True}
+
+        start_time = time.time()
+        commands = doc.get("commands") if isinstance(doc, dict) else None
+        if not isinstance(commands, list):
+            raise _Refused(400, _message("Field 'commands' is required and must be a list."))
+        req.commands = len(commands)
+        if not commands:
+            raise _Refused(400, _message("At least one command is required."))
+        if len(commands) > MAX_COMMANDS:
+            raise _Refused(400, _message(f"Too many commands: {len(commands)} (at most {MAX_COMMANDS})."))
+        results: List[Dict[str, Any]] = []
+        for position, cmd in enumerate(commands):
+            by_hook = False
+            errors = command_problems(cmd)
+            if not errors:
+                errors = store._hook_errors(cmd)
+                by_hook = bool(errors)
+            cid = cmd.get("command_id") if isinstance(cmd, dict) else None
+            result: Dict[str, Any]
+            if errors:
+                rejected.append(BloomreachRejection(cmd, errors, position, -1, by_hook))
+                result = {"success": False, "errors": errors}
+            else:
+                name = cmd["name"]
+                data = cmd.get("data")
+                accept(name, data if isinstance(data, dict) else {}, cid, position)
+                result = {"success": True}
+                if name == "system/time":
+                    result["time"] = time.time()
+            if isinstance(cid, str):
+                result["command_id"] = cid
+            results.append(result)
+        return 200, {"results": results, "start_time": start_time, "end_time": time.time(), "success": True}
+
+    def _br_body(self, body: bytes, req: BloomreachRequest) -> bytes:
+        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            req.gzipped = True
+            try:
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                raw = d.decompress(body, MAX_BODY_BYTES + 1)
+                if len(raw) > MAX_BODY_BYTES:
+                    raise _Refused(413, _message(f"Body is over {MAX_BODY_BYTES} bytes un-gzipped."))
+                if not d.eof:
+                    raise zlib.error("truncated gzip stream")
+            except zlib.error as exc:
+                raise _Refused(400, _message(f"Body is not valid gzip: {exc}")) from None
+            req.raw_size = len(raw)
+            return raw
+        if encoding != "identity":
+            raise _Refused(415, _message(f"Content-Encoding {encoding!r} is not supported."))
+        return body
+
+    def _br_credentials(self, query: str) -> Tuple[Optional[str], Optional[str], str]:
+        """(kind, principal, secret) from the Authorization header or ``access_token``; kind None if absent."""
+        header = (self._fields.get("authorization") or "").strip()
+        if header:
+            scheme, _, value = header.partition(" ")
+            value = value.strip()
+            if scheme.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(value, validate=True).decode("utf-8")
+                except (binascii.Error, ValueError):
+                    return None, None, ""
+                key_id, colon, secret = decoded.partition(":")
+                if not colon or not key_id or not secret:
+                    return None, None, ""
+                return "basic", key_id, secret
+            if scheme.lower() == "token" and value:
+                return "token", value, ""
+            return None, None, ""
+        tokens = parse_qs(query).get("access_token")
+        if tokens and tokens[-1]:
+            return "token", tokens[-1], ""
+        return None, None, ""
