@@ -8,6 +8,14 @@ object, one set of settings, one shared client), so both of these work::
 
 ``from customerio.analytics.client import Client`` and the other submodules
 resolve to the same objects too.
+
+The Track API client is compatible with the official ``customerio`` package::
+
+    from customerio import CustomerIO, Regions, CustomerIOException
+
+See :mod:`customerio.track` (v1 calls, ``batch()``, ``send_entity()``),
+:mod:`customerio.v2` (typed builders for v2 operations) and
+:mod:`customerio.webhooks` (``validate_signature``).
 """
 
 import importlib
@@ -34,4 +42,33 @@ for _name in _SUBMODULES:
     sys.modules[f"{__name__}.analytics.{_name}"] = importlib.import_module(f"analytics.{_name}")
 del _name
 
-__all__ = ["analytics"]
+from .track import (  # noqa: E402  (after the alias above, which must come first)
+    CIOID,
+    EMAIL,
+    ID,
+    BatchResult,
+    CustomerIO,
+    CustomerIOException,
+    CustomerIOValidationError,
+    ItemError,
+    Region,
+    Regions,
+)
+from . import v2  # noqa: E402
+from .webhooks import validate_signature  # noqa: E402
+
+__all__ = [
+    "analytics",
+    "CustomerIO",
+    "CustomerIOException",
+    "CustomerIOValidationError",
+    "Regions",
+    "Region",
+    "BatchResult",
+    "ItemError",
+    "ID",
+    "EMAIL",
+    "CIOID",
+    "v2",
+    "validate_signature",
+]
