@@ -40,8 +40,10 @@ from .errors import (
     QueueFullError,
     ShutdownError,
     SpoolError,
+    ServiceError,
     TransportError,
     UnserializableValueError,
+    UnsupportedCallError,
 )
 from .retry import RetryPolicy
 from .version import VERSION

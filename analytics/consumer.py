@@ -95,6 +95,7 @@ class Consumer:
         self._clock = clock
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for messages
+        self._looking = 0  # workers choosing or waiting for a batch (see wake)
         self._progress = threading.Condition(self._lock)  # flush() waits here for batches to finish
         self._interrupt = threading.Condition(self._lock)  # retry waits; woken by shutdown
         self._threads: List[threading.Thread] = []
@@ -127,9 +128,19 @@ class Consumer:
     # --- producer side ------------------------------------------------------
 
     def wake(self) -> None:
-        """Tell a waiting worker that there is work (called at the batch thresholds)."""
-        with self._lock:
-            self._work.notify()
+        """Tell a waiting worker that there is work (called at the batch thresholds, after the put).
+
+        Takes the lock only when a worker is choosing its next batch or
+        waiting for one: a worker busy sending needs no signal, and taking
+        the lock it may hold would hand it the GIL in the middle of the
+        caller's ``track()``.  No signal is lost: a worker counts itself in
+        ``_looking`` (under the lock) *before* it reads the queue, and the
+        caller reads ``_looking`` *after* its put, so either the worker sees
+        the message or the caller sees the worker.
+        """
+        if self._looking:
+            with self._lock:
+                self._work.notify()
 
     def ensure_started(self) -> None:
         """Start (or restart) worker threads up to ``thread``; idempotent and cheap when running."""
@@ -363,48 +374,56 @@ class Consumer:
     def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
         cfg = self.config
         q = self.queue
+        with self._lock:
+            self._looking += 1  # before reading the queue: see wake()
+            try:
+                return self._choose_batch(cfg, q)
+            finally:
+                self._looking -= 1
+
+    def _choose_batch(self, cfg: Config, q: Any) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
+        """The body of :meth:`_next_batch`, under the lock."""
         first_seen: Optional[float] = None
         drop: Optional[DeliveryError] = None
-        with self._lock:
-            while True:
-                n = q.ready()
-                if n == 0:
-                    if self._stopping and (not self.durable or not len(q) or self._past_deadline()):
-                        return None
-                    first_seen = None
-                    self._work.wait(None if not len(q) else cfg.upload_interval)
-                    continue
-                if self._stopping:
-                    if self._past_deadline():
-                        if self.durable:
-                            return None  # the rest stays in the spool for the next process
-                        drop = ShutdownError("the shutdown deadline passed before these were sent")
-                    elif self._give_up is not None:
-                        drop = ShutdownError(
-                            f"not sent at shutdown: an earlier batch used up its retries ({self._give_up})"
-                        )
-                    break
-                now = self._clock()
-                if first_seen is None:
-                    first_seen = now
-                if n >= cfg.upload_size or self._flush_target > q.taken_total:
-                    break
-                waited = now - first_seen
-                if waited >= cfg.upload_interval:
-                    break
-                self._work.wait(cfg.upload_interval - waited)
-            start = q.taken_total
-            keys = None
-            if drop is not None:
-                items = q.take_all()
-            else:
-                items, keys = q.take_batch(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
-            token = self._next_token
-            self._next_token += 1
-            self._inflight[token] = (start, len(items), items, keys)
-            ready = q.ready()
-            if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
-                self._work.notify()  # more ready: let another worker start on it
+        while True:
+            n = q.ready()
+            if n == 0:
+                if self._stopping and (not self.durable or not len(q) or self._past_deadline()):
+                    return None
+                first_seen = None
+                self._work.wait(None if not len(q) else cfg.upload_interval)
+                continue
+            if self._stopping:
+                if self._past_deadline():
+                    if self.durable:
+                        return None  # the rest stays in the spool for the next process
+                    drop = ShutdownError("the shutdown deadline passed before these were sent")
+                elif self._give_up is not None:
+                    drop = ShutdownError(
+                        f"not sent at shutdown: an earlier batch used up its retries ({self._give_up})"
+                    )
+                break
+            now = self._clock()
+            if first_seen is None:
+                first_seen = now
+            if n >= cfg.upload_size or self._flush_target > q.taken_total:
+                break
+            waited = now - first_seen
+            if waited >= cfg.upload_interval:
+                break
+            self._work.wait(cfg.upload_interval - waited)
+        start = q.taken_total
+        keys = None
+        if drop is not None:
+            items = q.take_all()
+        else:
+            items, keys = q.take_batch(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
+        token = self._next_token
+        self._next_token += 1
+        self._inflight[token] = (start, len(items), items, keys)
+        ready = q.ready()
+        if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
+            self._work.notify()  # more ready: let another worker start on it
         return token, items, keys, drop
 
     # --- delivery -------------------------------------------------------------

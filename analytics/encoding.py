@@ -57,6 +57,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Dict
 
 from .errors import UnserializableValueError
+from .messages import LIBRARY as _LIBRARY
 
 __all__ = ["dumps", "dumps_message", "loads", "normalize", "BACKEND"]
 
@@ -295,6 +296,8 @@ def _dumps_with(fast: Callable[[Any], bytes], obj: Any, message: bool = False) -
             for key in _CALLER_KEYS:
                 value = obj.get(key)
                 if value is not None:
+                    if key == "context" and len(value) == 1 and value.get("library") is _LIBRARY:
+                        continue  # the usual context: only the library's own (plain) dict
                     part = _plain(value, leaves, std, 1)
                     if part != 1:
                         plain = part

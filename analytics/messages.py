@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -39,50 +40,58 @@ _NAIVE_LOCAL_WINDOW_S = 5.0
 
 # --- ids ----------------------------------------------------------------------
 
-_id_local = threading.local()
+# A private generator (Mersenne Twister, seeded from os.urandom), not the OS
+# source per call: ids must be unique, not secret, and one getrandbits(128)
+# costs a tenth of a read of /dev/urandom, with no refill every few hundred
+# calls.  A forked child reseeds before its first id (at-fork hook, and a pid
+# check for a fork that bypassed the hook), so parent and child never repeat.
+_rng = random.Random()
+_rng_pid = os.getpid()
+_rng_lock = threading.Lock()
+# version 4 in bits 76-79, variant 10 in bits 62-63
+_UUID_KEEP = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID_SET = (0x4 << 76) | (0x2 << 62)
 
 
-# The hex digit at the UUID's variant position maps to one of 8, 9, a, b (RFC 4122).
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-_IDS_PER_READ = 256
+def _reseed() -> None:
+    global _rng_pid
+    with _rng_lock:
+        if _rng_pid != os.getpid():
+            _rng.seed(os.urandom(32))
+            _rng_pid = os.getpid()
 
 
 def new_message_id() -> str:
-    """A random (version 4) UUID as a string.
+    """A random (version 4) UUID as a string, such as ``1b4e28ba-2fa1-41d2-883f-0016d3cca427``."""
+    if _rng_pid != os.getpid():
+        _reseed()
+    h = "%032x" % ((_rng.getrandbits(128) & _UUID_KEEP) | _UUID_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
-    Reads the OS random source 4 KB at a time per thread (256 ids) instead of
-    16 bytes per call, and formats from its hex text (no ``uuid.UUID``
-    object); after a fork the child's buffer is refilled (the pid is checked),
-    so parent and child never hand out the same ids.
-    """
-    local = _id_local
-    pid = os.getpid()
-    hexes = getattr(local, "hex", None)
-    if hexes is None or local.pos >= len(hexes) or local.pid != pid:
-        hexes = local.hex = os.urandom(16 * _IDS_PER_READ).hex()
-        local.pos = 0
-        local.pid = pid
-    pos = local.pos
-    local.pos = pos + 32
-    h = hexes[pos : pos + 32]
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_reseed)
 
 
 # --- timestamps ---------------------------------------------------------------
 
-_second_cache: tuple = (-1, "")
+_ms_cache: tuple = (-1, "")
 
 
 def now_iso() -> str:
-    """The current UTC time as ISO-8601 with milliseconds (``2026-11-22T16:02:03.123+00:00``)."""
-    global _second_cache
-    t = time.time()
-    sec = int(t)
-    cached_sec, prefix = _second_cache
-    if sec != cached_sec:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _second_cache = (sec, prefix)
-    return "%s.%03d+00:00" % (prefix, int((t - sec) * 1000))
+    """The current UTC time as ISO-8601 with milliseconds (``2026-11-22T16:02:03.123+00:00``).
+
+    The text is made once per millisecond (a busy caller asks many times in one).
+    """
+    global _ms_cache
+    ms = int(time.time() * 1000)
+    cached = _ms_cache
+    if cached[0] == ms:
+        return cached[1]
+    sec = ms // 1000
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%03d+00:00" % (ms - sec * 1000)
+    _ms_cache = (ms, text)
+    return text
 
 
 def format_timestamp(value: Any, field: str = "timestamp") -> str:
@@ -182,33 +191,40 @@ def build(
     timestamp: Any = None,
     integrations: Any = None,
     message_id: Any = None,
-    **fields: Any,
+    event: Any = None,
+    properties: Any = None,
+    traits: Any = None,
+    name: Any = None,
+    category: Any = None,
+    group_id: Any = None,
+    object_type_id: Any = None,
+    previous_id: Any = None,
 ) -> Dict[str, Any]:
     """Validate one call's arguments and return the message dict.
 
-    ``fields`` holds the call-specific arguments: ``traits``, ``properties``,
-    ``event``, ``name``, ``category``, ``group_id``, ``object_type_id``,
-    ``previous_id``.
+    ``event``, ``properties``, ``traits``, ``name``, ``category``,
+    ``group_id``, ``object_type_id`` and ``previous_id`` are read only by the
+    call types that have them.  (The common cases, a non-empty string id and
+    a plain dict, are checked inline: this runs on the caller's hot path.)
     """
     msg: Dict[str, Any] = {"type": type_}
-    uid = _id(user_id, "userId")
-    aid = _id(anonymous_id, "anonymousId")
+    uid = user_id if type(user_id) is str and user_id else _id(user_id, "userId")
+    aid = _id(anonymous_id, "anonymousId") if anonymous_id is not None else None
 
     if type_ == "alias":
-        previous = _id(fields.get("previous_id"), "previousId")
+        previous = _id(previous_id, "previousId")
         if previous is None:
             raise InvalidMessageError("alias needs previous_id", "previousId")
         if uid is None:
             raise InvalidMessageError("alias needs user_id", "userId")
         msg["previousId"] = previous
     elif type_ == "group":
-        gid = _id(fields.get("group_id"), "groupId")
+        gid = _id(group_id, "groupId")
         if gid is None:
             raise InvalidMessageError("group needs group_id", "groupId")
         msg["groupId"] = gid
-        otid = fields.get("object_type_id")
-        if otid is not None:
-            otid = _id(otid, "objectTypeId")
+        if object_type_id is not None:
+            otid = _id(object_type_id, "objectTypeId")
             if not (otid.isascii() and otid.isdigit()):
                 raise InvalidMessageError(
                     f"objectTypeId must be a whole number such as '1', got {otid!r}", "objectTypeId"
@@ -223,30 +239,31 @@ def build(
         msg["anonymousId"] = aid
 
     if type_ == "track":
-        msg["event"] = _text(fields.get("event"), "event", required=True)
-        msg["properties"] = _mapping(fields.get("properties"), "properties") or {}
-    elif type_ in ("page", "screen"):
-        name = _text(fields.get("name"), "name")
-        category = _text(fields.get("category"), "category")
+        msg["event"] = event if type(event) is str and event else _text(event, "event", required=True)
+        msg["properties"] = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+    elif type_ == "page" or type_ == "screen":
+        name = _text(name, "name")
+        category = _text(category, "category")
         if name is not None:
             msg["name"] = name
         if category is not None:
             msg["category"] = category
-        msg["properties"] = _mapping(fields.get("properties"), "properties") or {}
-    elif type_ in ("identify", "group"):
-        msg["traits"] = _mapping(fields.get("traits"), "traits") or {}
+        msg["properties"] = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+    elif type_ == "identify" or type_ == "group":
+        msg["traits"] = traits if type(traits) is dict else _mapping(traits, "traits") or {}
 
-    ctx = dict(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
-    ctx["library"] = LIBRARY
-    msg["context"] = ctx
+    if context is None:
+        msg["context"] = {"library": LIBRARY}
+    else:
+        ctx = dict(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
+        ctx["library"] = LIBRARY
+        msg["context"] = ctx
 
-    integrations = _mapping(integrations, "integrations")
-    if integrations:
-        msg["integrations"] = integrations
+    if integrations is not None:
+        integrations = _mapping(integrations, "integrations")
+        if integrations:
+            msg["integrations"] = integrations
 
     msg["timestamp"] = now_iso() if timestamp is None else format_timestamp(timestamp)
-    if message_id is None:
-        msg["messageId"] = new_message_id()
-    else:
-        msg["messageId"] = _id(message_id, "messageId")
+    msg["messageId"] = new_message_id() if message_id is None else _id(message_id, "messageId")
     return msg
