@@ -90,6 +90,19 @@ def test_batches_by_count(make_client, collector):
     assert [len(b.messages) for b in collector.batches] == [10, 10, 10, 5]
 
 
+def test_no_wake_up_is_lost_between_a_put_and_a_worker_going_to_wait(make_client, collector):
+    """wake() skips the lock while no worker is looking for work; a message put while the
+    worker is between "nothing to do" and waiting must still wake it.  With a 60 s
+    interval, a lost wake-up would leave a full batch waiting a minute: each of 300
+    one-message batches, sent as soon as the previous one arrived (the worker is then
+    on its way back to wait), must arrive within 5 s."""
+    client = make_client(upload_size=1, upload_interval=60)
+    for i in range(300):
+        client.track(f"u{i}", "Tick", {"i": i})
+        assert collector.wait_for(i + 1, timeout=5), f"message {i} was not sent: a wake-up was lost"
+    assert len(collector.batches) == 300
+
+
 def test_batches_by_interval(make_client, collector):
     """A partial batch is sent once upload_interval has passed, with no flush."""
     client = make_client(upload_size=100, upload_interval=0.2)

@@ -301,7 +301,7 @@ def test_message_ids_unique_and_uuid4():
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_message_ids_differ_after_fork():
     """A forked child does not hand out the ids its parent hands out next."""
-    messages.new_message_id()  # fill this thread's id buffer before forking
+    messages.new_message_id()  # the generator has state to inherit
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
@@ -328,6 +328,31 @@ def test_message_ids_differ_after_fork():
     child_id = data.decode()
     assert is_uuid4(child_id)
     assert child_id != parent_id
+
+
+def test_message_ids_reseed_when_the_pid_changed(monkeypatch):
+    """The fallback for a fork that bypassed the at-fork hook: a changed pid reseeds
+    from os.urandom before the next id, so the child cannot repeat the parent's sequence."""
+    state = messages._rng.getstate()
+    expected_without_reseed = messages.new_message_id()
+    messages._rng.setstate(state)
+    monkeypatch.setattr(messages, "_rng_pid", -1)  # as if this were a child of another process
+    reseeded = messages.new_message_id()
+    assert messages._rng_pid == os.getpid()
+    assert is_uuid4(reseeded)
+    assert reseeded != expected_without_reseed
+
+
+def test_now_iso_is_utc_milliseconds_and_follows_the_clock(monkeypatch):
+    """now_iso() text is made once per millisecond and changes with it."""
+    clock = [1_700_000_000.1234]
+    monkeypatch.setattr(messages.time, "time", lambda: clock[0])
+    assert messages.now_iso() == "2023-11-14T22:13:20.123+00:00"
+    assert messages.now_iso() == "2023-11-14T22:13:20.123+00:00"
+    clock[0] = 1_700_000_000.9999
+    assert messages.now_iso() == "2023-11-14T22:13:20.999+00:00"
+    clock[0] = 1_700_000_001.0005
+    assert messages.now_iso() == "2023-11-14T22:13:21.000+00:00"
 
 
 # --- regressions found by tests/test_hostile.py --------------------------------
