@@ -6,7 +6,9 @@ import base64
 import datetime as dt
 import gzip
 import json
+import textwrap
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -494,3 +496,40 @@ def test_store_wait_for(collector, client):
     client.batch(events(3))
     assert collector.bloomreach.wait_for(3, timeout=1)
     assert not collector.bloomreach.wait_for(4, timeout=0.05)
+
+
+# --- the README fragment ---------------------------------------------------------------------
+
+FRAGMENT = Path(__file__).resolve().parent.parent / "docs" / "fragments" / "bloomreach.rst"
+
+
+def fragment_blocks(text: str) -> List[str]:
+    """The ``.. code-block:: python`` bodies of an rST text, dedented, in order."""
+    lines = text.splitlines()
+    blocks: List[str] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() != ".. code-block:: python":
+            i += 1
+            continue
+        i += 1
+        body: List[str] = []
+        while i < len(lines) and (not lines[i].strip() or lines[i].startswith((" ", "\t"))):
+            body.append(lines[i])
+            i += 1
+        blocks.append(textwrap.dedent("\n".join(body)).strip("\n") + "\n")
+    return blocks
+
+
+def test_fragment_examples_run_against_the_collector(collector):
+    """Every example of docs/fragments/bloomreach.rst runs, in order, with only the base URL replaced."""
+    text = FRAGMENT.read_text(encoding="utf-8")
+    assert "https://api.exponea.com" in text.split("Bloomreach Engagement\n")[0]  # the replacement is stated
+    blocks = fragment_blocks(text.replace("https://api.exponea.com", collector.url))
+    assert len(blocks) >= 5
+    namespace: Dict[str, Any] = {"__name__": "bloomreach_fragment"}
+    for number, code in enumerate(blocks, 1):
+        exec(compile(code, f"{FRAGMENT.name} block {number}", "exec"), namespace)  # noqa: S102
+    assert collector.bloomreach.command_ids >= {"order-1001"}
+    assert len(collector.bloomreach.rejected) == 1
+    assert {q.auth for q in collector.bloomreach.requests} == {"basic", "token"}
