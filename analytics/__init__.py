@@ -95,6 +95,9 @@ exit_timeout: Optional[float] = 5.0
 pace_wait = 0.004
 #: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
 spool_path: Optional[str] = None
+#: Deliver the shared client's messages to another batch API (read when it is
+#: created): ``analytics.destination = TrackV2(site_id, api_key)``; see README.
+destination = None
 
 #: The shared client, created by the first call; set it to None to start afresh.
 default_client: Optional[Client] = None
@@ -118,7 +121,7 @@ _SETTINGS = (
     "exit_timeout",
     "pace_wait",
 )
-_CREATION_SETTINGS = ("thread", "spool_path")
+_CREATION_SETTINGS = ("thread", "spool_path", "destination")
 _lock = threading.Lock()
 
 
@@ -142,7 +145,9 @@ def _default() -> Client:
         if default_client is None:
             mod = sys.modules[__name__]
             settings = {name: getattr(mod, name) for name in _SETTINGS}
-            default_client = Client(thread=mod.thread, spool_path=mod.spool_path, **settings)
+            default_client = Client(
+                thread=mod.thread, spool_path=mod.spool_path, destination=mod.destination, **settings
+            )
         return default_client
 
 
@@ -230,6 +235,11 @@ class _Facade(types.ModuleType):
             _client_module._number("thread", value, 1, integer=True)
         elif name == "spool_path" and value is not None and not isinstance(value, (str, os.PathLike)):
             raise ConfigurationError(f"spool_path must be a file path, got {value!r}")
+        elif name == "destination" and value is not None:
+            from .destinations import Destination
+
+            if not isinstance(value, Destination):
+                raise ConfigurationError(f"destination must be an analytics.destinations.Destination, got {value!r}")
         super().__setattr__(name, value)
 
     @property

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from . import encoding, messages
 from .consumer import Config, Consumer, report
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
+from .destinations import Destination
 from .formats import CDPFormat
 from .queues import MemoryQueue, SQLiteQueue
 from .retry import RetryPolicy
@@ -238,6 +239,13 @@ class Client:
         ``close()``, instead of the built-in ``requests`` session.
     ``user_agent``
         The User-Agent header (default ``cdp-relay/<version> (python)``).
+    ``destination``
+        Deliver to another batch API instead of Data Pipelines, for example
+        ``TrackV2(site_id, api_key)`` or ``Bloomreach(project_token, ...)``
+        (see :mod:`analytics.destinations`).  Each call is translated in the
+        caller's thread; a call the API cannot express raises
+        :class:`~analytics.errors.UnsupportedCallError`.  ``write_key`` and
+        ``host`` are not used; ``upload_size`` is capped at the API's limit.
 
     Every setting can be changed on a live client (``client.gzip = True``);
     the change applies to the next batch.  Calls raise
@@ -293,6 +301,7 @@ class Client:
         spool_max_bytes: Optional[int] = None,
         spool_required: bool = False,
         spool_sync: str = "normal",
+        destination: Optional[Destination] = None,
     ) -> None:
         settings = dict(
             write_key=write_key,
@@ -314,7 +323,14 @@ class Client:
             pace_wait=pace_wait,
         )
         checked = {name: _CHECKS[name](value) for name, value in settings.items()}
-        if checked["send"] and checked["write_key"] is None:
+        if destination is not None and not isinstance(destination, Destination):
+            raise ConfigurationError(
+                f"destination must be an analytics.destinations.Destination such as TrackV2(...), got {destination!r}"
+            )
+        self._destination = destination
+        if destination is not None:
+            checked["upload_size"] = min(checked["upload_size"], destination.max_items)
+        if checked["send"] and checked["write_key"] is None and destination is None:
             raise ConfigurationError(
                 "write_key is required: Client('YOUR_WRITE_KEY') or analytics.write_key = 'YOUR_WRITE_KEY' "
                 "(or send=False to only validate)"
@@ -339,6 +355,10 @@ class Client:
             raise ConfigurationError(f"spool_path must be a file path, got {spool_path!r}")
         if spool_sync not in ("normal", "full"):
             raise ConfigurationError(f"spool_sync must be 'normal' or 'full', got {spool_sync!r}")
+        if spool_path is not None and destination is not None:
+            # one spool file per API: what it holds is already in that API's format
+            root, ext = os.path.splitext(os.fspath(spool_path))
+            spool_path = f"{root}.{destination.name}{ext or '.db'}"
         self._spool = (
             None
             if spool_path is None
@@ -356,13 +376,19 @@ class Client:
         _live_clients.add(self)
         _register_mp_exit_if_in_child(self)
 
+    @property
+    def destination(self) -> Optional[Destination]:
+        """The batch API this client delivers to (``None``: Data Pipelines)."""
+        return self._destination
+
     def _build_engine(self, queue: MemoryQueue) -> None:
         # Everything that is per process: counters, queue, consumer (threads,
         # locks) and the exit hook.  Rebuilt in a forked child.
         self._pid = os.getpid()
         self._stats = Stats()
         self._queue = queue
-        self._consumer = Consumer(self._config, queue, self._transport, CDPFormat(), self._stats, self._thread_count)
+        fmt = self._destination if self._destination is not None else CDPFormat()
+        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, self._thread_count)
         self._dropping = False
         self._burst_drops = 0
         self._credits = 0
@@ -633,9 +659,15 @@ class Client:
     # --- the hot path ---------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
-        data = encoding.dumps_message(msg)
-        if len(data) > CDPFormat.max_message_bytes:
-            raise MessageTooLargeError(len(data), CDPFormat.max_message_bytes)
+        destination = self._destination
+        if destination is None:
+            data = encoding.dumps_message(msg)
+            if len(data) > CDPFormat.max_message_bytes:
+                raise MessageTooLargeError(len(data), CDPFormat.max_message_bytes)
+        else:
+            data = encoding.dumps(destination.translate(msg))
+            if len(data) > destination.max_message_bytes:
+                raise MessageTooLargeError(len(data), destination.max_message_bytes)
         cfg = self._config
         if cfg.debug:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])

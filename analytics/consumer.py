@@ -117,6 +117,8 @@ class Consumer:
         self.started = False
         self.stopped = False
         self.durable = bool(getattr(queue, "durable", False))
+        # A destination (analytics.destinations) names its own URL, auth and per-item results.
+        self._destination = fmt if hasattr(fmt, "results") else None
         if self.durable:
             queue.on_stored = self._on_stored
 
@@ -417,7 +419,9 @@ class Consumer:
         if drop is not None:
             items = q.take_all()
         else:
-            items, keys = q.take_batch(cfg.upload_size, self.format.max_body_bytes - self.format.overhead())
+            items, keys = q.take_batch(
+                min(cfg.upload_size, self.format.max_items), self.format.max_body_bytes - self.format.overhead()
+            )
         token = self._next_token
         self._next_token += 1
         self._inflight[token] = (start, len(items), items, keys)
@@ -457,14 +461,22 @@ class Consumer:
                 if keys is not None:
                     self.queue.keep(keys[lo:hi])
                 continue
-            if outcome:
+            if outcome is True:
                 delivered += len(part)
+            elif type(outcome) is int:  # some items refused by the API, the others delivered
+                delivered += outcome
             if keys is not None:
                 self.queue.settle(keys[lo:hi], sum(len(i) for i in part))
         return delivered
 
     def _headers(self, compressed: bool) -> Dict[str, str]:
         cfg = self.config
+        if self._destination is not None:
+            headers = {"Content-Type": "application/json", "User-Agent": cfg.user_agent}
+            headers.update(self._destination.headers())
+            if compressed:
+                headers["Content-Encoding"] = "gzip"
+            return headers
         token = base64.b64encode(f"{cfg.write_key or ''}:".encode("utf-8")).decode("ascii")
         headers = {
             "Content-Type": "application/json",
@@ -478,7 +490,8 @@ class Consumer:
     def _attempt_part(self, part: List[bytes], started: float) -> Any:
         """Attempts for one request's worth of messages.
 
-        Returns True when delivered, False when reported as lost, None when the
+        Returns True when delivered, the number delivered when a destination
+        refused some items (reported to ``on_error``), False when reported as lost, None when the
         server refused it as too large and it must be split, and ``_KEPT``
         when a durable queue keeps it for later (unsent at the shutdown
         deadline).  With a durable queue a retryable failure is retried
@@ -499,18 +512,25 @@ class Consumer:
             if self._deadline is not None:
                 timeout = min(timeout, max(0.05, self._deadline - self._clock()))
             body = self.format.body(part)
-            data = _gzip.compress(body, _GZIP_LEVEL, mtime=0) if cfg.gzip else body
+            compress = cfg.gzip and (self._destination is None or self._destination.gzip)
+            data = _gzip.compress(body, _GZIP_LEVEL, mtime=0) if compress else body
             self.stats.count_request(len(body), len(data))
             retry_after: Optional[float] = None
+            if self._destination is not None:
+                url = self._destination.base_url() + self.format.path
+            else:
+                url = cfg.host.rstrip("/") + self.format.path
             try:
-                resp = self.transport.post(
-                    cfg.host.rstrip("/") + self.format.path, data, self._headers(cfg.gzip), timeout, cfg.proxies
-                )
+                resp = self.transport.post(url, data, self._headers(compress), timeout, cfg.proxies)
             except TransportError as exc:
                 error: DeliveryError = exc
                 log.debug("attempt %d: %s", attempt, exc)
             else:
                 if 200 <= resp.status < 300:
+                    if self._destination is not None:
+                        refused = self._refused_items(part, resp, attempt)
+                        if refused:
+                            return len(part) - refused
                     if not self._is_abandoned():  # already reported at the deadline
                         self.stats.count_delivered(len(part))
                     log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
@@ -552,6 +572,34 @@ class Consumer:
             if not self._sleep(wait):
                 return self._cut_short(part, f"while retrying ({error})", attempt)
             self.stats.count_retry()
+
+    def _refused_items(self, part: List[bytes], resp: Any, attempt: int) -> int:
+        """Count and report the items of a 2xx answer the destination says it refused.
+
+        Returns how many were refused (0: all delivered, nothing counted yet).
+        Refused items are reported to ``on_error`` grouped by the API's
+        reason, each group with an :class:`APIError` (reason ``rejected``,
+        code ``item_rejected``); retrying them cannot help.
+        """
+        try:
+            results = self._destination.results(resp.status, resp.body, len(part))
+        except Exception as exc:  # an answer we cannot read: the request itself was accepted
+            log.warning("could not read the per-item results of a %d answer: %r", resp.status, exc)
+            return 0
+        by_reason: Dict[str, List[bytes]] = {}
+        for item, why in zip(part, results):
+            if why:
+                by_reason.setdefault(str(why), []).append(item)
+        if not by_reason:
+            return 0
+        refused = sum(len(items) for items in by_reason.values())
+        if not self._is_abandoned():
+            self.stats.count_delivered(len(part) - refused)
+        for why, items in by_reason.items():
+            error = APIError(resp.status, "item_rejected", why, resp.body.decode("utf-8", "replace"))
+            self._lose(items, error, "rejected", attempt)
+        log.debug("delivered %d of %d messages; the API refused %d", len(part) - refused, len(part), refused)
+        return refused
 
     def _cut_short(self, part: List[bytes], when: str, attempts: int) -> Any:
         """The shutdown deadline passed before ``part`` could be sent: a durable queue keeps it, else it is dropped."""
