@@ -17,6 +17,7 @@ from analytics import (
     UnsupportedCallError,
 )
 from analytics.destinations.bloomreach import Bloomreach
+from analytics.destinations.trackv2 import TrackV2
 
 from .conftest import FAST_RETRY, Errors
 
@@ -151,3 +152,74 @@ def test_spool_file_is_per_destination(tmp_path, br, collector, errors):
     assert os.path.exists(tmp_path / "events.bloomreach.db")
     assert not os.path.exists(path)
     assert [c.data["event_type"] for c in collector.bloomreach.commands] == ["Spooled"]
+
+
+# --- Customer.io Track API v2 ------------------------------------------------------------
+
+
+@pytest.fixture
+def cio(collector):
+    """A Track v2 destination pointed at the collector."""
+    return TrackV2("site-1", "track-key-1", host=collector.url)
+
+
+def test_track_v2_gets_every_call_as_a_batch_operation(make_dest_client, cio, collector, errors):
+    """The six calls arrive in one /api/v2/batch request with Basic site_id:api_key,
+    translated as documented (events carry the messageId as id)."""
+    collector.track_api.allow("site-1", "track-key-1")
+    client = make_dest_client(cio)
+    client.identify("42", {"plan": "pro"})
+    _, event = client.track("42", "Purchase", {"amount": 9.5})
+    client.page("42", name="Pricing", properties={"url": "https://example.com/pricing"})
+    client.screen("42", name="Home")
+    client.group("42", "acme", {"name": "Acme"})
+    client.alias("old-42", "42")
+    assert client.flush(timeout=10) == 0
+    ops = collector.track_api.operations
+    assert [(op["type"], op["action"]) for op in ops] == [
+        ("person", "identify"), ("person", "event"), ("person", "page"), ("person", "screen"),
+        ("object", "identify"), ("person", "merge"),
+    ]
+    assert ops[1]["identifiers"] == {"id": "42"} and ops[1]["name"] == "Purchase"
+    assert ops[1]["id"] == event["messageId"] and ops[1]["attributes"] == {"amount": 9.5}
+    assert [r.endpoint for r in collector.track_api.requests] == ["batch"]
+    assert errors.calls == [] and client.stats()["delivered"] == 6
+
+
+def test_track_v2_207_item_errors_go_to_on_error_with_exactly_those_messages(make_dest_client, cio, collector, errors):
+    """A 207 naming batch_index 2 and 5: those two operations are reported (with the API's
+    reason), the other eight count as delivered, and nothing is sent again."""
+    collector.track_api.reject_identifiers("user-2", "user-5", message="id is blocked")
+    client = make_dest_client(cio)
+    for i in range(10):
+        client.track(f"user-{i}", "Purchase", {"i": i})
+    assert client.flush(timeout=10) == 0
+    assert sorted(item["identifiers"]["id"] for item in errors.items) == ["user-2", "user-5"]
+    error = errors.calls[0][0]
+    assert isinstance(error, APIError) and error.status == 207 and error.reason == "rejected"
+    assert "id is blocked" in str(error)
+    stats = client.stats()
+    assert stats["delivered"] == 8 and stats["failed"]["rejected"] == 2
+    assert len(collector.track_api.requests) == 1
+
+
+def test_track_v2_batches_stay_under_500_kb_and_5xx_is_retried(make_dest_client, cio, collector, errors):
+    """Items of ~20 KB: no request body over 500,000 bytes; a 503 is retried; all arrive once."""
+    collector.fail_next(1, status=503)
+    client = make_dest_client(cio)
+    sent = [client.track(f"user-{i}", "Upload", {"blob": "y" * 20_000, "i": i})[1] for i in range(60)]
+    assert client.flush(timeout=20) == 0
+    requests = [r for r in collector.track_api.requests]
+    assert len(requests) >= 3 and max(r.raw_size for r in requests) <= 500_000
+    ids = [op["id"] for op in collector.track_api.operations]
+    assert sorted(ids) == sorted(m["messageId"] for m in sent) and collector.track_api.duplicates == 0
+    assert client.stats()["retries"] == 1 and errors.calls == []
+
+
+def test_track_v2_wrong_credentials_are_reported_not_retried(make_dest_client, collector, errors):
+    collector.track_api.allow("site-1", "track-key-1")
+    client = make_dest_client(TrackV2("site-1", "wrong-key", host=collector.url))
+    client.track("42", "Purchase")
+    assert client.flush(timeout=10) == 0
+    assert len(errors.calls) == 1 and errors.calls[0][0].status == 401
+    assert client.stats()["failed"]["rejected"] == 1
