@@ -473,8 +473,8 @@ class CustomerIO:
 
         Event data is ``data`` (a dict, the 3.x way) and/or the other keyword
         arguments (the 2.x way), merged.  ``id`` (a ULID, for deduplication) and
-        ``timestamp`` (Unix seconds or a datetime; anything else is dropped with
-        a warning, as 3.x drops it) are sent top-level, never as data: put data
+        ``timestamp`` (Unix seconds as an int from 10**9 to 10**11, or a datetime;
+        anything else is dropped with a warning, as 3.x drops it) are sent top-level, never as data: put data
         named ``id`` or ``timestamp`` in ``data``.
         """
         self._require(customer_id, "customer_id", "track")
@@ -603,7 +603,7 @@ class CustomerIO:
             chunks.append(current)
         return chunks
 
-    def batch(self, operations: Sequence[Mapping[str, Any]], *,
+    def batch(self, operations: Optional[Sequence[Mapping[str, Any]]], *,
               max_body_bytes: int = MAX_BATCH_BYTES) -> BatchResult:
         """Send v2 operations to ``POST /api/v2/batch``, in as many requests as the limits need.
 
