@@ -6,6 +6,7 @@ import logging
 import numbers
 import os
 import sys
+import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -15,6 +16,7 @@ from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, Sh
 from .destinations import Destination
 from .formats import CDPFormat
 from .queues import MemoryQueue, SQLiteQueue
+from .queues.redis import RedisQueue, stream_key
 from .retry import RetryPolicy
 from .stats import Stats
 from .transport import HTTPTransport, Transport
@@ -113,6 +115,9 @@ class _Setting:
 
     def __set__(self, obj: Any, value: Any) -> None:
         value = self.check(value)
+        if self.name in ("write_key", "host") and getattr(obj, "_redis", None) is not None:
+            # the stream is named after them: another value would send one tenant's messages with another's key
+            raise ConfigurationError(f"{self.name} cannot be changed on a client with a Redis queue")
         setattr(obj._config, self.name, value)
         obj._apply(self.name, value)
 
@@ -239,6 +244,15 @@ class Client:
         ``close()``, instead of the built-in ``requests`` session.
     ``user_agent``
         The User-Agent header (default ``cdp-relay/<version> (python)``).
+    ``queue``
+        ``"redis://host:6379/0"``: a Redis stream shared by every process
+        and host that uses the same URL and write key (needs the ``redis``
+        extra); see README "Many processes and hosts: the Redis queue".
+        ``consume`` (default True) delivers from it in this process too;
+        ``consume=False`` only produces (web processes) while workers
+        (``python -m analytics worker``) deliver.  ``claim_after`` (30 s):
+        how long an entry read by a consumer that died stays unacknowledged
+        before another takes it over.  ``stream_prefix`` names the keys.
     ``destination``
         Deliver to another batch API instead of Data Pipelines, for example
         ``TrackV2(site_id, api_key)`` or ``Bloomreach(project_token, ...)``
@@ -302,6 +316,10 @@ class Client:
         spool_required: bool = False,
         spool_sync: str = "normal",
         destination: Optional[Destination] = None,
+        queue: Optional[str] = None,
+        consume: bool = True,
+        claim_after: float = 30.0,
+        stream_prefix: str = "cdp-relay",
     ) -> None:
         settings = dict(
             write_key=write_key,
@@ -369,6 +387,26 @@ class Client:
             )
         )
         self._spool_required = bool(spool_required)
+        self._redis: Optional[Dict[str, Any]] = None
+        if queue is not None:
+            if not isinstance(queue, str) or not queue.startswith(("redis://", "rediss://", "unix://")):
+                raise ConfigurationError(f"queue must be a redis://, rediss:// or unix:// URL, got {queue!r}")
+            if spool_path is not None:
+                raise ConfigurationError("use either spool_path or queue='redis://...', not both")
+            _number("claim_after", claim_after, 0.05)
+            if not isinstance(stream_prefix, str) or not stream_prefix:
+                raise ConfigurationError(f"stream_prefix must be a non-empty string, got {stream_prefix!r}")
+            if destination is None:
+                dest_name, identity = "cdp", f"{checked['host']}|{checked['write_key']}"
+            else:
+                dest_name = destination.name
+                identity = "|".join(
+                    (destination.base_url(), destination.path, repr(sorted(destination.headers().items())))
+                )
+            self._redis = dict(
+                url=queue, stream=stream_key(stream_prefix, dest_name, identity),
+                consume=bool(consume), claim_after=float(claim_after),
+            )
         self._spool_error: Optional[SpoolError] = None
         self._build_engine(self._make_queue())
         if checked["debug"]:
@@ -381,6 +419,15 @@ class Client:
         """The batch API this client delivers to (``None``: Data Pipelines)."""
         return self._destination
 
+    def _stream_full(self, items: List[bytes]) -> None:
+        # the writer thread: the shared stream held max_queue_size entries
+        error = QueueFullError(
+            f"the Redis stream is full ({self._queue.maxsize} entries); {len(items)} message(s) dropped"
+        )
+        self._stats.count_lost("queue_full", len(items), error)
+        log.warning("%s", error)
+        report(self._config.on_error, error, [encoding.loads(i) for i in items])
+
     def _build_engine(self, queue: MemoryQueue) -> None:
         # Everything that is per process: counters, queue, consumer (threads,
         # locks) and the exit hook.  Rebuilt in a forked child.
@@ -388,7 +435,8 @@ class Client:
         self._stats = Stats()
         self._queue = queue
         fmt = self._destination if self._destination is not None else CDPFormat()
-        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, self._thread_count)
+        threads = self._thread_count if getattr(queue, "consume", True) else 0
+        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
         self._dropping = False
         self._burst_drops = 0
         self._credits = 0
@@ -399,6 +447,10 @@ class Client:
 
     def _make_queue(self) -> Any:
         maxsize = self._config.max_queue_size
+        if self._redis is not None:
+            q = RedisQueue(maxsize=maxsize, batch=2 * self._config.upload_size, **self._redis)
+            q.on_refused = self._stream_full
+            return q
         if self._spool is None:
             return MemoryQueue(maxsize)
         try:
@@ -450,9 +502,11 @@ class Client:
             self._after_fork(hooked=False)
 
     def _set_pace_from(self) -> None:
-        # pacing starts once a quarter of the queue is used, and never with pace_wait 0
+        # pacing starts once a quarter of the queue is used, and never with pace_wait 0 (nor with
+        # a Redis queue: the buffer drains to Redis, and the consumers may be other processes)
         cfg = self._config
-        self._pace_from = max(cfg.max_queue_size // 4, 2 * cfg.upload_size) if cfg.pace_wait else 1 << 62
+        paced = cfg.pace_wait and self._redis is None
+        self._pace_from = max(cfg.max_queue_size // 4, 2 * cfg.upload_size) if paced else 1 << 62
 
     def _apply(self, name: str, value: Any) -> None:
         # side effects of changing a setting on a live client
@@ -741,10 +795,38 @@ class Client:
         if self._consumer.on_worker_thread():
             log.warning("flush() called from on_error does not wait; call it from another thread")
             timeout = 0
-        pending = self._consumer.wait_settled(target, timeout)
+        if self._redis is not None:
+            pending = self._flush_shared(timeout)
+        else:
+            pending = self._consumer.wait_settled(target, timeout)
         if pending:
             log.info("flush: %d message(s) still pending at the deadline", pending)
         return pending
+
+    def _flush_shared(self, timeout: Optional[float]) -> int:
+        # Everything this process put reaches Redis; then wait until no entry up to the last
+        # one it added is left in the stream (consumers delete what they settle).
+        deadline = None if timeout is None else time.monotonic() + timeout
+        q = self._queue
+        unwritten = q.wait_durable(None, timeout)
+        if unwritten:
+            return unwritten
+        last = q.last_id
+        pause = 0.002
+        while True:
+            self._consumer.send_now()  # this process's workers: no waiting for a full batch
+            try:
+                left = q.backlog_before(last)
+            except q._errors as exc:
+                log.debug("flush: cannot read the stream: %s", exc)
+                left = -1
+            if left == 0:
+                return 0
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return max(left, 1)
+            time.sleep(pause if deadline is None else min(pause, deadline - now))
+            pause = min(pause * 2, 0.05)
 
     def wait_durable(self, timeout: Optional[float] = None) -> int:
         """Wait until every message accepted before the call is safe from a crash of this process.
@@ -765,7 +847,13 @@ class Client:
         """Counters accounting for every message (see README "Stats")."""
         self._check_pid()
         q = self._queue
-        return self._stats.snapshot(q.put_total, len(q), self._consumer.in_flight(), q.recovered)
+        snap = self._stats.snapshot(q.put_total, len(q), self._consumer.in_flight(), q.recovered)
+        if self._redis is not None:
+            # accepted + received == handed_off + delivered + failed + dropped + pending
+            snap["redis"] = info = q.info()
+            snap["handed_off"] = info["handed_off"]
+            snap["received"] = info["received"]
+        return snap
 
     def shutdown(self, timeout: Optional[float] = None) -> int:
         """Deliver what is queued, stop the consumer threads and close the HTTP session.

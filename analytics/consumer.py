@@ -129,6 +129,15 @@ class Consumer:
 
     # --- producer side ------------------------------------------------------
 
+    def send_now(self) -> None:
+        """Let the workers send what they hold without waiting for a full batch (a shared
+        queue's flush: its messages were not put by this process)."""
+        with self._lock:
+            target = self.queue.taken_total + self.queue.ready()
+            if target > self._flush_target:
+                self._flush_target = target
+            self._work.notify_all()
+
     def wake(self) -> None:
         """Tell a waiting worker that there is work (called at the batch thresholds, after the put).
 
