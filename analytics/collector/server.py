@@ -75,7 +75,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import parse_qs
 
+from . import inspector as _inspector
 from .bloomreach import BloomreachRoutes, BloomreachStore
+from .storage import SQLiteStore, StoreError
 from .trackapi import TrackAPIRoutes, TrackAPIStore
 
 __all__ = [
@@ -87,6 +89,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_TYPES",
+    "StoreError",
 ]
 
 logger = logging.getLogger("customerio.collector")
@@ -142,6 +145,8 @@ class Refusal:
     reason: str
     received_at: float
     raw_size: int  #: body bytes after un-gzipping when that got that far, else as received
+    method: str = ""  #: the request's method, when known
+    path: str = ""  #: the request's path (no query), when known
 
 
 @dataclass
@@ -474,6 +479,16 @@ class Collector:
     ``keep_messages=False`` only counters and message ids are kept (for runs with
     millions of events): :attr:`messages` and :attr:`batches` stay empty.
 
+    With ``db_path`` the records live in an SQLite file instead of in memory
+    (see :mod:`analytics.collector.storage`): a collector made again on the same
+    file starts with what the last one received (messages, batches, refusals,
+    counters); ``":memory:"`` gives an in-memory database.  Raises
+    :class:`~analytics.collector.storage.StoreError` when the file cannot be
+    used.  Without it (the default) nothing touches the disk.
+
+    The same port serves the inspector page at ``/`` (see
+    :mod:`analytics.collector.inspector`).
+
     All records are guarded by one lock; the accessors return copies.
     """
 
@@ -483,11 +498,15 @@ class Collector:
         port: int = 0,
         write_keys: Optional[Set[str]] = None,
         keep_messages: bool = True,
+        db_path: Optional[str] = None,
     ) -> None:
         self.host = host
         self._port = port
         self.write_keys: Optional[FrozenSet[str]] = frozenset(write_keys) if write_keys is not None else None
         self.keep_messages = keep_messages
+        #: Where the records are kept (None: in memory, the default).
+        self.db_path = None if db_path is None else str(db_path)
+        self._store: Optional[SQLiteStore] = None if db_path is None else SQLiteStore(str(db_path))
         #: Seconds to sleep before answering each ``POST /v1/batch``.
         self.delay: float = 0.0
         self._lock = threading.Lock()
@@ -499,6 +518,8 @@ class Collector:
         self._placeholder: Optional[socket.socket] = None  # holds the port while down
         self._up_timer: Optional[threading.Timer] = None
         self._clear()
+        if self._store is not None:
+            self._restore()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -542,6 +563,9 @@ class Collector:
         server.server_close()
         if thread is not None:
             thread.join(timeout=5.0)
+        if self._store is not None:
+            with self._lock:
+                self._store.save_counters(self._counter_state())
         logger.debug("collector on port %d stopped", self._port)
 
     # -- outages ----------------------------------------------------------
@@ -776,21 +800,45 @@ class Collector:
 
     @property
     def batches(self) -> List[Batch]:
-        """Accepted batches, in arrival order (empty unless keep_messages)."""
+        """Accepted batches, in arrival order (empty unless keep_messages).
+
+        From a database (``db_path``), ``write_key`` is only a hint of the key
+        (its first four characters) and ``Authorization`` is redacted in ``headers``.
+        """
+        if self._store is not None:
+            if not self.keep_messages:
+                return []
+            return [
+                Batch(messages, row["sent_at"], row["key_hint"], row["raw_size"], row["compressed_size"],
+                      row["headers"], row["received_at"])
+                for row, messages in self._store.batches()
+            ]
         with self._lock:
             return list(self._batches)
 
     @property
     def messages(self) -> List[Dict[str, Any]]:
         """Every accepted message, in arrival order (empty unless keep_messages)."""
+        if self._store is not None:
+            return self._store.messages() if self.keep_messages else []
         with self._lock:
             return list(self._messages)
 
     @property
     def refused(self) -> List[Refusal]:
         """Every non-2xx answer and dropped connection, injected faults included."""
+        if self._store is not None:
+            return [
+                Refusal(r["status"], r["code"], r["reason"], r["received_at"], r["raw_size"], r["method"], r["path"])
+                for r in self._store.refusals()
+            ]
         with self._lock:
             return list(self._refused)
+
+    @property
+    def store(self) -> Optional[SQLiteStore]:
+        """The SQLite store when made with ``db_path``, else None."""
+        return self._store
 
     @property
     def unique_ids(self) -> Set[str]:
@@ -855,7 +903,7 @@ class Collector:
             return {
                 "requests": self._requests,
                 "accepted_batches": self._accepted_batches,
-                "refused": len(self._refused),
+                "refused": self._refusal_count,
                 "messages": self._message_count,
                 "unique": len(self._ids),
                 "duplicates": self._duplicates,
@@ -883,10 +931,38 @@ class Collector:
         """Forget every record and counter, pending faults, chaos and delay.
 
         An outage in progress goes on (:meth:`up` ends it); its record is forgotten.
+        With ``db_path`` the database is emptied too.
         """
         with self._lock:
             self._clear()
             self.delay = 0.0
+            if self._store is not None:
+                self._store.clear()
+
+    #: The counters a database keeps across restarts (see _restore).
+    _PERSISTED = (
+        "_requests", "_accepted_batches", "_message_count", "_duplicates", "_raw_bytes", "_compressed_bytes",
+        "_gzipped_batches", "_largest_bytes", "_largest_messages", "_dropped", "_inside_retry_after",
+        "_connections", "_refusal_count", "_by_type", "_refusals_by_code",
+    )
+
+    def _counter_state(self) -> Dict[str, Any]:
+        """The counters to save (lock held)."""
+        return {name: getattr(self, name) for name in self._PERSISTED}
+
+    def _restore(self) -> None:
+        """Start from what the database holds: counters and the set of messageIds."""
+        store = self._store
+        assert store is not None
+        saved = store.counters()
+        for name in self._PERSISTED:
+            if name in saved:
+                value = saved[name]
+                setattr(self, name, dict(value) if isinstance(value, dict) else value)
+        self._ids = set(store.message_ids())
+        # what the rows say wins over counters saved a moment earlier
+        self._message_count = store.message_count()
+        self._refusal_count = store.refusal_count()
 
     def _clear(self) -> None:
         self._batches: List[Batch] = []
@@ -901,6 +977,7 @@ class Collector:
         self._raw_bytes = self._compressed_bytes = self._gzipped_batches = 0
         self._largest_bytes = self._largest_messages = 0
         self._dropped = self._inside_retry_after = self._connections = 0
+        self._refusal_count = 0
         self._retry_until = 0.0
         self._request_log: List[Request] = []
         self._outages: List[List[Any]] = []
@@ -945,11 +1022,18 @@ class Collector:
             self._connections += 1
 
     def _refuse(self, status: int, code: str, reason: str, raw_size: int, received_at: float) -> None:
+        method = getattr(_current, "method", "")
+        path = getattr(_current, "path", "")
         with self._lock:
-            self._refused.append(Refusal(status, code, reason, received_at, raw_size))
+            self._refusal_count += 1
             self._refusals_by_code[code] = self._refusals_by_code.get(code, 0) + 1
             if status == 0:
                 self._dropped += 1
+            if self._store is not None:
+                self._store.add_refusal(received_at, status, code, reason, raw_size, method, path,
+                                        self._counter_state())
+            else:
+                self._refused.append(Refusal(status, code, reason, received_at, raw_size, method, path))
 
     def _open_retry_window(self, fault: _Fault) -> Optional[float]:
         """Note until when the Retry-After this fault is about to send asks clients to wait."""
@@ -971,15 +1055,21 @@ class Collector:
 
     def _accept(self, batch: Batch, stored_then_dropped: bool) -> None:
         messages = batch.messages
+        store = self._store
         with self._changed:
             ids, by_type = self._ids, self._by_type
             duplicates = 0
+            flags: List[bool] = []
             for m in messages:
                 mid = m["messageId"]
                 if mid in ids:
                     duplicates += 1
+                    if store is not None:
+                        flags.append(True)
                 else:
                     ids.add(mid)
+                    if store is not None:
+                        flags.append(False)
                 t = m["type"]
                 by_type[t] = by_type.get(t, 0) + 1
             self._duplicates += duplicates
@@ -995,12 +1085,18 @@ class Collector:
                 self._largest_messages = len(messages)
             if stored_then_dropped:
                 self._dropped += 1
-            if self.keep_messages:
+            if store is not None:
+                store.add_batch(batch.received_at, batch.sent_at, batch.write_key, batch.raw_size,
+                                batch.compressed_size, batch.headers, messages, flags, self.keep_messages,
+                                self._counter_state())
+            elif self.keep_messages:
                 self._batches.append(batch)
                 self._messages.extend(messages)
             self._changed.notify_all()
 
     def _messages_since(self, since: int) -> bytes:
+        if self._store is not None:
+            return self._store.messages_json(since) if self.keep_messages else b"[]"
         with self._lock:
             return _json(self._messages[since:])
 
@@ -1072,6 +1168,10 @@ class _Drop(Exception):
     """Raised by a handler to reset the connection without answering (an injected fault)."""
 
 
+#: The request each handler thread is serving (method, path), for the records.
+_current = threading.local()
+
+
 _CONTROL = "/_collector/"
 _ROUTES: Dict[str, Dict[str, str]] = {
     "/v1/batch": {"POST": "_post_batch"},
@@ -1079,6 +1179,14 @@ _ROUTES: Dict[str, Dict[str, str]] = {
     "/_collector/messages": {"GET": "_get_messages"},
     "/_collector/reset": {"POST": "_post_reset"},
     "/_collector/faults": {"POST": "_post_faults"},
+    # the inspector page and what it reads (see inspector.py)
+    "/": {"GET": "_get_inspector"},
+    "/inspector": {"GET": "_get_inspector"},
+    "/_collector/events": {"GET": "_get_inspector_data"},
+    "/_collector/event": {"GET": "_get_inspector_data"},
+    "/_collector/batches": {"GET": "_get_inspector_data"},
+    "/_collector/refusals": {"GET": "_get_inspector_data"},
+    **{f"/_collector/static/{name}": {"GET": "_get_static"} for name in _inspector.STATIC_FILES},
 }
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
@@ -1258,6 +1366,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, BaseHTTPRequestHandler):
         if "://" in target.split("?", 1)[0]:  # absolute form, as sent to a proxy
             target = "/" + target.split("://", 1)[1].partition("/")[2]
         path, _, query = target.partition("?")
+        _current.method, _current.path = self.command, path
         methods = _ROUTES.get(path)
         body = self._read_body()
         if body is None:
@@ -1444,6 +1553,19 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, BaseHTTPRequestHandler):
             self._send(400, _error("bad_request", "since must be an integer >= 0"))
             return
         self._send(200, collector._messages_since(since))
+
+    def _get_inspector(self, body: bytes, query: str) -> None:
+        self._send(200, _inspector.page(), _inspector.PAGE_HEADERS, "text/html; charset=utf-8")
+
+    def _get_static(self, body: bytes, query: str) -> None:
+        name = self.path.partition("?")[0].rsplit("/", 1)[-1]
+        data, content_type = _inspector.static_file(name)
+        self._send(200, data, _inspector.STATIC_HEADERS, content_type)
+
+    def _get_inspector_data(self, body: bytes, query: str) -> None:
+        what = self.path.partition("?")[0].rsplit("/", 1)[-1]
+        status, data = _inspector.answer(self.server.collector, what, parse_qs(query))
+        self._send(status, data, _inspector.DATA_HEADERS)
 
     def _post_reset(self, body: bytes, query: str) -> None:
         self.server.collector.reset()

@@ -1,0 +1,400 @@
+"""SQLite storage for the local collector: what it received survives a restart.
+
+A :class:`~analytics.collector.Collector` made with ``db_path`` keeps its
+records (accepted batches and their messages, refused requests, counters) in
+one SQLite file instead of in memory; ``db_path=":memory:"`` keeps them in an
+in-memory SQLite database (queryable by the inspector, gone at exit).  The
+default ``Collector()`` has no store and is not slowed down at all.
+
+Writes happen on the request path, one transaction per accepted batch or
+refused request, in WAL mode with ``synchronous=NORMAL`` (a commit does not
+wait for the disk; a crash of the machine, not of the process, may lose the
+last few).  Reads (the collector's accessors, the inspector) share the one
+connection under a lock: every statement is short.
+
+What is stored about a batch never includes the write key: only a hint (its
+first four characters) and the request headers with ``Authorization``
+redacted.
+
+Schema version 1 (``PRAGMA user_version``)::
+
+    batches   (id, received_at, sent_at, key_hint, raw_size, compressed_size,
+               messages, first_message, headers)
+    messages  (id, batch_id, type, event, user_id, anonymous_id, message_id,
+               timestamp, duplicate, body)      -- body NULL unless keep_messages
+    refusals  (id, received_at, status, code, reason, raw_size, method, path)
+    meta      (name, value)                     -- the counters, as JSON
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+__all__ = ["SQLiteStore", "StoreError", "SCHEMA_VERSION", "key_hint", "redact_headers"]
+
+logger = logging.getLogger("customerio.collector")
+
+#: Bumped when the tables change in a way an older file cannot be read.
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    sent_at TEXT NOT NULL,
+    key_hint TEXT NOT NULL,
+    raw_size INTEGER NOT NULL,
+    compressed_size INTEGER,
+    messages INTEGER NOT NULL,
+    first_message INTEGER NOT NULL,
+    headers TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    batch_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    event TEXT,
+    user_id TEXT,
+    anonymous_id TEXT,
+    message_id TEXT NOT NULL,
+    timestamp TEXT,
+    duplicate INTEGER NOT NULL,
+    body TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_batch ON messages (batch_id);
+CREATE INDEX IF NOT EXISTS messages_by_type ON messages (type, id);
+CREATE TABLE IF NOT EXISTS refusals (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    status INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw_size INTEGER NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# ASCII out: a message may hold a lone surrogate (the collector reads bodies with
+# "surrogatepass"), which SQLite cannot take as text; escaped, it round-trips.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
+
+Row = Dict[str, Any]
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is not a collector database of this version."""
+
+
+def key_hint(key: str) -> str:
+    """What is kept of a write key: its first four characters (all of a short key is hidden)."""
+    return key[:4] + "…" if len(key) >= 8 else "…"
+
+
+def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
+    """A copy of ``headers`` with credentials (``Authorization``, ``Cookie``) replaced by ``<redacted>``."""
+    return {
+        name: ("<redacted>" if name.lower() in ("authorization", "proxy-authorization", "cookie") else value)
+        for name, value in headers.items()
+    }
+
+
+def _text(value: Any) -> Optional[str]:
+    """A value for an indexed text column (lone surrogates become U+FFFD: SQLite needs UTF-8)."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        value = str(value)
+    if not value.isascii():
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere (``%``, ``_`` and ``\\`` taken literally)."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class SQLiteStore:
+    """The collector's records in one SQLite database (see the module doc).
+
+    ``SQLiteStore(path)`` opens or creates the file (``":memory:"`` for none);
+    raises :class:`StoreError` when it cannot be opened, is not a database, or
+    was written by an incompatible version.  Thread-safe: one connection, one
+    lock.  Row ids are 1-based and contiguous until :meth:`clear`, so message
+    ``id`` ``N`` is the collector's message index ``N - 1``.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            if path != ":memory:":
+                parent = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(parent):
+                    raise StoreError(f"cannot open the database {path}: no directory {parent}")
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if version == 0 and tables and not {"batches", "messages"} <= tables:
+                raise StoreError(f"{path} is an SQLite database of something else; give another --db path")
+            if version not in (0, SCHEMA_VERSION):
+                raise StoreError(
+                    f"{path} was written by another version of the collector (schema {version}, "
+                    f"this one reads {SCHEMA_VERSION}); give another --db path or delete the file"
+                )
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"cannot use the database {path}: {exc}") from None
+        except StoreError:
+            conn.close()
+            raise
+        self._conn = conn
+        self._next_message = self._scalar("SELECT COALESCE(MAX(id), 0) FROM messages") + 1
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql, args).fetchone()[0]
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> List[Row]:
+        cur = self._conn.execute(sql, args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def close(self) -> None:
+        """Close the connection (further calls raise ``sqlite3.ProgrammingError``)."""
+        with self._lock:
+            self._conn.close()
+
+    # -- writes (called by the collector, under its lock) -----------------------
+
+    def add_batch(
+        self,
+        received_at: float,
+        sent_at: str,
+        write_key: str,
+        raw_size: int,
+        compressed_size: Optional[int],
+        headers: Mapping[str, str],
+        messages: Sequence[Mapping[str, Any]],
+        duplicates: Sequence[bool],
+        keep_bodies: bool,
+        counters: Mapping[str, Any],
+    ) -> None:
+        """Record one accepted batch and its messages, and the counters, in one transaction."""
+        with self._lock:
+            conn = self._conn
+            first = self._next_message
+            conn.execute("BEGIN")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO batches (received_at, sent_at, key_hint, raw_size, compressed_size, messages,"
+                    " first_message, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (received_at, sent_at, key_hint(write_key), raw_size, compressed_size, len(messages), first,
+                     _compact(redact_headers(headers))),
+                )
+                batch_id = cur.lastrowid
+                rows = []
+                for i, m in enumerate(messages):
+                    get = m.get
+                    t = get("type")
+                    label = get("event") if t == "track" else get("name")
+                    rows.append((
+                        first + i, batch_id, t, _text(label), _text(get("userId")), _text(get("anonymousId")),
+                        _text(get("messageId")), _text(get("timestamp")), 1 if duplicates[i] else 0,
+                        _compact(m) if keep_bodies else None,
+                    ))
+                conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self._put_counters(counters)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._next_message = first + len(messages)
+
+    def add_refusal(self, received_at: float, status: int, code: str, reason: str, raw_size: int,
+                    method: str, path: str, counters: Mapping[str, Any]) -> None:
+        """Record one refused (or dropped) request, and the counters."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                conn.execute(
+                    "INSERT INTO refusals (received_at, status, code, reason, raw_size, method, path)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (received_at, status, code, reason, raw_size, method, path),
+                )
+                self._put_counters(counters)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def save_counters(self, counters: Mapping[str, Any]) -> None:
+        """Record the counters alone (at stop, so per-run figures such as connections are kept)."""
+        with self._lock:
+            self._put_counters(counters)
+
+    def _put_counters(self, counters: Mapping[str, Any]) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('counters', ?)",
+                           (_compact(dict(counters)),))
+
+    def clear(self) -> None:
+        """Forget everything (the collector's ``reset()``)."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN")
+            for table in ("messages", "batches", "refusals", "meta"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("COMMIT")
+            self._next_message = 1
+
+    # -- reads ------------------------------------------------------------------
+
+    def counters(self) -> Dict[str, Any]:
+        """The counters saved last ({} for a new database)."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE name = 'counters'").fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def message_ids(self) -> List[str]:
+        """Every stored messageId, in arrival order (duplicates included)."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT message_id FROM messages ORDER BY id")]
+
+    def message_count(self) -> int:
+        """How many messages are stored."""
+        with self._lock:
+            return self._next_message - 1
+
+    def messages_json(self, since: int = 0) -> bytes:
+        """The stored messages from index ``since`` on, as one JSON array (bodies are JSON already)."""
+        with self._lock:
+            bodies = [r[0] or "null" for r in
+                      self._conn.execute("SELECT body FROM messages WHERE id > ? ORDER BY id", (since,))]
+        return ("[" + ",".join(bodies) + "]").encode("utf-8", "surrogatepass")
+
+    def messages(self) -> List[Dict[str, Any]]:
+        """Every stored message, in arrival order (empty when bodies were not kept)."""
+        with self._lock:
+            bodies = [r[0] for r in self._conn.execute("SELECT body FROM messages ORDER BY id")]
+        return [json.loads(b) for b in bodies if b is not None]
+
+    def batches(self) -> List[Tuple[Row, List[Dict[str, Any]]]]:
+        """Every stored batch, in arrival order, with its messages (bodies that were kept)."""
+        with self._lock:
+            batches = self._rows("SELECT * FROM batches ORDER BY id")
+            grouped: Dict[int, List[Dict[str, Any]]] = {}
+            for batch_id, body in self._conn.execute("SELECT batch_id, body FROM messages ORDER BY id"):
+                if body is not None:
+                    grouped.setdefault(batch_id, []).append(json.loads(body))
+        for b in batches:
+            b["headers"] = json.loads(b["headers"])
+        return [(b, grouped.get(b["id"], [])) for b in batches]
+
+    def refusals(self, limit: Optional[int] = None, before: Optional[int] = None) -> List[Row]:
+        """Stored refusals: all in arrival order, or the ``limit`` newest (below id ``before``) newest first."""
+        with self._lock:
+            if limit is None:
+                return self._rows("SELECT * FROM refusals ORDER BY id")
+            return self._rows("SELECT * FROM refusals WHERE id < ? ORDER BY id DESC LIMIT ?",
+                              (before or (1 << 62), limit))
+
+    def refusal_count(self) -> int:
+        """How many refusals are stored."""
+        with self._lock:
+            return self._scalar("SELECT COUNT(*) FROM refusals")
+
+    # -- the inspector's queries -----------------------------------------------
+
+    def find_messages(
+        self,
+        type_: Optional[str] = None,
+        event: Optional[str] = None,
+        user: Optional[str] = None,
+        batch: Optional[int] = None,
+        before: Optional[int] = None,
+        limit: int = 100,
+    ) -> Tuple[List[Row], int]:
+        """Message summaries, newest first, and how many match in all.
+
+        ``type_`` matches exactly; ``event`` is a substring of the track event
+        or the page/screen name; ``user`` a substring of ``userId`` or
+        ``anonymousId`` (both case-insensitive for ASCII); ``batch`` a batch id.
+        ``before`` pages back: only ids below it.
+        """
+        where: List[str] = []
+        args: List[Any] = []
+        if type_:
+            where.append("m.type = ?")
+            args.append(type_)
+        if event:
+            where.append("m.event LIKE ? ESCAPE '\\'")
+            args.append(_like(event))
+        if user:
+            where.append("(m.user_id LIKE ? ESCAPE '\\' OR m.anonymous_id LIKE ? ESCAPE '\\')")
+            args.extend([_like(user)] * 2)
+        if batch is not None:
+            where.append("m.batch_id = ?")
+            args.append(batch)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        page_clause = clause + (" AND " if where else " WHERE ") + "m.id < ?"
+        with self._lock:
+            total = self._scalar(f"SELECT COUNT(*) FROM messages m{clause}", args)
+            rows = self._rows(
+                "SELECT m.id, m.batch_id, b.received_at, m.type, m.event, m.user_id, m.anonymous_id,"
+                " m.message_id, m.timestamp, m.duplicate"
+                f" FROM messages m JOIN batches b ON b.id = m.batch_id{page_clause}"
+                " ORDER BY m.id DESC LIMIT ?",
+                args + [before or (1 << 62), limit],
+            )
+        for r in rows:
+            r["duplicate"] = bool(r["duplicate"])
+        return rows, total
+
+    def message(self, message_id: int) -> Optional[Tuple[Row, Optional[Dict[str, Any]]]]:
+        """(summary with its batch's fields, the message or None when not kept) for one id, or None."""
+        with self._lock:
+            rows = self._rows(
+                "SELECT m.id, m.batch_id, b.received_at, m.type, m.event, m.user_id, m.anonymous_id,"
+                " m.message_id, m.timestamp, m.duplicate, m.body, b.sent_at, b.key_hint, b.raw_size,"
+                " b.compressed_size, b.messages AS batch_messages"
+                " FROM messages m JOIN batches b ON b.id = m.batch_id WHERE m.id = ?",
+                (message_id,),
+            )
+        if not rows:
+            return None
+        row = rows[0]
+        body = row.pop("body")
+        row["duplicate"] = bool(row["duplicate"])
+        return row, (json.loads(body) if body is not None else None)
+
+    def find_batches(self, before: Optional[int] = None, limit: int = 100) -> Tuple[List[Row], int]:
+        """Batch summaries, newest first, and how many there are."""
+        with self._lock:
+            total = self._scalar("SELECT COUNT(*) FROM batches")
+            rows = self._rows(
+                "SELECT id, received_at, sent_at, key_hint, raw_size, compressed_size, messages, headers"
+                " FROM batches WHERE id < ? ORDER BY id DESC LIMIT ?",
+                (before or (1 << 62), limit),
+            )
+        for r in rows:
+            r["headers"] = json.loads(r["headers"])
+        return rows, total
+
