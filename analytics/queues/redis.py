@@ -191,7 +191,7 @@ class RedisQueue:
         """Buffer ``item`` for the writer; the buffer's new length, or 0 when it stayed full."""
         with self._lock:
             out = self._out
-            if len(out) >= self.maxsize:
+            if len(out) + len(self._writing) >= self.maxsize:
                 if timeout == 0 or self._closed or not self._wait_for_room(timeout):
                     return 0
             out.append(item)
@@ -204,7 +204,7 @@ class RedisQueue:
         deadline = None if timeout is None else time.monotonic() + timeout
         self._waiting += 1
         try:
-            while len(self._out) >= self.maxsize:
+            while len(self._out) + len(self._writing) >= self.maxsize:
                 if self._closed:
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -227,8 +227,6 @@ class RedisQueue:
                 n = min(len(self._out), WRITE_GROUP)
                 group = [self._out.popleft() for _ in range(n)]
                 self._writing = group
-                if self._waiting:
-                    self._not_full.notify_all()
             try:
                 self._ensure_group(self._w)
                 ids = self._add(keys=[self.stream], args=[self.maxsize, self.maxsize, *group])
@@ -251,6 +249,8 @@ class RedisQueue:
             added = [entry_id for entry_id in ids if entry_id]
             with self._lock:
                 self._writing = []
+                if self._waiting:
+                    self._not_full.notify_all()
                 self.written_total += len(added)
                 self.refused_total += len(refused)
                 if added:

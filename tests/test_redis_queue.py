@@ -1,0 +1,316 @@
+"""The Redis Streams queue against a real Redis server and real worker processes.
+
+``REDIS_URL`` names a server to use; without it a ``redis-server`` is started on a
+free port.  The restart test always starts its own (it stops and restarts it).
+On CI (``CI`` set) a missing Redis is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from typing import Iterator, List
+
+import pytest
+
+from analytics import Client, ConfigurationError, QueueFullError, ShutdownError
+from analytics.collector import Collector
+
+from .conftest import WRITE_KEY, Errors
+from .redis_server import RedisServer
+
+redis = pytest.importorskip("redis") if not os.environ.get("CI") else __import__("redis")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _server_or_skip(persistent: bool = False) -> RedisServer:
+    try:
+        return RedisServer(persistent=persistent).start()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = _server_or_skip()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def prefix(redis_url) -> Iterator[str]:
+    """A stream prefix of this test's own; its keys are deleted afterwards."""
+    p = f"test-{uuid.uuid4().hex[:10]}"
+    yield p
+    conn = redis.Redis.from_url(redis_url)
+    for key in conn.scan_iter(f"{p}:*"):
+        conn.delete(key)
+    conn.close()
+
+
+@pytest.fixture
+def clients() -> Iterator[List[Client]]:
+    made: List[Client] = []
+    yield made
+    for c in made:
+        if isinstance(c, Collector):
+            c.stop()
+        else:
+            c.shutdown(timeout=5)
+
+
+def _client(made: List[Client], **kw) -> Client:
+    kw.setdefault("on_error", Errors())
+    c = Client(kw.pop("write_key", WRITE_KEY), **kw)
+    made.append(c)
+    return c
+
+
+def _spawn(code: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _worker(redis_url: str, collector: Collector, prefix: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=ROOT, CDP_WRITE_KEY=WRITE_KEY)
+    return subprocess.Popen(
+        [sys.executable, "-m", "analytics.worker", "--queue", redis_url, "--host", collector.url,
+         "--stream-prefix", prefix, *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        pytest.fail("process did not stop in time")
+    return -1
+
+
+PRODUCER = """
+import sys
+from analytics import Client
+url, host, prefix, tag, n, key = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
+c = Client(key, host=host, queue=url, consume=False, stream_prefix=prefix)
+for i in range(n):
+    assert c.track(f"{tag}-{i}", "Produced", {"tag": tag, "i": i})[0]
+left = c.wait_durable(30)
+c.shutdown(timeout=10)
+print("unwritten", left)
+"""
+
+
+# --- one process ------------------------------------------------------------------------
+
+
+def test_one_process_produces_and_delivers_through_redis(redis_url, prefix, clients, collector):
+    c = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, upload_size=50)
+    sent = [c.track(f"u{i}", "Ordered", {"i": i})[1] for i in range(500)]
+    assert c.flush(timeout=20) == 0
+    assert collector.unique_ids == {m["messageId"] for m in sent} and collector.duplicates == 0
+    s = c.stats()
+    assert s["redis"]["length"] == 0 and s["redis"]["pending"] == 0  # settled entries are deleted
+    assert s["handed_off"] == 500 and s["received"] == 500 and s["delivered"] == 500
+    lost = sum(s["failed"].values()) + sum(s["dropped"].values())
+    assert s["accepted"] + s["received"] == s["handed_off"] + s["delivered"] + lost + s["pending"]
+
+
+def test_streams_are_namespaced_per_write_key(redis_url, prefix, clients):
+    """Two write keys on one Redis: every batch carries only its own key's messages."""
+    collector = Collector().start()
+    clients.append(collector)  # stopped with the clients (shutdown)
+    a = _client(clients, write_key="key-a", host=collector.url, queue=redis_url, stream_prefix=prefix)
+    b = _client(clients, write_key="key-b", host=collector.url, queue=redis_url, stream_prefix=prefix)
+    assert a._queue.stream != b._queue.stream
+    for i in range(200):
+        a.track(f"a{i}", "E", {"key": "key-a"})
+        b.track(f"b{i}", "E", {"key": "key-b"})
+    assert a.flush(timeout=20) == 0 and b.flush(timeout=20) == 0
+    assert len(collector.unique_ids) == 400
+    for batch in collector.batches:
+        assert {m["properties"]["key"] for m in batch.messages} == {batch.write_key}
+
+
+def test_write_key_and_host_cannot_change_on_a_redis_client(redis_url, prefix, clients, collector):
+    c = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix)
+    with pytest.raises(ConfigurationError):
+        c.write_key = "another"
+    with pytest.raises(ConfigurationError):
+        c.host = "http://127.0.0.1:1"
+    with pytest.raises(ConfigurationError):
+        Client("k", queue="http://127.0.0.1:6379")
+
+
+def test_full_stream_refuses_and_reports_each_message(redis_url, prefix, clients, collector):
+    """No consumer, a stream bounded at 50: the writer adds 50 and reports the other 30
+    to on_error as QueueFullError (queue_full), with the messages."""
+    errors = Errors()
+    c = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, consume=False,
+                max_queue_size=50, on_error=errors)
+    for i in range(80):
+        assert c.track(f"u{i}", "E", {"i": i})[0]
+        if i % 40 == 39:
+            assert c.wait_durable(10) == 0  # the local buffer is bounded by max_queue_size too
+    assert len(errors.items) == 30 and all(isinstance(e, QueueFullError) for e, _ in errors.calls)
+    assert sorted(m["properties"]["i"] for m in errors.items) == list(range(50, 80))
+    s = c.stats()
+    assert s["dropped"]["queue_full"] == 30 and s["redis"]["length"] == 50 and s["handed_off"] == 50
+
+
+def test_redis_unreachable_calls_return_at_once_and_drops_are_counted(clients, collector):
+    """Nothing listens on the Redis port: calls still return at once (they only buffer);
+    past max_queue_size they drop with QueueFullError; at shutdown the unwritten buffer is
+    reported as dropped (shutdown), so every message is accounted for."""
+    errors = Errors()
+    c = _client(clients, host=collector.url, queue="redis://127.0.0.1:1/0", max_queue_size=100, on_error=errors)
+    results = [c.track(f"u{i}", "E")[0] for i in range(150)]
+    assert results.count(True) == 100 and results.count(False) == 50
+    _wait(lambda: c.stats()["redis"]["redis_down"] is not None, 10, "the writer to notice Redis is down")
+    assert c.flush(timeout=0.2) > 0
+    c.shutdown(timeout=1)
+    s = c.stats()
+    assert s["dropped"] == {"queue_full": 50, "shutdown": 100}
+    assert [type(e) for e, _ in errors.calls].count(ShutdownError) == 1 and len(errors.items) == 150
+
+
+def test_redis_restart_under_load_loses_nothing(clients, collector):
+    """A persistent Redis is stopped and started again while a thread calls track(): the
+    calls keep returning True (buffered), and afterwards the collector holds every message."""
+    server = _server_or_skip(persistent=True)
+    try:
+        c = _client(clients, host=collector.url, queue=server.url, stream_prefix="restart", max_queue_size=20000)
+        sent: List[str] = []
+        done = threading.Event()
+
+        def produce() -> None:
+            for i in range(3000):
+                ok, msg = c.track(f"u{i}", "Under Load", {"i": i})
+                assert ok
+                sent.append(msg["messageId"])
+                if i % 100 == 0:
+                    time.sleep(0.01)  # a steady producer, not one burst
+            done.set()
+
+        t = threading.Thread(target=produce)
+        t.start()
+        _wait(lambda: len(sent) > 800, 20, "the producer to get going")
+        server.stop()
+        time.sleep(0.5)  # Redis stays down for half a second while calls go on
+        server.start()
+        t.join(60)
+        assert done.is_set()
+        assert c.flush(timeout=30) == 0
+        assert collector.unique_ids == set(sent)
+    finally:
+        for cl in clients:
+            cl.shutdown(timeout=5)
+        clients.clear()
+        server.cleanup()
+
+
+# --- many processes -----------------------------------------------------------------
+
+
+def test_producer_processes_and_worker_processes(redis_url, prefix, collector):
+    """3 producer processes (consume=False) and 2 workers: every message arrives exactly
+    once; SIGTERM stops each worker cleanly (exit 0)."""
+    workers = [_worker(redis_url, collector, prefix) for _ in range(2)]
+    producers = [_spawn(PRODUCER, redis_url, collector.url, prefix, f"p{j}", "1000", WRITE_KEY) for j in range(3)]
+    try:
+        for p in producers:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            assert "unwritten 0" in out
+        assert collector.wait_for(3000, timeout=30), len(collector.unique_ids)
+        assert len(collector.unique_ids) == 3000 and collector.duplicates == 0
+    finally:
+        codes = [_stop(w) for w in workers]
+    assert codes == [0, 0]
+    conn = redis.Redis.from_url(redis_url)
+    streams = list(conn.scan_iter(f"{prefix}:*"))
+    assert len(streams) == 1 and conn.xlen(streams[0]) == 0
+
+
+def test_worker_killed_mid_batch_loses_nothing(redis_url, prefix, clients, collector):
+    """A worker holding batches (the server answers slowly) is killed with SIGKILL; another
+    worker takes its entries over after claim_after and the collector ends with all 600,
+    duplicates only as the same messageId sent again."""
+    producer = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, consume=False)
+    sent = [producer.track(f"u{i}", "E", {"i": i})[1]["messageId"] for i in range(600)]
+    assert producer.wait_durable(10) == 0
+    collector.delay = 0.4
+    victim = _worker(redis_url, collector, prefix, "--claim-after", "1", "--threads", "2")
+    conn = redis.Redis.from_url(redis_url)
+    stream = producer._queue.stream
+
+    def victim_holds_entries() -> bool:
+        try:
+            return conn.xpending(stream, "cdp-relay")["pending"] > 0
+        except redis.RedisError:
+            return False
+
+    _wait(victim_holds_entries, 20, "the first worker to read entries")
+    time.sleep(0.2)  # its first request is now inside the collector's slow answer
+    victim.kill()
+    victim.wait(10)
+    held = conn.xpending(stream, "cdp-relay")["pending"]
+    assert held > 0  # read by the dead worker, never acknowledged: only a take-over can send them
+    collector.delay = 0.0
+    rescuer = _worker(redis_url, collector, prefix, "--claim-after", "1")
+    try:
+        _wait(lambda: set(sent) <= collector.unique_ids, 60, "every message to arrive")
+        assert collector.unique_ids == set(sent)
+        _wait(lambda: conn.xlen(stream) == 0, 20, "every entry to be acknowledged")
+    finally:
+        assert _stop(rescuer) == 0
+    assert producer.flush(timeout=10) == 0
+
+
+def test_flush_in_a_producer_waits_for_the_workers(redis_url, prefix, clients, collector):
+    """flush() in a process that only produces returns 0 once a worker elsewhere delivered
+    everything it had put."""
+    worker = _worker(redis_url, collector, prefix)
+    try:
+        c = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, consume=False)
+        sent = [c.track(f"u{i}", "E")[1]["messageId"] for i in range(250)]
+        assert c.flush(timeout=30) == 0
+        assert set(sent) <= collector.unique_ids  # already there when flush returned
+    finally:
+        assert _stop(worker) == 0
+
+
+def test_worker_command_reports_usage_errors_without_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "analytics.worker", "--write-key", "k"],
+                          env=dict(os.environ, PYTHONPATH=ROOT, CDP_QUEUE=""), capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2 and "--queue" in proc.stderr and "Traceback" not in proc.stderr
