@@ -442,8 +442,9 @@ class Client:
         self._credits = 0
         self._set_pace_from()
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
-        if len(queue) and self._config.send:
-            self._consumer.ensure_started()  # messages left in a spool by an earlier process
+        if self._config.send and (len(queue) or getattr(queue, "consume", False)):
+            # messages left in a spool by an earlier process, or a shared queue to deliver from
+            self._consumer.ensure_started()
 
     def _make_queue(self) -> Any:
         maxsize = self._config.max_queue_size

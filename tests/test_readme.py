@@ -28,14 +28,24 @@ class Block(NamedTuple):
     line: int  # 1-based line of the directive
     code: str
     skip: bool
+    section: str = ""  # the title of the top-level section it is in
+
+
+#: Sections whose examples build on each other: their blocks run in order in one namespace.
+SHARED_SECTIONS = {"Customer.io Track API", "Bloomreach Engagement"}
+_namespaces: dict = {}
 
 
 def extract_blocks(text: str) -> List[Block]:
     """The Python code blocks of an rST text, in order, dedented."""
     lines = text.splitlines()
     blocks: List[Block] = []
+    section = ""
     i = 0
     while i < len(lines):
+        if i + 1 < len(lines) and lines[i].strip() and re.fullmatch(r"=+", lines[i + 1]) \
+                and len(lines[i + 1]) >= len(lines[i].rstrip()):
+            section = lines[i].strip()
         m = _DIRECTIVE.match(lines[i])
         if not m or m.group("lang") != "python":
             i += 1
@@ -53,7 +63,7 @@ def extract_blocks(text: str) -> List[Block]:
             body.append(line)
             i += 1
         code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
-        blocks.append(Block(len(blocks) + 1, directive_line + 1, code, previous == SKIP_MARK))
+        blocks.append(Block(len(blocks) + 1, directive_line + 1, code, previous == SKIP_MARK, section))
     return blocks
 
 
@@ -61,13 +71,37 @@ with open(README, encoding="utf-8") as _f:
     BLOCKS = extract_blocks(_f.read())
 
 
-def localize(code: str, url: str) -> str:
-    """Swap the placeholder key and the real API hosts for the test key and the collector."""
-    return (
+def localize(code: str, url: str, redis_url: str = "") -> str:
+    """Swap the placeholder key and the real API hosts for the test key and the collector
+    (and the README's Redis URL for the test's Redis server)."""
+    code = (
         code.replace("YOUR_WRITE_KEY", WRITE_KEY)
         .replace("https://cdp-eu.customer.io", url)
         .replace("https://cdp.customer.io", url)
+        .replace("https://track.customer.io", url)
+        .replace("https://api.exponea.com", url)
     )
+    if redis_url:
+        code = code.replace("redis://127.0.0.1:6379/0", redis_url)
+    return code
+
+
+@pytest.fixture(scope="module")
+def readme_redis() -> Iterator[str]:
+    """A Redis server for the examples that use one (REDIS_URL, or one started here)."""
+    if not any("redis://" in b.code for b in BLOCKS):
+        yield ""
+        return
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    from .redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +145,8 @@ def test_readme_has_python_examples():
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block-{b.index:02d}-line-{b.line}" for b in BLOCKS])
-def test_readme_example_runs(block: Block, readme_collector: Collector, no_internet: List[str], monkeypatch):
+def test_readme_example_runs(block: Block, readme_collector: Collector, readme_redis: str, no_internet: List[str],
+                             monkeypatch):
     """The example runs without error, and nothing it sends leaves the machine."""
     if block.skip:
         pytest.skip(f"marked {SKIP_MARK}")
@@ -124,8 +159,10 @@ def test_readme_example_runs(block: Block, readme_collector: Collector, no_inter
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     namespace: dict = {"__name__": f"readme_block_{block.index:02d}"}
+    if block.section in SHARED_SECTIONS:
+        namespace = _namespaces.setdefault(block.section, namespace)
     try:
-        exec(compile(localize(block.code, url), f"README.rst:{block.line}", "exec"), namespace)
+        exec(compile(localize(block.code, url, readme_redis), f"README.rst:{block.line}", "exec"), namespace)
     finally:
         shared = analytics.default_client
         analytics.shutdown(timeout=5)
