@@ -25,6 +25,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,7 @@ class Case:
     target: str = "collector"  # or "blackhole"
     timeout: float = 150.0
     extra: Dict[str, Any] = field(default_factory=dict)
+    only: Optional[str] = None  # run for this SDK only (the others show n/a)
 
     @property
     def label(self) -> str:
@@ -93,6 +95,9 @@ def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
                       extra={"events": EVENTS, "max_queue_size": BIG_QUEUE}))
     cases.append(Case("flush", "flush", timeout=120.0, extra={"rounds": 5, "flush_events": 10}))
     cases.append(Case("shutdown", "shutdown", timeout=120.0, extra={"rounds": 5}))
+    for consumers in (1, 4):
+        cases.append(Case(f"redis-{consumers}c", "redis", timeout=150.0, only=OURS,
+                          extra={"events": EVENTS, "consumers": consumers}))
 
     bursts = [c for c in cases if c.key.startswith("burst-")]
     figures: List[Figure] = []
@@ -112,6 +117,11 @@ def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
         Figure("worst single call", "bigqueue", "worst_call_ms", "ms", "low", f"{EVENTS:,} queued"),
         Figure("flush() of 10 events", "flush", "flush_ms", "ms", "low", "median of 5"),
         Figure("idle shutdown()", "shutdown", "shutdown_ms", "ms", "low", "median of 5"),
+        Figure("into the Redis queue", "redis-1c", "into_redis_per_s", "events/s", "high", "1 producer"),
+        Figure("delivered through Redis", "redis-1c", "through_redis_per_s", "events/s", "high",
+               "1 consumer process"),
+        Figure("delivered through Redis", "redis-4c", "through_redis_per_s", "events/s", "high",
+               "4 consumer processes"),
     ]
     return cases, figures
 
@@ -160,6 +170,27 @@ class Server:
         self.log.close()
 
 
+def start_redis() -> Optional[Tuple[subprocess.Popen, str]]:
+    """A throw-away ``redis-server`` on a free loopback port (nothing kept on disk), or None."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", tempfile.gettempdir()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    return None
+
+
 def control(url: str, route: str, method: str = "GET") -> Dict[str, Any]:
     req = urllib.request.Request(url + route, method=method, data=b"{}" if method == "POST" else None)
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -179,6 +210,8 @@ def run_one(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str)
         return {"sdk": sdk, "case": case.key, "wall_s": 0.0, "error": f"collector reset failed: {exc}"}
     cfg = {"sdk": sdk, "scenario": case.scenario, "url": url, "collector": urls["collector"],
            "threads": case.threads, "gzip": case.gzip, **case.extra}
+    if case.scenario == "redis":
+        cfg["redis"] = urls["redis"]
     err_path = log_dir / f"{tag}.stderr"
     started = time.monotonic()
     with open(err_path, "wb") as err:
@@ -456,6 +489,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     sdks = [s for s in SDKS if not args.sdk or s in args.sdk]
     check_environment(sdks)
     cases, figures = plan(quick)
+    redis_server = None
+    if OURS in sdks and any(c.scenario == "redis" for c in cases):
+        redis_server = start_redis()
+        if redis_server is None:
+            cases = [c for c in cases if c.scenario != "redis"]
+            print("bench: redis-server not found: the Redis rows are left out", file=sys.stderr)
 
     log_dir = Path(tempfile.mkdtemp(prefix="cdp-bench-"))
     doc: Dict[str, Any] = {
@@ -465,7 +504,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    "event_bytes": _event_bytes(), "cases": [c.__dict__ for c in cases]},
         "results": [],
     }
-    total = runs * len(cases) * len(sdks)
+    total = runs * sum(1 for c in cases for s in sdks if c.only in (None, s))
     n = 0
     began = time.monotonic()
     collector = blackhole = None
@@ -475,11 +514,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         blackhole = Server("blackhole", [str(OUR_PYTHON), str(HERE / "blackhole.py"), "--max-seconds", "3600"],
                            log_dir)
         urls = {"collector": collector.url, "blackhole": blackhole.url}
+        if redis_server is not None:
+            urls["redis"] = redis_server[1]
         print(f"bench: {total} runs; collector {collector.url}, blackhole {blackhole.url}; logs in {log_dir}",
               file=sys.stderr)
         for run in range(1, runs + 1):
             for case in cases:
                 for sdk in sdks:  # SDKs interleaved, so drifting machine load spreads over all of them
+                    if case.only not in (None, sdk):
+                        continue
                     if time.monotonic() - began > args.budget:
                         raise TimeoutError
                     n += 1
@@ -499,6 +542,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         for server in (blackhole, collector):
             if server is not None:
                 server.stop()
+        if redis_server is not None:
+            redis_server[0].terminate()
+            redis_server[0].wait(10)
 
     doc["elapsed_s"] = time.monotonic() - began
     doc["versions"] = versions_from(doc["results"], sdks)

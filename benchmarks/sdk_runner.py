@@ -29,6 +29,10 @@ Scenarios (the figures are defined in shared/reference/benchmark-method.md):
     ``rounds`` times: ``flush_events`` calls, then time ``flush()``.
 ``shutdown``
     one call and a ``flush()``, a short idle pause, then time ``shutdown()``.
+``redis`` (cdp-relay only)
+    ``events`` calls into a Redis stream (``consume=False``), then
+    ``consumers`` worker processes deliver them: events/s into Redis and
+    through Redis.
 """
 
 from __future__ import annotations
@@ -494,6 +498,53 @@ def versions(sdk: SDK) -> Dict[str, str]:
     return out
 
 
+def scenario_redis(cfg: Dict[str, Any], col: Collector, out: Dict[str, Any]) -> None:
+    """cdp-relay only: ``events`` calls into a Redis stream from this process (a producer
+    with ``consume=False``), then ``consumers`` worker processes (``python -m
+    analytics.worker``) deliver them to the collector.  Figures: calls + ``wait_durable``
+    per second from one producer, and delivered per second from the first message at the
+    collector to the last new one."""
+    import subprocess
+
+    import analytics
+
+    events, consumers = cfg["events"], cfg["consumers"]
+    prefix = f"bench-{os.getpid()}-{int(time.time() * 1000)}"
+    client = analytics.Client(WRITE_KEY, host=cfg["url"], queue=cfg["redis"], consume=False,
+                              stream_prefix=prefix, max_queue_size=events + 1000, max_queue_wait=None)
+    call = client.track
+    props = make_properties
+    gc.collect()
+    t0 = time.perf_counter()
+    for i in range(events):
+        call(USER_IDS[i % 1000], EVENT, props(i))
+    left = client.wait_durable(60)
+    into = time.perf_counter() - t0
+    out.update(into_redis_s=into, into_redis_per_s=events / into if not left else None, unwritten=left)
+    emit("BENCH-PARTIAL", dict(out))
+    argv = [sys.executable, "-I", "-m", "analytics.worker", "--queue", cfg["redis"], "--write-key", WRITE_KEY,
+            "--host", cfg["url"], "--stream-prefix", prefix]
+    workers = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(consumers)]
+    try:
+        deadline = time.monotonic() + cfg.get("limit", 90.0)
+        s = col.stats()
+        while s["unique"] < events and time.monotonic() < deadline:
+            time.sleep(0.05)
+            s = col.stats()
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(15)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    span = s["last_new_unique_at"] - s["first_message_at"]
+    out.update(unique=s["unique"], duplicates=s["duplicates"], lost=events - s["unique"],
+               through_redis_per_s=s["unique"] / span if s["unique"] == events and span > 0 else None)
+    client.shutdown(5)
+
+
 def main() -> int:
     cfg = json.loads(sys.argv[1])
     guard_network()
@@ -512,6 +563,8 @@ def main() -> int:
             scenario_flush(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
         elif scenario == "shutdown":
             scenario_shutdown(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
+        elif scenario == "redis":
+            scenario_redis(cfg, Collector(cfg.get("collector", cfg["url"])), out)
         else:
             raise ValueError(f"unknown scenario {scenario!r}")
     except Exception as exc:  # reported to the driver, which shows n/a
