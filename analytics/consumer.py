@@ -316,8 +316,12 @@ class Consumer:
         if any(t.is_alive() for t in others):
             self._abandon_hung_requests(others)
         if self.durable and len(self.queue):
-            where = getattr(self.queue, "path", None) or getattr(self.queue, "stream", "the queue")
-            log.warning("%d message(s) not sent yet; kept in %s for the next start", len(self.queue), where)
+            if getattr(self.queue, "shared", False):
+                log.warning("%d message(s) not sent yet; kept in the Redis stream %s for the other consumers",
+                            len(self.queue), self.queue.stream)
+            else:
+                log.warning("%d message(s) not sent yet; kept in the spool %s for the next start",
+                            len(self.queue), self.queue.path)
         leftover = self.queue.take_all()
         if leftover:
             self._lose(leftover, ShutdownError("the client was shut down before these were sent"), "shutdown")

@@ -314,3 +314,35 @@ def test_worker_command_reports_usage_errors_without_a_traceback():
                           env=dict(os.environ, PYTHONPATH=ROOT, CDP_QUEUE=""), capture_output=True, text=True,
                           timeout=30)
     assert proc.returncode == 2 and "--queue" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_consume_only_client_delivers_what_others_produced(redis_url, prefix, clients, collector):
+    """A client that never makes a call starts delivering at creation (consume=True)."""
+    producer = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, consume=False)
+    sent = {producer.track(f"u{i}", "E")[1]["messageId"] for i in range(120)}
+    assert producer.wait_durable(10) == 0
+    _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix)  # makes no call
+    _wait(lambda: sent <= collector.unique_ids, 20, "the consume-only client to deliver")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_its_own_buffer_and_consumer(redis_url, prefix, clients, collector):
+    """Parent and forked child both produce through Redis: each message arrives once (the
+    child does not write the parent's buffer again, and has a consumer name of its own)."""
+    c = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix)
+    before = [c.track(f"parent-{i}", "E")[1]["messageId"] for i in range(50)]  # maybe still buffered
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            for i in range(50):
+                c.track(f"child-{i}", "E")
+            code = 0 if c.flush(timeout=20) == 0 else 3
+        finally:
+            os._exit(code)
+    after = [c.track(f"parent2-{i}", "E")[1]["messageId"] for i in range(50)]
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert c.flush(timeout=20) == 0
+    assert set(before + after) <= collector.unique_ids
+    assert len(collector.unique_ids) == 150 and collector.duplicates == 0

@@ -247,6 +247,11 @@ class RedisQueue:
             self._note_up()
             refused = [item for item, entry_id in zip(group, ids) if not entry_id]
             added = [entry_id for entry_id in ids if entry_id]
+            if refused:
+                # reported before they count as written: wait_durable() returns after on_error ran
+                callback = self.on_refused
+                if callback is not None:
+                    callback(refused)
             with self._lock:
                 self._writing = []
                 if self._waiting:
@@ -257,10 +262,6 @@ class RedisQueue:
                     last = added[-1]
                     self.last_id = last.decode() if isinstance(last, bytes) else str(last)
                 self._written_cv.notify_all()
-            if refused:
-                callback = self.on_refused
-                if callback is not None:
-                    callback(refused)
 
     def _ensure_group(self, conn: Any) -> None:
         if self._group_ready:
