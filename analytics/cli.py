@@ -1,0 +1,635 @@
+"""The ``cdp-relay`` command (also ``python -m analytics``).
+
+Commands::
+
+    cdp-relay track | identify | page | screen | group | alias   one call, from flags or JSON
+    cdp-relay import FILE        a JSON-lines or CSV file of messages, resumable, with progress
+    cdp-relay collector          a local Data Pipelines endpoint with an inspector page
+    cdp-relay demo               the workload ``make demo`` runs
+    cdp-relay worker             deliver from a shared Redis queue (analytics.worker)
+
+Settings come from flags, else from the environment, else the defaults:
+
+    CDP_WRITE_KEY        --write-key        (required to send)
+    CDP_HOST             --host             https://cdp.customer.io (EU: https://cdp-eu.customer.io)
+    CDP_GZIP             --gzip/--no-gzip   off for calls, on for import (1/0, true/false, yes/no)
+    CDP_TIMEOUT          --timeout          15 seconds per request
+    CDP_MAX_RETRIES      --max-retries      10
+    CDP_MAX_RETRY_TIME   --max-retry-time   10 s for calls, 120 s per batch for import
+
+Exit status: 0 success; 1 not delivered (or bad lines in an import); 2 a
+usage problem (wrong flags, missing file, no write key, an invalid message);
+128 + N when stopped by signal N.  Errors are one line on stderr; ``-v``
+adds the SDK's debug log (and a traceback for an internal error).
+
+Adding a command
+    Register a function in this module with :func:`command`.  Either give
+    ``arguments`` (a function that adds flags to an argparse parser) and the
+    function receives the parsed ``argparse.Namespace``, or leave it out and
+    the function receives the rest of the command line (a ``list`` of
+    strings) to parse itself, as ``collector``, ``demo`` and ``worker`` do::
+
+        @command("worker", help="...", examples="examples:\\n  cdp-relay worker --queue redis://...")
+        def _worker(argv: List[str]) -> int:
+            from .worker import main
+            return main(argv)
+
+    It then shows in ``cdp-relay --help``, runs as ``cdp-relay NAME`` and
+    ``python -m analytics NAME``, and returns its exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+
+from .errors import AnalyticsError, ConfigurationError, InvalidMessageError
+from .version import VERSION
+
+__all__ = ["main", "command", "Command", "COMMANDS", "Parser", "CLIError", "ENVIRONMENT"]
+
+PROG = "cdp-relay"
+
+#: Environment variables read when the matching flag is not given.
+ENVIRONMENT: Dict[str, str] = {
+    "write_key": "CDP_WRITE_KEY",
+    "host": "CDP_HOST",
+    "gzip": "CDP_GZIP",
+    "timeout": "CDP_TIMEOUT",
+    "max_retries": "CDP_MAX_RETRIES",
+    "max_retry_time": "CDP_MAX_RETRY_TIME",
+}
+
+_log_root = logging.getLogger("customerio")
+
+
+class CLIError(Exception):
+    """A problem to report in one line; ``code`` is the exit status (2: usage, 1: failure)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``PROG: error: ...``) and exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered subcommand (see :func:`command`)."""
+
+    name: str
+    help: str
+    examples: str
+    run: Callable[[Any], int]
+    arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None
+    description: str = ""
+
+
+#: The registered commands, in the order ``--help`` lists them.
+COMMANDS: Dict[str, Command] = {}
+
+
+def command(name: str, *, help: str, examples: str,  # noqa: A002 - argparse's word
+            arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None,
+            description: str = "") -> Callable[[Callable[[Any], int]], Callable[[Any], int]]:
+    """Register the decorated function as ``cdp-relay NAME`` (see the module doc)."""
+
+    def register(run: Callable[[Any], int]) -> Callable[[Any], int]:
+        COMMANDS[name] = Command(name, help, examples, run, arguments, description or help)
+        return run
+
+    return register
+
+
+# --- settings: flag, else environment, else default ----------------------------------------
+
+
+def _env(name: str) -> Optional[str]:
+    value = os.environ.get(ENVIRONMENT[name])
+    return value if value not in (None, "") else None
+
+
+def _number(name: str, value: Any, convert: Callable[[str], Any], minimum: float) -> Any:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, str):
+        try:
+            value = convert(value)
+        except ValueError:
+            raise CLIError(f"{ENVIRONMENT[name]} must be a number like {flag} (got {value!r})") from None
+    if value < minimum:
+        raise CLIError(f"{flag} must be at least {minimum} (got {value})")
+    return value
+
+
+def _bool_env(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise CLIError(f"CDP_GZIP must be 1 or 0 (true/false, yes/no), not {value!r}")
+
+
+@dataclass
+class Connection:
+    """Where and how to send: the resolved flags and environment variables."""
+
+    write_key: Optional[str]
+    host: str
+    gzip: bool
+    timeout: float
+    max_retries: int
+    max_retry_time: float
+
+
+def _connection(args: argparse.Namespace, gzip_default: bool, retry_time_default: float,
+                need_key: bool) -> Connection:
+    key = args.write_key if args.write_key is not None else _env("write_key")
+    if need_key and not key:
+        raise CLIError("no write key: pass --write-key KEY or set CDP_WRITE_KEY")
+    host = args.host if args.host is not None else _env("host")
+    host = (host or "https://cdp.customer.io").strip().rstrip("/")
+    if "://" not in host:
+        host = "https://" + host
+    if not host.startswith(("http://", "https://")):
+        raise CLIError(f"--host must be an http:// or https:// URL, not {host!r}")
+    gzip = args.gzip if args.gzip is not None else (
+        _bool_env(_env("gzip")) if _env("gzip") is not None else gzip_default)  # type: ignore[arg-type]
+    timeout = _number("timeout", args.timeout if args.timeout is not None else _env("timeout") or 15.0,
+                      float, 0.001)
+    retries = _number("max_retries", args.max_retries if args.max_retries is not None else
+                      _env("max_retries") or 10, int, 0)
+    retry_time = _number("max_retry_time", args.max_retry_time if args.max_retry_time is not None else
+                         _env("max_retry_time") or retry_time_default, float, 0)
+    return Connection(key, host, gzip, timeout, retries, retry_time)
+
+
+def _connection_arguments(parser: argparse.ArgumentParser, gzip_default: bool, retry_time_default: float) -> None:
+    g = parser.add_argument_group("where to send (flags win over environment variables)")
+    g.add_argument("-k", "--write-key", metavar="KEY", help="your source's write key [CDP_WRITE_KEY]")
+    g.add_argument("--host", metavar="URL",
+                   help="Data Pipelines endpoint, default https://cdp.customer.io; EU: https://cdp-eu.customer.io; "
+                        "local collector: http://127.0.0.1:8765 [CDP_HOST]")
+    g.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"gzip request bodies (default {'on' if gzip_default else 'off'}) [CDP_GZIP]")
+    g.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default 15) [CDP_TIMEOUT]")
+    g.add_argument("--max-retries", type=int, metavar="N", help="retries per batch (default 10) [CDP_MAX_RETRIES]")
+    g.add_argument("--max-retry-time", type=float, metavar="S",
+                   help=f"give a batch up after this many seconds of retries (default {retry_time_default:g}) "
+                        "[CDP_MAX_RETRY_TIME]")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show the SDK's debug log on stderr")
+
+
+# --- the six calls ---------------------------------------------------------------------------
+
+
+def _json_object(text: str, what: str) -> Dict[str, Any]:
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise CLIError(f"{what}: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise CLIError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CLIError(f"{what} must be a JSON object such as '{{\"plan\": \"pro\"}}'")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _pairs(pairs: Sequence[str], flag: str) -> List[Tuple[List[str], Any]]:
+    from .importer import _infer
+
+    out = []
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise CLIError(f"{flag} takes KEY=VALUE, not {pair!r}")
+        out.append((key.strip().split("."), _infer(value)))
+    return out
+
+
+def _merge(base: Any, obj: Optional[Dict[str, Any]], pairs: List[Tuple[List[str], Any]]) -> Optional[Dict[str, Any]]:
+    if obj is None and not pairs:
+        return base
+    result: Dict[str, Any] = dict(base) if isinstance(base, dict) else {}
+    if obj is not None:
+        result = dict(obj)
+    for path, value in pairs:
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[part] = child
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+_CALL_DOC = {
+    "track": "Record that a user did something (Segment track).",
+    "identify": "Say who a user is and set their traits (Segment identify).",
+    "page": "Record a page view (Segment page).",
+    "screen": "Record a mobile screen view (Segment screen).",
+    "group": "Put a user in a group, a Customer.io object (Segment group).",
+    "alias": "Merge a previous id into a user id (Segment alias).",
+}
+
+_CALL_HELP = {
+    "track": "send one track call (a user did something)",
+    "identify": "send one identify call (who a user is, their traits)",
+    "page": "send one page call (a page view)",
+    "screen": "send one screen call (a mobile screen view)",
+    "group": "send one group call (a user in a group / Customer.io object)",
+    "alias": "send one alias call (merge a previous id into a user id)",
+}
+
+_CALL_EXAMPLES = {
+    "track": """examples:
+  cdp-relay track -k KEY -u 42 -e "Signed Up" -p plan=pro -p seats=3
+  CDP_WRITE_KEY=KEY cdp-relay track -u 42 -e "Order Completed" --properties '{"revenue": 39.95}'
+  cdp-relay track --host http://127.0.0.1:8765 -k test -a anon-1 -e Clicked --timestamp 2024-05-01T10:00:00Z
+  echo '{"userId": "42", "event": "Viewed"}' | cdp-relay track -k KEY --json -
+  cdp-relay track -u 42 -e "Signed Up" --dry-run          # check and print; send nothing
+""",
+    "identify": """examples:
+  cdp-relay identify -k KEY -u 42 -t email=ada@example.com -t plan=pro
+  cdp-relay identify -u 42 --traits '{"name": "Ada", "address": {"city": "London"}}'
+  cdp-relay identify -u 42 -t address.city=London         # dotted keys nest
+""",
+    "page": """examples:
+  cdp-relay page -k KEY -u 42 --name Pricing -p url=https://example.com/pricing
+  cdp-relay page -a anon-1 --category Docs --name "Getting Started"
+""",
+    "screen": """examples:
+  cdp-relay screen -k KEY -u 42 --name Home -p build=42
+""",
+    "group": """examples:
+  cdp-relay group -k KEY -u 42 -g acme --object-type-id 1 -t name="Acme Inc" -t plan=enterprise
+""",
+    "alias": """examples:
+  cdp-relay alias -k KEY --previous-id anon-1 -u 42
+""",
+}
+
+
+def _call_arguments(type_: str) -> Callable[[argparse.ArgumentParser], None]:
+    def arguments(p: argparse.ArgumentParser) -> None:
+        m = p.add_argument_group("the message (flags override the fields of --json)")
+        if type_ == "alias":
+            m.add_argument("--previous-id", metavar="ID", help="the id to merge (required)")
+            m.add_argument("-u", "--user-id", metavar="ID", help="the id to keep (required)")
+        else:
+            m.add_argument("-u", "--user-id", metavar="ID", help="userId (this or --anonymous-id)")
+            m.add_argument("-a", "--anonymous-id", metavar="ID", help="anonymousId")
+        if type_ == "track":
+            m.add_argument("-e", "--event", help="the event name (required)")
+        if type_ in ("page", "screen"):
+            m.add_argument("--name", help="the page or screen name")
+            m.add_argument("--category", help="the page or screen category")
+        if type_ == "group":
+            m.add_argument("-g", "--group-id", metavar="ID", help="the group id (required)")
+            m.add_argument("--object-type-id", metavar="N", help="the Customer.io object type id, e.g. 1")
+        if type_ in ("track", "page", "screen"):
+            m.add_argument("--properties", metavar="JSON", help="properties as a JSON object")
+            m.add_argument("-p", "--property", action="append", default=[], metavar="KEY=VALUE",
+                           help="one property (repeatable; JSON values such as 3 or true are typed, "
+                                "dotted keys nest)")
+        if type_ in ("identify", "group"):
+            m.add_argument("--traits", metavar="JSON", help="traits as a JSON object")
+            m.add_argument("-t", "--trait", action="append", default=[], metavar="KEY=VALUE",
+                           help="one trait (repeatable; JSON values are typed, dotted keys nest)")
+        m.add_argument("--timestamp", metavar="ISO", help="when it happened (ISO-8601; default now)")
+        m.add_argument("--message-id", metavar="ID", help="the messageId (default a new UUID)")
+        m.add_argument("--context", metavar="JSON", help="context as a JSON object")
+        m.add_argument("--integrations", metavar="JSON", help="integrations as a JSON object")
+        m.add_argument("--json", metavar="MESSAGE",
+                       help="a whole Segment-spec message as JSON, @FILE, or - for stdin")
+        p.add_argument("-n", "--dry-run", action="store_true", help="check and print the message; send nothing")
+        p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+        _connection_arguments(p, gzip_default=False, retry_time_default=10.0)
+
+    return arguments
+
+
+def _build_call(type_: str, args: argparse.Namespace) -> Dict[str, Any]:
+    message: Dict[str, Any] = _json_object(args.json, "--json") if args.json is not None else {}
+    given = message.get("type")
+    if given is not None and given != type_:
+        raise CLIError(f"the --json message is a {given!r} call; use cdp-relay {given} (or drop its type)")
+    message["type"] = type_
+    simple = {"user_id": "userId", "anonymous_id": "anonymousId", "event": "event", "name": "name",
+              "category": "category", "group_id": "groupId", "object_type_id": "objectTypeId",
+              "previous_id": "previousId", "timestamp": "timestamp", "message_id": "messageId"}
+    for attr, field_name in simple.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            message[field_name] = value
+    for field_name in ("context", "integrations"):
+        value = getattr(args, field_name)
+        if value is not None:
+            message[field_name] = _json_object(value, f"--{field_name}")
+    if hasattr(args, "properties"):
+        obj = _json_object(args.properties, "--properties") if args.properties is not None else None
+        merged = _merge(message.get("properties"), obj, _pairs(args.property, "--property"))
+        if merged is not None:
+            message["properties"] = merged
+    if hasattr(args, "traits"):
+        obj = _json_object(args.traits, "--traits") if args.traits is not None else None
+        merged = _merge(message.get("traits"), obj, _pairs(args.trait, "--trait"))
+        if merged is not None:
+            message["traits"] = merged
+    return message
+
+
+def _send_call(type_: str, args: argparse.Namespace) -> int:
+    from . import Client, RetryPolicy
+    from .importer import describe_delivery_error, send_message
+
+    message = _build_call(type_, args)
+    conn = _connection(args, gzip_default=False, retry_time_default=10.0, need_key=not args.dry_run)
+    failures: List[Exception] = []
+    try:
+        client = Client(
+            conn.write_key, host=conn.host, send=not args.dry_run, sync_mode=True, gzip=conn.gzip,
+            timeout=conn.timeout, on_error=lambda error, items: failures.append(error), exit_timeout=0,
+            retry_policy=RetryPolicy(max_retries=conn.max_retries, max_time=conn.max_retry_time),
+        )
+    except ConfigurationError as exc:
+        raise CLIError(str(exc)) from None
+    try:
+        try:
+            ok, built, unused = send_message(client, message)
+        except InvalidMessageError as exc:
+            raise CLIError(f"invalid {type_}: {exc}") from None
+    finally:
+        client.shutdown(timeout=0)
+    for name in unused:
+        print(f"{PROG} {type_}: warning: {name!r} is not a field of a {type_} call; ignored", file=sys.stderr)
+    if not ok:
+        error = failures[-1] if failures else None
+        why = describe_delivery_error(error, conn.host) if error is not None else "the message was not sent"
+        raise CLIError(f"not delivered: {why}", code=1)
+    if not args.quiet:
+        print(json.dumps(built, ensure_ascii=False))
+    return 0
+
+
+def _register_call(type_: str) -> None:
+    def run(args: argparse.Namespace) -> int:
+        return _send_call(type_, args)
+
+    doc = _CALL_DOC[type_]
+    command(type_, help=_CALL_HELP[type_], examples=_CALL_EXAMPLES[type_],
+            arguments=_call_arguments(type_),
+            description=doc + " Prints the message as sent (JSON) on success.")(run)
+
+
+for _type in ("track", "identify", "page", "screen", "group", "alias"):
+    _register_call(_type)
+
+
+# --- import ------------------------------------------------------------------------------------
+
+_IMPORT_EXAMPLES = """examples:
+  cdp-relay import events.jsonl -k KEY
+      send every message; a rerun after an interruption resumes (events.jsonl.checkpoint)
+  cdp-relay import events.jsonl --dry-run
+      check every line and report the bad ones; send nothing
+  cdp-relay import users.csv --type identify -k KEY
+      CSV: columns userId, traits.email, traits.plan...; every row an identify
+  zcat export.jsonl.gz | cdp-relay import - -k KEY --checkpoint export.checkpoint
+      from stdin (give --checkpoint to make it resumable; .gz files are read directly too)
+  cdp-relay import events.jsonl --host http://127.0.0.1:8765 -k test
+      try it against the local collector first (cdp-relay collector --port 8765)
+
+file formats:
+  JSON lines: one Segment-spec message per line ({"type": "track", "userId": "42",
+  "event": "Signed Up", "properties": {...}, "timestamp": "2024-05-01T10:00:00Z"}).
+  CSV: a header of message fields (type, userId, anonymousId, event, name, timestamp,
+  messageId, groupId, previousId...) and dotted paths (properties.plan, traits.email,
+  context.ip); columns properties/traits/context hold JSON objects; cells that are JSON
+  numbers, true/false or objects are typed ("col:string" keeps text).
+  Timestamps and messageIds in the file are kept; lines without a messageId get one
+  derived from their line number and content, the same on every run.
+
+exit status: 0 all delivered; 1 bad or undelivered lines (listed with line numbers);
+2 usage problem; 130/143 interrupted (rerun to resume).
+"""
+
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="JSON lines or CSV of Segment-spec messages (.gz ok); - for stdin")
+    p.add_argument("--format", choices=["auto", "jsonl", "csv", "tsv"], default="auto",
+                   help="file format (default: from the name; .csv/.tsv or JSON lines)")
+    p.add_argument("--type", choices=["identify", "track", "page", "screen", "group", "alias"],
+                   help="the type of messages that have none (e.g. a CSV of users: identify)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="check every line, send nothing")
+    cp = p.add_mutually_exclusive_group()
+    cp.add_argument("--checkpoint", metavar="PATH", help="where to record progress (default FILE.checkpoint)")
+    cp.add_argument("--no-checkpoint", action="store_true", help="do not record progress (a rerun sends all)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and send everything")
+    p.add_argument("--batch-size", type=int, default=100, metavar="N", help="messages per request (default 100)")
+    p.add_argument("--progress", choices=["auto", "bar", "plain", "none"], default="auto",
+                   help="progress display (auto: a bar on a terminal, tqdm when installed; lines otherwise)")
+    p.add_argument("--max-bad-lines", type=int, default=1000, metavar="N",
+                   help="stop reading after this many bad lines (default 1000)")
+    p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
+                   help="on Ctrl-C/SIGTERM, seconds to wait for queued messages (default 10)")
+    _connection_arguments(p, gzip_default=True, retry_time_default=120.0)
+
+
+@command("import", help="send a JSON-lines or CSV file of messages (backfill), resumably",
+         examples=_IMPORT_EXAMPLES, arguments=_import_arguments,
+         description="Send a file of Segment-spec messages through the SDK's background engine "
+                     "(backpressure: nothing is dropped), with a progress bar, a report of bad lines, "
+                     "and a checkpoint so a rerun after an interruption skips what was delivered.")
+def _import(args: argparse.Namespace) -> int:
+    from .importer import ImportOptions, ImportProblem, format_report, run_import
+
+    if args.batch_size < 1:
+        raise CLIError("--batch-size must be at least 1")
+    if args.max_bad_lines < 0:
+        raise CLIError("--max-bad-lines must be at least 0")
+    conn = _connection(args, gzip_default=True, retry_time_default=120.0, need_key=not args.dry_run)
+    options = ImportOptions(
+        path=args.file, write_key=conn.write_key, host=conn.host, format=args.format, default_type=args.type,
+        dry_run=args.dry_run, checkpoint=None if args.no_checkpoint else (args.checkpoint or ""),
+        restart=args.restart, gzip=conn.gzip, timeout=conn.timeout, max_retries=conn.max_retries,
+        max_retry_time=conn.max_retry_time, batch_size=args.batch_size, progress=args.progress,
+        max_bad=args.max_bad_lines, drain_timeout=args.drain_timeout,
+    )
+    if args.file == "-" and args.checkpoint is None and not args.no_checkpoint and not args.dry_run:
+        print(f"{PROG} import: note: reading stdin without --checkpoint PATH: a rerun cannot resume",
+              file=sys.stderr)
+        options.checkpoint = None
+    try:
+        report = run_import(options)
+    except ImportProblem as exc:
+        raise CLIError(str(exc)) from None
+    for line in format_report(report):
+        print(line, file=sys.stderr)
+    return report.exit_code
+
+
+# --- the commands with their own parsers -----------------------------------------------------------
+
+
+@command("collector", help="serve a local Data Pipelines endpoint with an inspector page",
+         examples="examples:\n  cdp-relay collector --port 8765      then open http://127.0.0.1:8765/\n"
+                  "  cdp-relay collector --help           all its options\n")
+def _collector(argv: List[str]) -> int:
+    from .collector.__main__ import main as collector_main
+
+    return collector_main(argv, prog=f"{PROG} collector")
+
+
+@command("demo", help="send a realistic workload to a local collector and report",
+         examples="examples:\n  cdp-relay demo            send, report, stop\n"
+                  "  cdp-relay demo --serve    then keep the collector and its inspector page running\n")
+def _demo(argv: List[str]) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(argv, prog=f"{PROG} demo")
+
+
+@command("worker", help="deliver from a shared Redis queue (see analytics.worker)",
+         examples="examples:\n  CDP_WRITE_KEY=KEY cdp-relay worker --queue redis://127.0.0.1:6379/0\n")
+def _worker(argv: List[str]) -> int:
+    try:
+        from .worker import main as worker_main
+    except ImportError as exc:
+        raise CLIError(f"the worker command is not available here: {exc}", code=2) from None
+    return worker_main(argv)
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    """The ``cdp-relay`` parser with every registered command."""
+    lines = ["examples:"]
+    for cmd in COMMANDS.values():
+        first = next((ln.strip() for ln in cmd.examples.splitlines()[1:] if ln.strip().startswith(PROG)), "")
+        if first:
+            lines.append("  " + first.split("  #")[0].rstrip())
+    lines.append("")
+    lines.append("environment: " + ", ".join(ENVIRONMENT.values()) + " (flags win)")
+    lines.append(f"'{PROG} COMMAND --help' shows each command's options and examples.")
+    parser = Parser(prog=PROG, description="Tools for the cdp-relay Customer.io Data Pipelines SDK.",
+                    epilog="\n".join(lines) + "\n")
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description, epilog=cmd.examples,
+                           prog=f"{PROG} {cmd.name}", add_help=cmd.arguments is not None)
+        if cmd.arguments is not None:
+            cmd.arguments(p)
+        _SUBPARSERS[cmd.name] = p
+    return parser
+
+
+_SUBPARSERS: Dict[str, argparse.ArgumentParser] = {}
+
+
+@contextmanager
+def _logging(verbose: bool) -> Iterator[None]:
+    """Keep the SDK's log off stderr (the command reports for itself), or show it all with -v."""
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    else:
+        handler = logging.NullHandler()
+    level, propagate = _log_root.level, _log_root.propagate
+    _log_root.addHandler(handler)
+    if verbose:
+        _log_root.setLevel(logging.DEBUG)
+        _log_root.propagate = False
+    try:
+        yield
+    finally:
+        _log_root.removeHandler(handler)
+        _log_root.setLevel(level)
+        _log_root.propagate = propagate
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``cdp-relay`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS and COMMANDS[argv[0]].arguments is None:
+        cmd = COMMANDS[argv[0]]
+        return _guarded(cmd.name, lambda: cmd.run(argv[1:]), verbose="-v" in argv or "--verbose" in argv,
+                        quiet_logs=False)
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            owner = _SUBPARSERS.get(args.command, parser) if args.command else parser
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    cmd = COMMANDS[args.command]
+    return _guarded(cmd.name, lambda: cmd.run(args), verbose=getattr(args, "verbose", False), quiet_logs=True)
+
+
+def _guarded(name: str, run: Callable[[], int], verbose: bool, quiet_logs: bool) -> int:
+    prefix = f"{PROG} {name}"
+    try:
+        if quiet_logs:
+            with _logging(verbose):
+                return int(run() or 0)
+        return int(run() or 0)
+    except CLIError as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout went away (cdp-relay ... | head): nothing more to say
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except (AnalyticsError, OSError) as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return 1
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        print(f"{prefix}: internal error: {exc!r} (run with -v for the traceback)", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return 1
