@@ -62,10 +62,10 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from urllib.parse import quote
 
 import requests
-from dateutil.parser import isoparse
 
 from .apiclient import JSONClient, JSONResponse
 from .encoding import dumps
+from .messages import parse_iso8601
 from .errors import ConfigurationError, InvalidMessageError, ServiceError, UnserializableValueError
 from .retry import RetryPolicy
 
@@ -164,10 +164,7 @@ def unix_time(value: Timestamp, field: str = "timestamp") -> float:
     milliseconds.
     """
     if isinstance(value, str):
-        try:
-            value = isoparse(value)
-        except (ValueError, OverflowError):
-            raise InvalidMessageError(f"{field} must be an ISO-8601 date-time, got {value!r}", field) from None
+        value = parse_iso8601(value, field)
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             value = value.replace(tzinfo=_UTC)

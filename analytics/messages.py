@@ -94,6 +94,14 @@ def now_iso() -> str:
     return text
 
 
+def parse_iso8601(text: str, field: str = "timestamp") -> _dt.datetime:
+    """An ISO-8601 date-time string as a ``datetime``; :class:`InvalidMessageError` naming ``field`` if it is not one."""
+    try:
+        return isoparse(text)
+    except (ValueError, OverflowError):
+        raise InvalidMessageError(f"{field} must be an ISO-8601 date-time, got {text!r}", field) from None
+
+
 def format_timestamp(value: Any, field: str = "timestamp") -> str:
     """Normalise a caller's timestamp to ISO-8601 with milliseconds.
 
@@ -102,10 +110,7 @@ def format_timestamp(value: Any, field: str = "timestamp") -> str:
     otherwise as UTC), a ``date`` (midnight UTC), or an ISO-8601 string.
     """
     if isinstance(value, str):
-        try:
-            value = isoparse(value)
-        except (ValueError, OverflowError):
-            raise InvalidMessageError(f"{field} must be an ISO-8601 date-time, got {value!r}", field) from None
+        value = parse_iso8601(value, field)
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             if abs((value - _dt.datetime.now()).total_seconds()) < _NAIVE_LOCAL_WINDOW_S:

@@ -9,14 +9,15 @@ nothing to scan.
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from typing import Any, Deque, List, Optional, Tuple
+
+from ._bounded import Bounded
 
 __all__ = ["MemoryQueue"]
 
 
-class MemoryQueue:
+class MemoryQueue(Bounded):
     """Bounded FIFO of ``bytes``.
 
     ``put_total`` and ``taken_total`` count every item that went in and came
@@ -63,22 +64,7 @@ class MemoryQueue:
             return len(items)
 
     def _wait_for_room(self, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._waiting += 1
-        try:
-            while len(self._items) >= self.maxsize:
-                if self._closed:
-                    return False
-                if deadline is None:
-                    self._not_full.wait()
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._not_full.wait(remaining)
-            return True
-        finally:
-            self._waiting -= 1
+        return self._wait_while(lambda: len(self._items) >= self.maxsize, timeout)
 
     def take(self, max_items: int, max_bytes: int) -> List[bytes]:
         """Remove and return up to ``max_items`` from the head.

@@ -51,6 +51,7 @@ import uuid
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigurationError
+from ._bounded import Bounded
 
 __all__ = ["RedisQueue", "stream_key"]
 
@@ -96,7 +97,7 @@ def _redis_module() -> Any:
     return redis
 
 
-class RedisQueue:
+class RedisQueue(Bounded):
     """The engine's queue interface over a Redis stream (see the module docstring).
 
     ``url``: a ``redis://`` (or ``rediss://``, ``unix://``) URL.  ``stream``:
@@ -201,19 +202,7 @@ class RedisQueue:
             return len(out)
 
     def _wait_for_room(self, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._waiting += 1
-        try:
-            while len(self._out) + len(self._writing) >= self.maxsize:
-                if self._closed:
-                    return False
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._not_full.wait(remaining)
-            return True
-        finally:
-            self._waiting -= 1
+        return self._wait_while(lambda: len(self._out) + len(self._writing) >= self.maxsize, timeout)
 
     def _write_loop(self) -> None:
         backoff = 0.05

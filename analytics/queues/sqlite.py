@@ -40,6 +40,7 @@ import time
 from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
 
 from ..errors import SpoolError
+from ._bounded import Bounded
 
 __all__ = ["SQLiteQueue", "MAX_SLOTS", "slot_paths"]
 
@@ -99,7 +100,7 @@ def _remove_db(path: str) -> None:
             pass
 
 
-class SQLiteQueue:
+class SQLiteQueue(Bounded):
     """A bounded FIFO of ``bytes`` kept in a SQLite file until settled.
 
     Same interface as :class:`~analytics.queues.MemoryQueue` (``put``,
@@ -256,19 +257,7 @@ class SQLiteQueue:
         return self.max_bytes is not None and self._bytes + size > self.max_bytes
 
     def _wait_for_room(self, size: int, timeout: Optional[float]) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._waiting += 1
-        try:
-            while self._full(size):
-                if self._closed:
-                    return False
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._not_full.wait(remaining)
-            return True
-        finally:
-            self._waiting -= 1
+        return self._wait_while(lambda: self._full(size), timeout)
 
     def wait_durable(self, target: Optional[int] = None, timeout: Optional[float] = None) -> int:
         """Wait until the first ``target`` messages put (default: all so far) are committed.

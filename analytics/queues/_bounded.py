@@ -1,0 +1,35 @@
+"""What the queues share: waiting for room in a bounded buffer (backpressure)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, Optional
+
+__all__ = ["Bounded"]
+
+
+class Bounded:
+    """Mixin for a queue with ``_lock``, a ``_not_full`` condition on it, ``_waiting``
+    (callers waiting for room) and ``_closed`` (no more waiting)."""
+
+    _not_full: threading.Condition
+    _waiting: int
+    _closed: bool
+
+    def _wait_while(self, full: Callable[[], bool], timeout: Optional[float]) -> bool:
+        """With the lock held: wait until ``full()`` is false (True), or until ``timeout``
+        seconds passed or the queue was closed (False).  ``timeout`` None waits as long as needed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._waiting += 1
+        try:
+            while full():
+                if self._closed:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._not_full.wait(remaining)
+            return True
+        finally:
+            self._waiting -= 1
