@@ -55,7 +55,7 @@ import datetime as _dt
 import ipaddress
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
@@ -82,6 +82,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("customerio")
+
+#: What a call returns: a JSONResponse (CustomerIO) or an awaitable of one (AsyncCustomerIO).
+R = TypeVar("R")
 
 #: The id types of ``merge_customers`` (as the official ``customerio.constants``).
 ID, EMAIL, CIOID = "id", "email", "cio_id"
@@ -231,21 +234,14 @@ def _loopback(hostname: Optional[str]) -> bool:
         return False
 
 
-class CustomerIO:
-    """A Track API client (v1 calls, v2 ``batch()`` and ``send_entity()``).
+class TrackClientBase(Generic[R]):
+    """What :class:`CustomerIO` and :class:`customerio.aio.AsyncCustomerIO` share: the
+    constructor, URLs, argument checks, the v1 calls and v2 operation checks.
 
-    ``site_id`` and ``api_key`` are the Track API credentials (HTTP Basic).
-    ``region`` is ``Regions.US`` or ``Regions.EU``; ``host`` overrides its
-    host (``"http://127.0.0.1:PORT"`` for a local test server, see the module
-    doc); ``port`` defaults to 443; ``url_prefix`` to ``/api/v1``.
-    ``json_encoder`` is accepted and ignored (deprecated upstream too).
-    ``retries``, ``backoff_factor`` and ``timeout`` (seconds) configure each
-    request; ``retry_policy`` (keyword only) replaces the first two.
-    ``use_connection_pooling=False`` opens a new session per request.
-    ``user_agent`` replaces the default ``User-Agent``.
-
-    Use it as a context manager, or call :meth:`close`, to close the pooled
-    connections.
+    Each call checks its arguments, builds the request and hands the encoded body
+    to ``_send_bytes``, which the subclass implements: :class:`CustomerIO` sends
+    it and returns the :class:`~analytics.apiclient.JSONResponse`; the async
+    client returns an awaitable of it.  ``R`` is that return type.
     """
 
     def __init__(
@@ -264,6 +260,7 @@ class CustomerIO:
         user_agent: Optional[str] = None,
         *,
         retry_policy: Optional["RetryPolicy"] = None,
+        retry_strategy: Any = None,
     ) -> None:
         if not isinstance(region, Region):
             raise CustomerIOException("invalid region provided")
@@ -288,9 +285,11 @@ class CustomerIO:
             retry_policy = RetryPolicy(max_retries=retries, max_time=60.0, base=backoff_factor,
                                        cap=max(10.0, backoff_factor), max_retry_after=60.0)
         self.retry_policy = retry_policy
+        #: The retry strategy given (``None``: the client's built-in retries), see :mod:`customerio.retry`.
+        self.retry_strategy = retry_strategy
         self.scheme = "https"
         self.setup_base_url()
-        self._client: Optional["JSONClient"] = None
+        self._init_transport()
 
     # -- URLs ------------------------------------------------------------------
 
@@ -354,37 +353,19 @@ class CustomerIO:
 
     # -- sending -----------------------------------------------------------------
 
-    def _new_client(self) -> "JSONClient":
-        from analytics.apiclient import JSONClient
-        from analytics.destinations import basic_auth
+    def _init_transport(self) -> None:
+        """Set up what the subclass sends with (called at the end of ``__init__``)."""
 
-        return JSONClient(
-            self._make_origin(),
-            {"Authorization": basic_auth(str(self.site_id), str(self.api_key))},
-            timeout=self.timeout, retry=self.retry_policy, user_agent=self.user_agent,
-            error_class=CustomerIOException,
-        )
+    def _send_bytes(self, method: str, url: str, body: Optional[bytes]) -> R:
+        """Send one request with an encoded JSON body (implemented by the subclass)."""
+        raise NotImplementedError
 
-    @property
-    def http(self) -> "requests.Session":
-        """The pooled ``requests.Session`` (created on first use)."""
-        return self._pooled().session
-
-    def _pooled(self) -> "JSONClient":
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
-
-    def _send_bytes(self, method: str, url: str, body: Optional[bytes]) -> "JSONResponse":
+    def _auth_header(self) -> str:
         if not self.site_id or not self.api_key:
             raise CustomerIOException("site_id and api_key are needed to send to the Track API")
-        if self.use_connection_pooling:
-            return self._pooled().request(method, url, body)
-        client = self._new_client()
-        try:
-            return client.request(method, url, body)
-        finally:
-            client.close()
+        from analytics.destinations import basic_auth
+
+        return basic_auth(str(self.site_id), str(self.api_key))
 
     def _encode(self, data: Any) -> bytes:
         from analytics.encoding import dumps
@@ -395,23 +376,11 @@ class CustomerIO:
             raise CustomerIOValidationError(f"cannot encode {exc.path or 'data'}: {exc}", field=exc.path or None) \
                 from exc
 
-    def send_request(self, method: str, url: str, data: Any) -> "JSONResponse":
+    def send_request(self, method: str, url: str, data: Any) -> R:
         """Send ``data`` (sanitized, JSON) with retries; raise :class:`CustomerIOException` on failure."""
         from .v2 import sanitize
 
         return self._send_bytes(method, url, self._encode(sanitize(data)))
-
-    def close(self) -> None:
-        """Close the pooled connections (the client can still be used: it reconnects)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-
-    def __enter__(self) -> "CustomerIO":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- v1 ----------------------------------------------------------------------
 
@@ -443,18 +412,18 @@ class CustomerIO:
         log.warning("%s: timestamp %r is not Unix seconds; it was left out", method, timestamp)
         return None
 
-    def identify(self, id: Any, **kwargs: Any) -> "JSONResponse":
+    def identify(self, id: Any, **kwargs: Any) -> R:
         """Create or update a customer: ``PUT /customers/{id}`` with the attributes as the body."""
         self._require(id, "id", "identify")
         return self.send_request("PUT", self.get_customer_query_string(id), kwargs)
 
-    def delete(self, customer_id: Any) -> "JSONResponse":
+    def delete(self, customer_id: Any) -> R:
         """Delete a customer: ``DELETE /customers/{id}``."""
         self._require(customer_id, "customer_id", "delete")
         return self.send_request("DELETE", self.get_customer_query_string(customer_id), {})
 
     def _event(self, url: str, name: Any, data: Any, attrs: Mapping[str, Any], id: Optional[str],
-               timestamp: Any, method: str, extra: Mapping[str, Any]) -> "JSONResponse":
+               timestamp: Any, method: str, extra: Mapping[str, Any]) -> R:
         self._require(name, "name", method)
         body: Dict[str, Any] = dict(extra)
         body["name"] = name
@@ -468,7 +437,7 @@ class CustomerIO:
         return self.send_request("POST", url, body)
 
     def track(self, customer_id: Any, name: str, data: Optional[Mapping[str, Any]] = None,
-              id: Optional[str] = None, timestamp: Any = None, **attrs: Any) -> "JSONResponse":
+              id: Optional[str] = None, timestamp: Any = None, **attrs: Any) -> R:
         """An event for a customer: ``POST /customers/{id}/events`` ``{"name", "data", "id"?, "timestamp"?}``.
 
         Event data is ``data`` (a dict, the 3.x way) and/or the other keyword
@@ -481,7 +450,7 @@ class CustomerIO:
         return self._event(self.get_event_query_string(customer_id), name, data, attrs, id, timestamp, "track", {})
 
     def track_anonymous(self, anonymous_id: Any, name: str, data: Optional[Mapping[str, Any]] = None,
-                        id: Optional[str] = None, timestamp: Any = None, **attrs: Any) -> "JSONResponse":
+                        id: Optional[str] = None, timestamp: Any = None, **attrs: Any) -> R:
         """An anonymous event: ``POST /events`` ``{"name", "data", "anonymous_id"?, "id"?, "timestamp"?}``.
 
         A blank ``anonymous_id`` is left out (an event not tied to anyone, as 3.x
@@ -491,14 +460,14 @@ class CustomerIO:
         return self._event(self.get_events_query_string(), name, data, attrs, id, timestamp,
                            "track_anonymous", extra)
 
-    def pageview(self, customer_id: Any, page: str, **data: Any) -> "JSONResponse":
+    def pageview(self, customer_id: Any, page: str, **data: Any) -> R:
         """A page view: ``POST /customers/{id}/events`` ``{"type": "page", "name": page, "data"}``."""
         self._require(customer_id, "customer_id", "pageview")
         self._require(page, "page", "pageview")
         return self.send_request("POST", self.get_event_query_string(customer_id),
                                  {"type": "page", "name": page, "data": data})
 
-    def backfill(self, customer_id: Any, name: str, timestamp: Any, **data: Any) -> "JSONResponse":
+    def backfill(self, customer_id: Any, name: str, timestamp: Any, **data: Any) -> R:
         """An event at a given time (Unix seconds or a datetime) — the older clients' call."""
         self._require(customer_id, "customer_id", "backfill")
         if isinstance(timestamp, _dt.datetime):
@@ -514,7 +483,7 @@ class CustomerIO:
         return self.send_request("POST", self.get_event_query_string(customer_id),
                                  {"name": name, "data": data, "timestamp": timestamp})
 
-    def add_device(self, customer_id: Any, device_id: str, platform: str, **data: Any) -> "JSONResponse":
+    def add_device(self, customer_id: Any, device_id: str, platform: str, **data: Any) -> R:
         """Add or update a device: ``PUT /customers/{id}/devices`` ``{"device": {"id", "platform", ...}}``."""
         self._require(customer_id, "customer_id", "add_device")
         self._require(device_id, "device_id", "add_device")
@@ -523,19 +492,19 @@ class CustomerIO:
         device.update({"id": device_id, "platform": platform})
         return self.send_request("PUT", self.get_device_query_string(customer_id), {"device": device})
 
-    def delete_device(self, customer_id: Any, device_id: str) -> "JSONResponse":
+    def delete_device(self, customer_id: Any, device_id: str) -> R:
         """Remove a device: ``DELETE /customers/{id}/devices/{device_id}``."""
         self._require(customer_id, "customer_id", "delete_device")
         self._require(device_id, "device_id", "delete_device")
         url = f"{self.get_device_query_string(customer_id)}/{self._url_encode(device_id)}"
         return self.send_request("DELETE", url, {})
 
-    def suppress(self, customer_id: Any) -> "JSONResponse":
+    def suppress(self, customer_id: Any) -> R:
         """Suppress a customer: ``POST /customers/{id}/suppress``."""
         self._require(customer_id, "customer_id", "suppress")
         return self.send_request("POST", f"{self.get_customer_query_string(customer_id)}/suppress", {})
 
-    def unsuppress(self, customer_id: Any) -> "JSONResponse":
+    def unsuppress(self, customer_id: Any) -> R:
         """Unsuppress a customer: ``POST /customers/{id}/unsuppress``."""
         self._require(customer_id, "customer_id", "unsuppress")
         return self.send_request("POST", f"{self.get_customer_query_string(customer_id)}/unsuppress", {})
@@ -545,7 +514,7 @@ class CustomerIO:
         return input in (ID, EMAIL, CIOID)
 
     def merge_customers(self, primary_id_type: str, primary_id: Any, secondary_id_type: str,
-                        secondary_id: Any) -> "JSONResponse":
+                        secondary_id: Any) -> R:
         """Merge the secondary customer into the primary: ``POST /merge_customers``."""
         if not self.is_valid_id_type(primary_id_type):
             raise CustomerIOValidationError("invalid primary id type", field="primary")
@@ -603,6 +572,131 @@ class CustomerIO:
             chunks.append(current)
         return chunks
 
+
+    def _plan_batch(self, operations: Optional[Sequence[Mapping[str, Any]]],
+                    max_body_bytes: int) -> Tuple[BatchResult, List[bytes]]:
+        """Check, encode and split ``operations`` for ``batch()``: the result to fill and the
+        body of each request, in order (nothing is sent)."""
+        if not operations:
+            raise CustomerIOException("operations cannot be empty in batch")
+        if isinstance(operations, (str, bytes, Mapping)) or not isinstance(operations, Sequence):
+            raise CustomerIOValidationError(
+                f"operations must be a list of operation dicts, got {type(operations).__name__}",
+                field="operations")
+        encoded = [self._prepare(op, f"operations[{i}]", i) for i, op in enumerate(operations)]
+        result = BatchResult(operations)
+        result.requests = self.plan_batches([len(e) for e in encoded], max_body_bytes)
+        bodies = [_BATCH_OPEN + b",".join(encoded[i] for i in chunk) + _BATCH_CLOSE for chunk in result.requests]
+        return result, bodies
+
+    @staticmethod
+    def _batch_failed(result: BatchResult, number: int, exc: CustomerIOException) -> None:
+        """Note on ``exc`` that request ``number`` of a batch failed: ``exc.result``, with ``unsent``."""
+        result.unsent = [i for later in result.requests[number:] for i in later]
+        exc.result = result  # type: ignore[attr-defined]
+
+    def send_entity(self, operation: Mapping[str, Any]) -> R:
+        """Send one v2 operation to ``POST /api/v2/entity`` (checked and sanitized first, at most 32 KB)."""
+        return self._send_bytes("POST", self.entity_url, self._prepare(operation, "operation"))
+
+    @property
+    def v2(self) -> "V2":
+        """``cio.v2.identify_person(...)`` etc.: build one operation with :mod:`customerio.v2` and
+        send it with :meth:`send_entity`; ``cio.v2.send_batch(ops)`` is :meth:`batch`."""
+        return V2(self)
+
+
+class CustomerIO(TrackClientBase["JSONResponse"]):
+    """A Track API client (v1 calls, v2 ``batch()`` and ``send_entity()``).
+
+    ``site_id`` and ``api_key`` are the Track API credentials (HTTP Basic).
+    ``region`` is ``Regions.US`` or ``Regions.EU``; ``host`` overrides its
+    host (``"http://127.0.0.1:PORT"`` for a local test server, see the module
+    doc); ``port`` defaults to 443; ``url_prefix`` to ``/api/v1``.
+    ``json_encoder`` is accepted and ignored (deprecated upstream too).
+    ``retries``, ``backoff_factor`` and ``timeout`` (seconds) configure each
+    request; ``retry_policy`` (keyword only) replaces the first two.
+    ``use_connection_pooling=False`` opens a new session per request.
+    ``user_agent`` replaces the default ``User-Agent``.  ``retry_strategy``
+    (keyword only) hands each request to a :class:`customerio.retry.RetryStrategy`
+    instead: one attempt per call, 408/429/502/503/504 and no answer raised as
+    :class:`customerio.retry.RetryableError` for the strategy to retry (500 is
+    then not retried).
+
+    Use it as a context manager, or call :meth:`close`, to close the pooled
+    connections.
+    """
+
+    def _init_transport(self) -> None:
+        if self.retry_strategy is not None:
+            from .retry import check_sync_strategy
+
+            check_sync_strategy(self.retry_strategy)
+        self._client: Optional["JSONClient"] = None
+
+    def _new_client(self) -> "JSONClient":
+        from analytics.apiclient import JSONClient
+
+        return JSONClient(
+            self._make_origin(),
+            {"Authorization": self._auth_header()},
+            timeout=self.timeout, retry=self.retry_policy, user_agent=self.user_agent,
+            error_class=CustomerIOException,
+        )
+
+    @property
+    def http(self) -> "requests.Session":
+        """The pooled ``requests.Session`` (created on first use)."""
+        return self._pooled().session
+
+    def _pooled(self) -> "JSONClient":
+        if self._client is None:
+            self._client = self._new_client()
+        return self._client
+
+    def _send_bytes(self, method: str, url: str, body: Optional[bytes]) -> "JSONResponse":
+        self._auth_header()  # raises without credentials
+        if self.use_connection_pooling:
+            return self._request(self._pooled(), method, url, body)
+        client = self._new_client()
+        try:
+            return self._request(client, method, url, body)
+        finally:
+            client.close()
+
+    def _request(self, client: "JSONClient", method: str, url: str, body: Optional[bytes]) -> "JSONResponse":
+        if self.retry_strategy is None:
+            return client.request(method, url, body)
+        from .retry import requests_attempt
+
+        calls = 0
+
+        def attempt() -> "JSONResponse":
+            nonlocal calls
+            calls += 1
+            return requests_attempt(client.session, method, url, body=body, headers=client.headers,
+                                    timeout=self.timeout)
+
+        try:
+            response = self.retry_strategy.execute(attempt)
+        except CustomerIOException as exc:
+            exc.attempts = max(exc.attempts, calls)
+            raise
+        response.attempts = calls
+        return response
+
+    def close(self) -> None:
+        """Close the pooled connections (the client can still be used: it reconnects)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> "CustomerIO":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def batch(self, operations: Optional[Sequence[Mapping[str, Any]]], *,
               max_body_bytes: int = MAX_BATCH_BYTES) -> BatchResult:
         """Send v2 operations to ``POST /api/v2/batch``, in as many requests as the limits need.
@@ -622,36 +716,16 @@ class CustomerIO:
         Returns a :class:`BatchResult`: 207 per-item errors (and those of a 200
         whose body has an ``errors`` array) mapped back to the indexes given.
         """
-        if not operations:
-            raise CustomerIOException("operations cannot be empty in batch")
-        if isinstance(operations, (str, bytes, Mapping)) or not isinstance(operations, Sequence):
-            raise CustomerIOValidationError(
-                f"operations must be a list of operation dicts, got {type(operations).__name__}",
-                field="operations")
-        encoded = [self._prepare(op, f"operations[{i}]", i) for i, op in enumerate(operations)]
-        result = BatchResult(operations)
-        result.requests = self.plan_batches([len(e) for e in encoded], max_body_bytes)
+        result, bodies = self._plan_batch(operations, max_body_bytes)
         url = self.batch_url
-        for number, chunk in enumerate(result.requests):
-            body = _BATCH_OPEN + b",".join(encoded[i] for i in chunk) + _BATCH_CLOSE
+        for number, body in enumerate(bodies):
             try:
                 response = self._send_bytes("POST", url, body)
             except CustomerIOException as exc:
-                result.unsent = [i for later in result.requests[number:] for i in later]
-                exc.result = result  # type: ignore[attr-defined]
+                self._batch_failed(result, number, exc)
                 raise
             result._record(response)
         return result
-
-    def send_entity(self, operation: Mapping[str, Any]) -> "JSONResponse":
-        """Send one v2 operation to ``POST /api/v2/entity`` (checked and sanitized first, at most 32 KB)."""
-        return self._send_bytes("POST", self.entity_url, self._prepare(operation, "operation"))
-
-    @property
-    def v2(self) -> "V2":
-        """``cio.v2.identify_person(...)`` etc.: build one operation with :mod:`customerio.v2` and
-        send it with :meth:`send_entity`; ``cio.v2.send_batch(ops)`` is :meth:`batch`."""
-        return V2(self)
 
 
 class V2:
@@ -662,7 +736,7 @@ class V2:
     :meth:`send_entity` and :meth:`send_batch`.
     """
 
-    def __init__(self, client: CustomerIO) -> None:
+    def __init__(self, client: "TrackClientBase[Any]") -> None:
         self._client = client
 
     def send_entity(self, operation: Mapping[str, Any]) -> "JSONResponse":
