@@ -302,6 +302,15 @@ class _LineSource:
         self.file.seek(offset)
         self.offset, self.line = offset, line
 
+    def at_line_start(self) -> bool:
+        """After :meth:`seek`: whether a line starts here (the byte before is a newline)."""
+        if self.offset == 0:
+            return True
+        self.file.seek(self.offset - 1)
+        ok = self.file.read(1) == b"\n"
+        self.file.seek(self.offset)
+        return ok
+
     def readline(self) -> bytes:
         """The next line with its newline (b"" at the end)."""
         try:
@@ -902,6 +911,9 @@ class _Import:
                 raise ImportProblem(f"{self.name} is shorter than when the checkpoint {self.cp_path} was "
                                     "written; pass --restart to send the whole file again")
             self.source.seek(starts[first_line], first_line - 1)
+            if not self.source.at_line_start():
+                raise ImportProblem(f"{self.name} changed since the checkpoint {self.cp_path} was written; "
+                                    "pass --restart to send the whole file again")
 
     def _wanted(self, first: int, last: int) -> bool:
         return last > self.base.line or first in self.base.retry
@@ -924,8 +936,10 @@ class _Import:
             if self.signals.stop.is_set() or tracker.stop_reading.is_set():
                 return
             if not self.verified:
+                # the anchor is found by its line number and content: a fixed bad line
+                # before it may have changed length
                 if record.last_line > base.line or (record.last_line == base.line and (
-                        record.digest != base.digest or record.end != base.offset)):
+                        record.digest != base.digest or record.first_line != base.first)):
                     raise ImportProblem(
                         f"{self.name} changed since the checkpoint {self.cp_path} was written (line {base.line} "
                         "differs); pass --restart to send the whole file again")

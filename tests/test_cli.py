@@ -1,0 +1,333 @@
+"""cdp-relay / python -m analytics: the six calls, settings from flags and the environment,
+errors for people, help with examples, the command registry, and the demo's inspector pointer."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import io
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+import requests
+
+from analytics import cli
+from analytics.cli import COMMANDS, command, main
+from analytics.collector import Collector
+
+from .conftest import WRITE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV_NAMES = ("CDP_WRITE_KEY", "CDP_HOST", "CDP_GZIP", "CDP_TIMEOUT", "CDP_MAX_RETRIES", "CDP_MAX_RETRY_TIME")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No CDP_* variable leaks in from the machine running the tests."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def run(capsys: pytest.CaptureFixture, *args: str) -> "tuple[int, str, str]":
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def subprocess_env(**extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.update(extra)
+    return env
+
+
+# -- the six calls -------------------------------------------------------------------------------
+
+
+def test_track_from_flags_prints_and_sends_the_message(collector: Collector, capsys: pytest.CaptureFixture) -> None:
+    """track: flags build the message (typed and nested -p values), it is delivered and printed as JSON."""
+    code, out, err = run(capsys, "track", "-k", WRITE_KEY, "--host", collector.url, "-u", "42", "-e", "Signed Up",
+                         "-p", "plan=pro", "-p", "seats=3", "-p", "address.city=Paris", "-p", 'code="7"',
+                         "--properties", '{"source": "cli", "plan": "free"}', "--context", '{"ip": "10.1.1.1"}',
+                         "--timestamp", "2024-05-01T10:00:00Z", "--message-id", "cli-1")
+    assert code == 0 and err == ""
+    printed = json.loads(out)
+    [got] = collector.messages
+    assert printed == got
+    assert got["properties"] == {"source": "cli", "plan": "pro", "seats": 3, "address": {"city": "Paris"},
+                                 "code": "7"}
+    assert got["timestamp"] == "2024-05-01T10:00:00.000+00:00" and got["messageId"] == "cli-1"
+    assert got["context"]["ip"] == "10.1.1.1" and got["userId"] == "42" and got["event"] == "Signed Up"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["identify", "-u", "u1", "-t", "email=a@example.com", "--traits", '{"name": "Ada"}'],
+     {"type": "identify", "userId": "u1", "traits": {"name": "Ada", "email": "a@example.com"}}),
+    (["page", "-a", "anon", "--name", "Pricing", "--category", "Docs", "-p", "url=/pricing"],
+     {"type": "page", "anonymousId": "anon", "name": "Pricing", "category": "Docs", "properties": {"url": "/pricing"}}),
+    (["screen", "-u", "u1", "--name", "Home"], {"type": "screen", "userId": "u1", "name": "Home"}),
+    (["group", "-u", "u1", "-g", "acme", "--object-type-id", "1", "-t", "name=Acme"],
+     {"type": "group", "userId": "u1", "groupId": "acme", "objectTypeId": "1", "traits": {"name": "Acme"}}),
+    (["alias", "--previous-id", "anon", "-u", "u1"], {"type": "alias", "previousId": "anon", "userId": "u1"}),
+])
+def test_each_call_from_flags(collector: Collector, capsys: pytest.CaptureFixture, argv: List[str],
+                              expected: Dict[str, Any]) -> None:
+    """identify, page, screen, group and alias: the flags become the Segment-spec fields."""
+    code, out, err = run(capsys, *argv, "-k", WRITE_KEY, "--host", collector.url, "-q")
+    assert (code, out, err) == (0, "", "")
+    [got] = collector.messages
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_json_message_from_text_file_and_stdin(collector: Collector, capsys: pytest.CaptureFixture,
+                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--json takes a message as text, @FILE or - (stdin); flags override its fields."""
+    base = ["-k", WRITE_KEY, "--host", collector.url, "-q"]
+    assert run(capsys, "track", "--json", '{"userId": "1", "event": "A", "properties": {"x": 1}}', *base)[0] == 0
+    path = tmp_path / "m.json"
+    path.write_text('{"type": "track", "userId": "2", "event": "B"}')
+    assert run(capsys, "track", "--json", f"@{path}", "-e", "B2", *base)[0] == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"anonymousId": "3", "event": "C"}'))
+    assert run(capsys, "track", "--json", "-", *base)[0] == 0
+    assert [(m.get("userId") or m.get("anonymousId"), m["event"]) for m in collector.messages] == [
+        ("1", "A"), ("2", "B2"), ("3", "C")]
+    code, _, err = run(capsys, "identify", "--json", '{"type": "track", "userId": "1"}', *base)
+    assert code == 2 and "use cdp-relay track" in err
+
+
+def test_dry_run_needs_no_key_and_sends_nothing(collector: Collector, capsys: pytest.CaptureFixture) -> None:
+    """--dry-run checks and prints the message; nothing is sent, no write key is needed."""
+    code, out, err = run(capsys, "track", "-u", "1", "-e", "Checked", "--dry-run", "--host", collector.url)
+    assert code == 0 and json.loads(out)["event"] == "Checked"
+    assert collector.stats()["requests"] == 0
+
+
+# -- settings: flags, environment ----------------------------------------------------------------------
+
+
+def test_environment_variables_and_flags_win(collector: Collector, capsys: pytest.CaptureFixture,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """CDP_WRITE_KEY, CDP_HOST and CDP_GZIP are read; a flag wins over its variable."""
+    monkeypatch.setenv("CDP_WRITE_KEY", WRITE_KEY)
+    monkeypatch.setenv("CDP_HOST", collector.url)
+    monkeypatch.setenv("CDP_GZIP", "yes")
+    assert run(capsys, "track", "-u", "1", "-e", "FromEnv", "-q")[0] == 0
+    assert collector.batches[-1].compressed_size is not None  # gzipped
+    monkeypatch.setenv("CDP_WRITE_KEY", "wrong-key")
+    monkeypatch.setenv("CDP_HOST", "http://127.0.0.1:9")
+    assert run(capsys, "track", "-u", "1", "-e", "FromFlags", "-k", WRITE_KEY, "--host", collector.url,
+               "--no-gzip", "-q")[0] == 0
+    assert collector.batches[-1].compressed_size is None
+    assert [m["event"] for m in collector.messages] == ["FromEnv", "FromFlags"]
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("CDP_TIMEOUT", "soon", "CDP_TIMEOUT must be a number like --timeout (got 'soon')"),
+    ("CDP_GZIP", "maybe", "CDP_GZIP must be 1 or 0"),
+    ("CDP_MAX_RETRIES", "-1", "--max-retries must be at least 0"),
+])
+def test_bad_environment_values_are_usage_errors(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+                                                 name: str, value: str, message: str) -> None:
+    """A variable that cannot be used is named in one line, exit 2."""
+    monkeypatch.setenv(name, value)
+    code, _, err = run(capsys, "track", "-k", "k", "-u", "1", "-e", "x")
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# -- errors for people -----------------------------------------------------------------------------------
+
+
+def test_errors_are_one_line_with_the_right_status(collector: Collector, capsys: pytest.CaptureFixture,
+                                                   tmp_path: Path) -> None:
+    """Usage errors, an invalid message, no key, a refused key, an unreachable host: one line each, 2 or 1."""
+    dead = Collector()
+    dead.start()
+    dead_url = dead.url
+    dead.stop()  # nothing listens there now
+    cases = [
+        (["track", "-u", "1", "-k", "k", "--bogus"], 2, "cdp-relay track: error: unrecognized arguments: --bogus"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (["track", "-k", "k", "-u", "1"], 2, "cdp-relay track: error: invalid track: event is required"),
+        (["track", "-u", "1", "-e", "x"], 2, "no write key: pass --write-key KEY or set CDP_WRITE_KEY"),
+        (["track", "-k", "k", "-u", "1", "-e", "x", "--properties", "[1]"], 2, "--properties must be a JSON object"),
+        (["track", "-k", "k", "-u", "1", "-e", "x", "-p", "novalue"], 2, "--property takes KEY=VALUE"),
+        (["track", "-k", "wrong", "--host", collector.url, "-u", "1", "-e", "x"], 1,
+         f"not delivered: {collector.url} refused the write key (401 unauthorized)"),
+        (["track", "-k", "k", "--host", dead_url, "-u", "1", "-e", "x", "--max-retry-time", "0"], 1,
+         f"not delivered: cannot reach {dead_url}: "),
+        (["import", str(tmp_path / "missing.jsonl"), "-k", "k"], 2, "no such file: "),
+        (["import", str(tmp_path), "-k", "k"], 2, "is a directory"),
+        (["import", str(tmp_path / "x.jsonl"), "-k", "k", "--batch-size", "0"], 2, "--batch-size must be at least 1"),
+    ]
+    for argv, status, message in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == status, (argv, err)
+        assert message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
+    assert collector.messages == []
+
+
+def test_no_traceback_from_the_real_command(collector: Collector) -> None:
+    """In its own process (python -m analytics, and the console script), errors are one line."""
+    commands = [[sys.executable, "-m", "analytics"]]
+    script = Path(sys.executable).parent / "cdp-relay"
+    if script.exists():
+        commands.append([str(script)])
+    for prefix in commands:
+        r = subprocess.run(prefix + ["track", "-k", "wrong", "--host", collector.url, "-u", "1", "-e", "x"],
+                           capture_output=True, text=True, env=subprocess_env(), timeout=60)
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr.strip().splitlines() == [
+            f"cdp-relay track: error: not delivered: {collector.url} refused the write key (401 unauthorized); "
+            "check --write-key or CDP_WRITE_KEY"]
+        r = subprocess.run(prefix + ["track", "-u", "1", "-e", "Hi", "-q"], capture_output=True, text=True,
+                           env=subprocess_env(CDP_WRITE_KEY=WRITE_KEY, CDP_HOST=collector.url), timeout=60)
+        assert (r.returncode, r.stderr) == (0, "")
+    assert [m["event"] for m in collector.messages] == ["Hi"] * len(commands)
+
+
+# -- help and the registry ---------------------------------------------------------------------------------
+
+
+def test_every_command_has_help_with_examples(capsys: pytest.CaptureFixture) -> None:
+    """--help on cdp-relay and on every command exits 0 and shows examples."""
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "examples:" in out
+    for name in COMMANDS:
+        assert name in out
+    for var in ENV_NAMES:
+        assert var in out
+    for name in COMMANDS:
+        if name == "worker" and importlib.util.find_spec("analytics.worker") is None:
+            continue  # reserved for analytics.worker, not in this checkout
+        code, out, err = run(capsys, name, "--help")
+        assert code == 0, (name, err)
+        assert "examples:" in out and ("cdp-relay" in out or "python -m analytics" in out), name
+
+
+def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture) -> None:
+    """cdp-relay alone lists the commands on stderr, exit 2; --version prints the version."""
+    code, out, err = run(capsys)
+    assert code == 2 and "COMMAND" in err and "import" in err
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("cdp-relay ")
+
+
+@pytest.fixture
+def scratch_command() -> Iterator[List[Any]]:
+    seen: List[Any] = []
+    yield seen
+    COMMANDS.pop("scratch-args", None)
+    COMMANDS.pop("scratch-argv", None)
+
+
+def test_a_command_is_added_by_registering_one_function(capsys: pytest.CaptureFixture,
+                                                        scratch_command: List[Any]) -> None:
+    """command(...) registers a function: with arguments it gets the parsed flags, without it the raw argv."""
+
+    def arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--queue")
+
+    @command("scratch-args", help="a scratch command", examples="examples:\n  cdp-relay scratch-args --queue q\n",
+             arguments=arguments)
+    def _with_args(args: argparse.Namespace) -> int:
+        scratch_command.append(args.queue)
+        return 3
+
+    @command("scratch-argv", help="another", examples="examples:\n  cdp-relay scratch-argv anything --goes\n")
+    def _with_argv(argv: List[str]) -> int:
+        scratch_command.append(argv)
+        return 0
+
+    assert run(capsys, "scratch-args", "--queue", "redis://x")[0] == 3
+    assert run(capsys, "scratch-argv", "anything", "--goes")[0] == 0
+    assert scratch_command == ["redis://x", ["anything", "--goes"]]
+    code, out, _ = run(capsys, "--help")
+    assert "scratch-args" in out and "cdp-relay scratch-args --queue q" in out
+    code, out, _ = run(capsys, "scratch-args", "--help")
+    assert code == 0 and "cdp-relay scratch-args --queue q" in out
+
+
+def test_worker_name_is_reserved() -> None:
+    """`worker` is registered as a command that hands its arguments to analytics.worker."""
+    assert "worker" in COMMANDS and COMMANDS["worker"].arguments is None
+
+
+def test_logs_stay_quiet_unless_verbose(collector: Collector, capsys: pytest.CaptureFixture) -> None:
+    """The SDK's log lines do not leak onto stderr; -v shows them (and restores the logger after)."""
+    import logging
+
+    before = (logging.getLogger("customerio").level, list(logging.getLogger("customerio").handlers))
+    code, _, err = run(capsys, "track", "-k", "wrong", "--host", collector.url, "-u", "1", "-e", "x")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "track", "-k", "wrong", "--host", collector.url, "-u", "1", "-e", "x", "-v")
+    assert code == 1 and "customerio" in err and len(err.strip().splitlines()) > 1
+    assert (logging.getLogger("customerio").level, logging.getLogger("customerio").handlers) == before
+
+
+# -- collector and demo through the CLI ----------------------------------------------------------------------
+
+
+def _lines(stream: Any) -> "queue.Queue[str]":
+    q: "queue.Queue[str]" = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line)
+        q.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_demo_serve_points_to_the_inspector(tmp_path: Path) -> None:
+    """`python -m analytics demo --serve` reports, then prints the inspector URL and keeps serving it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analytics", "demo", "--events", "200", "--threads", "2", "--serve",
+         "--db", str(tmp_path / "demo.db"), "--serve-seconds", "60"],
+        cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = _lines(proc.stdout)
+        seen: List[str] = []
+        while not (seen and seen[-1].startswith("inspector: ")):
+            line = lines.get(timeout=60)
+            assert line, f"the demo ended early: {''.join(seen)}"
+            seen.append(line)
+        text = "".join(seen)
+        assert "nothing lost." in text
+        url = seen[-1].split()[1].rstrip("/")
+        page = requests.get(url + "/", timeout=10)
+        assert page.status_code == 200 and "inspector" in page.text
+        events = requests.get(url + "/_collector/events?limit=1", timeout=10).json()
+        assert events["latest"] == 200 and events["stored"].endswith("demo.db")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_demo_without_serve_says_how_to_open_the_inspector(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Without --serve the demo stops its collector and prints the command that serves its database again."""
+    code, out, _ = run(capsys, "demo", "--events", "100", "--threads", "1", "--db", str(tmp_path / "d.db"))
+    assert code == 0 and "nothing lost." in out
+    assert f"python -m analytics collector --db {tmp_path / 'd.db'} --port 8765" in out
+    assert "http://127.0.0.1:8765/" in out
+    with Collector(db_path=str(tmp_path / "d.db")) as again:  # the events are there to browse
+        assert again.stats()["unique"] == 100
+
+
+def test_cli_module_documents_how_to_add_a_command() -> None:
+    """The module doc tells how to add a command (the worker's author reads it)."""
+    assert "Adding a command" in (cli.__doc__ or "")
