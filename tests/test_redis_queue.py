@@ -346,3 +346,21 @@ def test_forked_child_gets_its_own_buffer_and_consumer(redis_url, prefix, client
     assert c.flush(timeout=20) == 0
     assert set(before + after) <= collector.unique_ids
     assert len(collector.unique_ids) == 150 and collector.duplicates == 0
+
+
+def test_a_worker_retrying_for_long_keeps_its_entries(redis_url, prefix, clients, collector):
+    """While the server is down for 3 s (3 x claim_after), the worker holding the batch keeps
+    its entries fresh: the other worker takes none over, and nothing is sent twice."""
+    from analytics import RetryPolicy
+
+    policy = RetryPolicy(base=0.05, cap=0.2)
+    collector.outage(3.0)
+    holder = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, claim_after=1.0,
+                     retry_policy=policy)
+    sent = {holder.track(f"u{i}", "E")[1]["messageId"] for i in range(100)}
+    _wait(lambda: holder.stats()["retries"] > 0, 10, "the first worker to fail a delivery")
+    other = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, claim_after=1.0,
+                    retry_policy=policy)
+    _wait(lambda: sent <= collector.unique_ids, 30, "delivery once the server is back")
+    assert collector.duplicates == 0
+    assert other.stats()["redis"]["claimed"] == 0 and holder.stats()["redis"]["received"] == 100

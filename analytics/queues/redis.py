@@ -153,6 +153,7 @@ class RedisQueue(Bounded):
         self._out: Deque[bytes] = collections.deque()  # put, not in Redis yet
         self._writing: List[bytes] = []  # the group the writer is adding now
         self._in: Deque[Tuple[Any, bytes]] = collections.deque()  # read from Redis, not taken yet
+        self._held: Dict[Any, None] = {}  # ids read and not settled: kept fresh so nobody claims them
         self._waiting = 0
         self._closed = False
         self._stop_reading = threading.Event()
@@ -332,7 +333,11 @@ class RedisQueue(Bounded):
         backoff = 0.05
         next_claim = 0.0
         cursor = "0-0"  # where the scan for idle entries of other consumers goes on
+        next_touch = time.monotonic() + self.claim_after / 3
         while not self._stop_reading.is_set():
+            if time.monotonic() >= next_touch:
+                next_touch = time.monotonic() + self.claim_after / 3
+                self._touch_held()
             if len(self._in) >= self.batch:
                 self._stop_reading.wait(0.005)  # the workers are behind: do not hoard entries
                 continue
@@ -381,11 +386,25 @@ class RedisQueue(Bounded):
                 items.append((entry_id, bytes(body)))
             with self._lock:
                 self._in.extend(items)
+                self._held.update(dict.fromkeys(entry_id for entry_id, _ in items))
                 self.received_total += len(items)
                 waiting = len(self._in)
             callback = self.on_stored
             if callback is not None and items:
                 callback(waiting)
+
+    def _touch_held(self) -> None:
+        """Reset the idle time of the entries this consumer holds (a batch may retry for
+        long while the server is down): only entries of a consumer that stopped are idle
+        long enough to be taken over."""
+        with self._lock:
+            ids = list(self._held)
+        for i in range(0, len(ids), 1000):
+            try:
+                self._r.xclaim(self.stream, self.group, self.consumer_name, 0, ids[i:i + 1000], justid=True)
+            except self._errors as exc:
+                log.debug("redis queue %s: could not refresh held entries: %s", self.stream, exc)
+                return
 
     def take_batch(self, max_items: int, max_bytes: int) -> Tuple[List[bytes], List[Any]]:
         """Up to ``max_items`` entries read from the stream, within ``max_bytes`` with commas, and their ids."""
@@ -416,6 +435,9 @@ class RedisQueue(Bounded):
     def _settle_ids(self, ids: List[Any]) -> None:
         if not ids:
             return
+        with self._lock:
+            for entry_id in ids:
+                self._held.pop(entry_id, None)
         for attempt in range(3):
             try:
                 pipe = self._r.pipeline(transaction=True)
@@ -437,6 +459,8 @@ class RedisQueue(Bounded):
         consumer takes them over after ``claim_after`` seconds."""
         with self._lock:
             self.returned_total += len(keys)
+            for entry_id in keys:
+                self._held.pop(entry_id, None)
 
     def take_all(self) -> List[bytes]:
         """What cannot be kept at shutdown: messages never written to Redis.  Entries read
@@ -446,6 +470,8 @@ class RedisQueue(Bounded):
             self._out.clear()
             self.refused_total += len(out)
             self.returned_total += len(self._in)
+            for entry_id, _ in self._in:
+                self._held.pop(entry_id, None)
             self._in.clear()
             self.taken_total += len(out)
             if self._waiting:
