@@ -1182,6 +1182,7 @@ _ROUTES: Dict[str, Dict[str, str]] = {
     # the inspector page and what it reads (see inspector.py)
     "/": {"GET": "_get_inspector"},
     "/inspector": {"GET": "_get_inspector"},
+    "/favicon.ico": {"GET": "_get_favicon"},  # browsers ask; not a refusal worth recording
     "/_collector/events": {"GET": "_get_inspector_data"},
     "/_collector/event": {"GET": "_get_inspector_data"},
     "/_collector/batches": {"GET": "_get_inspector_data"},
@@ -1556,6 +1557,9 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, BaseHTTPRequestHandler):
 
     def _get_inspector(self, body: bytes, query: str) -> None:
         self._send(200, _inspector.page(), _inspector.PAGE_HEADERS, "text/html; charset=utf-8")
+
+    def _get_favicon(self, body: bytes, query: str) -> None:
+        self._send(204, b"", (), "image/x-icon")
 
     def _get_static(self, body: bytes, query: str) -> None:
         name = self.path.partition("?")[0].rsplit("/", 1)[-1]
