@@ -331,3 +331,23 @@ def test_demo_without_serve_says_how_to_open_the_inspector(tmp_path: Path, capsy
 def test_cli_module_documents_how_to_add_a_command() -> None:
     """The module doc tells how to add a command (the worker's author reads it)."""
     assert "Adding a command" in (cli.__doc__ or "")
+
+
+def test_tools_fragment_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Python example of docs/fragments/tools.rst runs (each starts its own local collector)."""
+    import socket
+
+    from .test_readme import extract_blocks
+
+    fragment = ROOT / "docs" / "fragments" / "tools.rst"
+    blocks = extract_blocks(fragment.read_text(encoding="utf-8"))
+    assert len(blocks) >= 2
+    real = socket.getaddrinfo
+
+    def loopback_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        assert str(host) in ("127.0.0.1", "localhost", "::1"), f"the example tried to reach {host}"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    for block in blocks:
+        exec(compile(block.code, f"tools.rst:{block.line}", "exec"), {"__name__": f"tools_{block.index}"})

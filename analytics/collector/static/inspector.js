@@ -154,7 +154,10 @@
       ? number(data.matching) + " of " + number(data.latest) + " messages match"
       : number(data.latest) + " messages, newest first";
     $("more-events").hidden = data.events.length >= data.matching || state.limit >= MAX_LIMIT;
-    $("storage").textContent = (data.stored ? "stored in " + data.stored : "kept in memory (gone when the collector stops)") +
+    const where = !data.stored ? "kept in memory (gone when the collector stops)"
+      : data.stored === ":memory:" ? "kept in an in-memory database (gone when the collector stops)"
+      : "stored in " + data.stored + " (kept across restarts)";
+    $("storage").textContent = where +
       (data.kept ? "" : " · message bodies are not kept (--no-keep-messages)");
   }
 
