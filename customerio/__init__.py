@@ -16,6 +16,17 @@ The Track API client is compatible with the official ``customerio`` package::
 See :mod:`customerio.track` (v1 calls, ``batch()``, ``send_entity()``),
 :mod:`customerio.v2` (typed builders for v2 operations) and
 :mod:`customerio.webhooks` (``validate_signature``).
+
+asyncio and the App API, in the style of async-customerio::
+
+    from customerio import AsyncCustomerIO, APIClient, AsyncAPIClient, SendEmailRequest
+
+:mod:`customerio.aio` (:class:`AsyncCustomerIO`: the Track API client,
+awaited; needs the ``async`` extra), :mod:`customerio.app` (:class:`APIClient`:
+customers, segments, transactional sends; request objects),
+:mod:`customerio.app_aio` (:class:`AsyncAPIClient`) and
+:mod:`customerio.retry` (the retry-strategy protocol, :class:`BackoffRetry`,
+:class:`RetryableError`).
 """
 
 import importlib
@@ -56,6 +67,22 @@ from .track import (  # noqa: E402  (after the alias above, which must come firs
 )
 from . import v2  # noqa: E402
 from .webhooks import validate_signature  # noqa: E402
+from .retry import (  # noqa: E402
+    AsyncBackoffRetry,
+    AsyncRetryStrategy,
+    BackoffRetry,
+    RetryableError,
+    RetryStrategy,
+)
+from .aio import AsyncCustomerIO  # noqa: E402
+from .app import (  # noqa: E402
+    APIClient,
+    SendEmailRequest,
+    SendInboxMessageRequest,
+    SendPushRequest,
+    SendSMSRequest,
+)
+from .app_aio import AsyncAPIClient  # noqa: E402
 
 __all__ = [
     "analytics",
@@ -71,4 +98,16 @@ __all__ = [
     "CIOID",
     "v2",
     "validate_signature",
+    "AsyncCustomerIO",
+    "APIClient",
+    "AsyncAPIClient",
+    "SendEmailRequest",
+    "SendPushRequest",
+    "SendSMSRequest",
+    "SendInboxMessageRequest",
+    "RetryStrategy",
+    "AsyncRetryStrategy",
+    "BackoffRetry",
+    "AsyncBackoffRetry",
+    "RetryableError",
 ]

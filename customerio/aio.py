@@ -153,9 +153,15 @@ class AsyncHTTP:
 
     async def aclose(self) -> None:
         """Close the pool (the next request opens a new one)."""
-        client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await client.aclose()
+        client, loop = self._client, self._loop
+        self._client = self._loop = None
+        if client is None:
+            return
+        if loop is not asyncio.get_running_loop():
+            # its connections belong to another (maybe closed) loop: they cannot be closed from here
+            log.debug("AsyncHTTP.aclose: the pool was opened in another event loop; leaving it")
+            return
+        await client.aclose()
 
 
 class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
