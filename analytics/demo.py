@@ -45,9 +45,8 @@ def start_collector(db: str = ":memory:", port: int = 0) -> "tuple[subprocess.Po
     """Start the collector in its own process, on an empty database; return it and its URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "analytics.collector", "--write-key", WRITE_KEY, "--db", db, "--reset",
-         "--port", str(port)],
+         "--port", str(port), "--quiet"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL if not sys.stderr.isatty() else None,
         text=True,
     )
     assert proc.stdout is not None

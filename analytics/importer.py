@@ -192,7 +192,17 @@ class ImportProblem(Exception):
 
 @dataclass
 class ImportOptions:
-    """What ``cdp-relay import`` was asked to do (see the module doc)."""
+    """What to import and how (the ``cdp-relay import`` flags; see the module doc).
+
+    ``path`` is a file or ``-`` (stdin).  ``checkpoint``: ``""`` for the default
+    ``FILE.checkpoint`` (none for stdin), a path, or None for no checkpoint.
+    ``format``: ``auto``, ``jsonl``, ``csv`` or ``tsv``.  ``default_type`` is the
+    type of messages without one.  ``progress``: ``auto``, ``bar``, ``plain`` or
+    ``none`` (see :func:`analytics.progress.make_progress`).  ``max_bad``: stop
+    reading past this many bad lines.  ``drain_timeout``: seconds to wait for
+    queued messages after SIGINT/SIGTERM.  ``retry_policy`` overrides
+    ``max_retries`` and ``max_retry_time``.
+    """
 
     path: str
     write_key: Optional[str] = None
@@ -200,7 +210,7 @@ class ImportOptions:
     format: str = "auto"
     default_type: Optional[str] = None
     dry_run: bool = False
-    checkpoint: Optional[str] = ""  # "" = FILE.checkpoint, None = no checkpoint
+    checkpoint: Optional[str] = ""
     restart: bool = False
     gzip: bool = True
     timeout: float = 15.0
@@ -208,12 +218,11 @@ class ImportOptions:
     max_retry_time: float = 120.0
     batch_size: int = 100
     progress: str = "auto"
-    progress_every: float = 5.0
+    progress_every: float = 5.0  #: seconds between plain progress lines
     max_bad: int = 1000
     drain_timeout: float = 10.0
-    checkpoint_every: float = 0.5
-    show_bad: int = 20
-    retry_policy: Optional[RetryPolicy] = None  # for tests: overrides the retry settings
+    checkpoint_every: float = 0.5  #: seconds between checkpoint writes (at most)
+    retry_policy: Optional[RetryPolicy] = None
 
 
 @dataclass
@@ -222,7 +231,7 @@ class ImportReport:
 
     source: str
     dry_run: bool = False
-    records: int = 0  #: messages read (not skipped)
+    records: int = 0  #: messages read and considered (not skipped)
     skipped: int = 0  #: messages read and skipped: delivered by an earlier run
     queued: int = 0
     delivered: int = 0

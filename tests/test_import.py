@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import pytest
 
@@ -482,3 +482,15 @@ def test_tqdm_bar_when_installed() -> None:
     bar.close()
     text = stream.getvalue()
     assert "importing x" in text and "40/100" in text and "30 delivered" in text
+
+
+def test_import_through_a_flaky_endpoint_delivers_everything(tmp_path: Path, collector: Collector) -> None:
+    """With random 500s and dropped answers (some after storing), every line arrives and the checkpoint completes."""
+    collector.set_chaos(fail_rate=0.2, drop_rate=0.1, seed=7)
+    path = write_jsonl(tmp_path / "flaky.jsonl", [track(i) for i in range(2000)])
+    policy = RetryPolicy(max_retries=30, max_time=20.0, base=0.005, cap=0.02)
+    report = run_import(options(path, collector, batch_size=50, retry_policy=policy))
+    assert report.exit_code == 0, format_report(report)
+    assert collector.unique_ids == {f"m-{i}" for i in range(2000)}
+    assert collector.stats()["refused"] > 0  # the chaos did happen
+    assert read_checkpoint(Path(str(path) + ".checkpoint"))["line"] == 2000

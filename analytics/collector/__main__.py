@@ -58,6 +58,7 @@ def build_parser(prog: str = "python -m analytics.collector") -> argparse.Argume
     parser.add_argument("--no-keep-messages", action="store_true",
                         help="keep only counters and message ids (for long load runs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # no inspector hint (the demo)
     return parser
 
 
@@ -83,10 +84,10 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m analytics.coll
         return 2
     if args.reset:
         collector.reset()
-    return serve(collector)
+    return serve(collector, hint=not args.quiet)
 
 
-def serve(collector: Collector, max_seconds: Optional[float] = None) -> int:
+def serve(collector: Collector, max_seconds: Optional[float] = None, hint: bool = True) -> int:
     """Start ``collector``, print ``listening on URL``, and serve until SIGINT/SIGTERM (or ``max_seconds``).
 
     Returns the exit status: 0, or 2 when the port cannot be bound.  When
@@ -107,7 +108,7 @@ def serve(collector: Collector, max_seconds: Optional[float] = None) -> int:
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     try:
         print(f"listening on {collector.url}", flush=True)
-        if sys.stderr.isatty():
+        if hint and sys.stderr.isatty():
             where = collector.db_path if collector.db_path not in (None, ":memory:") else "memory only"
             print(f"inspector: {collector.url}/  (records: {where}; Ctrl-C stops)", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
