@@ -404,3 +404,58 @@ def test_many_pages_stop_on_a_repeated_cursor(collector: Collector):
 
     assert [p["id"] for p in _pages(fetch, "identifiers", None, None)] == ["1", "2"]
     assert pages == [None, "same"]
+
+
+# -- the README fragments' examples run against the collector ------------------------------------------
+
+
+def _fragment_blocks() -> List[Any]:
+    import os
+
+    from .test_readme import extract_blocks
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "fragments")
+    blocks = []
+    for name in ("asyncio.rst", "appapi.rst"):
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            blocks.extend((name, b) for b in extract_blocks(f.read()))
+    return blocks
+
+
+FRAGMENT_BLOCKS = _fragment_blocks()
+
+
+@pytest.mark.parametrize("name, block", FRAGMENT_BLOCKS,
+                         ids=[f"{n}-line-{b.line}" for n, b in FRAGMENT_BLOCKS])
+def test_docs_fragment_examples_run(name: str, block: Any, collector: Collector, monkeypatch, capsys):
+    """Each python example of docs/fragments/asyncio.rst and appapi.rst runs against the collector
+    once the API hosts are replaced by its URL (as their header comment says), and reaches no
+    other host."""
+    import socket
+
+    import analytics
+    import analytics.client
+
+    refused: List[str] = []
+    real = socket.getaddrinfo
+
+    def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        if text not in ("127.0.0.1", "::1", "localhost"):
+            refused.append(text)
+            raise socket.gaierror(socket.EAI_NONAME, f"no network beyond loopback ({text})")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
+    monkeypatch.setattr(analytics.client, "DEFAULT_HOST", collector.url)
+    url = collector.url
+    code = block.code
+    for host in ("https://cdp.customer.io", "https://track.customer.io", "https://api.customer.io"):
+        code = code.replace(host, url)
+    code = code.replace("YOUR_WRITE_KEY", "fragment-key")
+    try:
+        exec(compile(code, f"{name}:{block.line}", "exec"), {"__name__": f"fragment_{block.line}"})
+    finally:
+        analytics.shutdown(timeout=5)
+    assert refused == []
+    assert "Traceback" not in capsys.readouterr().err
