@@ -96,7 +96,7 @@ class AsyncHTTP:
 
     def __init__(self, headers: Mapping[str, str], *, timeout: float = 10.0, http2: Optional[bool] = None,
                  pooled: bool = True, limits: Any = None) -> None:
-        httpx = _httpx()
+        hx = _httpx()
         if http2 and not h2_available():
             raise ConfigurationError("http2=True needs the h2 package: pip install 'cdp-relay[async]'")
         self.http2 = h2_available() if http2 is None else bool(http2)
@@ -104,14 +104,14 @@ class AsyncHTTP:
         self.timeout = timeout
         self.pooled = pooled
         # async-customerio's pool numbers: 100 connections, 20 kept alive for 5 s
-        self.limits = limits if limits is not None else httpx.Limits(
+        self.limits = limits if limits is not None else hx.Limits(
             max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
         self._client: Optional["httpx.AsyncClient"] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     def _new(self) -> "httpx.AsyncClient":
-        httpx = _httpx()
-        return httpx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
+        hx = _httpx()
+        return hx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
                                  headers=self.headers)
 
     @property
@@ -133,14 +133,14 @@ class AsyncHTTP:
         """One request: the :class:`~analytics.apiclient.JSONResponse` of a 2xx answer; otherwise
         raises :class:`~customerio.retry.RetryableError` (no answer, 408/429/502/503/504) or
         :class:`~customerio.CustomerIOException` (see :mod:`customerio.retry`)."""
-        httpx = _httpx()
+        hx = _httpx()
         client = self._pool() if self.pooled else self._new()
         try:
             try:
                 resp = await client.request(method, url, content=body, params=params, headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except (hx.ConnectError, hx.ConnectTimeout, hx.PoolTimeout) as exc:
                 raise transport_error(method, url, exc, connected=False, idempotent=idempotent) from None
-            except httpx.TransportError as exc:
+            except hx.TransportError as exc:
                 raise transport_error(method, url, exc, connected=True, idempotent=idempotent) from None
         finally:
             if not self.pooled:

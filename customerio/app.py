@@ -263,7 +263,8 @@ def next_cursor(doc: Any, sent: Optional[str], seen: set, items: List[Any]) -> O
 
 def _pages(fetch: Callable[[Optional[str]], Any], key: str, start: Optional[str],
            max_pages: Optional[int]) -> Iterator[Any]:
-    cursor, seen, pages = start, set(), 0
+    cursor, pages = start, 0
+    seen: set = set()
     while max_pages is None or pages < max_pages:
         doc = fetch(cursor)
         pages += 1

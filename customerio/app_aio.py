@@ -57,7 +57,8 @@ _Doc = Dict[str, Any]
 
 async def _apages(fetch: Callable[[Optional[str]], Awaitable[Any]], key: str, start: Optional[str],
                   max_pages: Optional[int]) -> AsyncIterator[Any]:
-    cursor, seen, pages = start, set(), 0  # type: ignore[var-annotated]
+    cursor, pages = start, 0
+    seen: set = set()
     while max_pages is None or pages < max_pages:
         doc = await fetch(cursor)
         pages += 1

@@ -595,6 +595,11 @@ class TrackClientBase(Generic[R]):
         result.unsent = [i for later in result.requests[number:] for i in later]
         exc.result = result  # type: ignore[attr-defined]
 
+    def batch(self, operations: Optional[Sequence[Mapping[str, Any]]], *,
+              max_body_bytes: int = MAX_BATCH_BYTES) -> Any:
+        """Send v2 operations to ``POST /api/v2/batch`` (implemented by the subclass)."""
+        raise NotImplementedError
+
     def send_entity(self, operation: Mapping[str, Any]) -> R:
         """Send one v2 operation to ``POST /api/v2/entity`` (checked and sanitized first, at most 32 KB)."""
         return self._send_bytes("POST", self.entity_url, self._prepare(operation, "operation"))

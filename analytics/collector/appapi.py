@@ -821,9 +821,10 @@ def _make_collector_class() -> type:
         def _serve(self) -> None:
             super()._serve()
             handler = _handler_class()
-            if self._server is not None and self._server.RequestHandlerClass is not handler \
-                    and not issubclass(self._server.RequestHandlerClass, AppAPIRoutes):
-                self._server.RequestHandlerClass = handler
+            server = self._server
+            current: Any = server.RequestHandlerClass if server is not None else None
+            if server is not None and current is not handler and not issubclass(current, AppAPIRoutes):
+                server.RequestHandlerClass = handler
 
         def _clear(self) -> None:
             self.__dict__.pop("app_api", None)
