@@ -84,7 +84,11 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m analytics.coll
         return 2
     if args.reset:
         collector.reset()
-    return serve(collector, hint=not args.quiet)
+    try:
+        return serve(collector, hint=not args.quiet)
+    finally:
+        if collector.store is not None:
+            collector.store.close()  # checkpoints the WAL into the file
 
 
 def serve(collector: Collector, max_seconds: Optional[float] = None, hint: bool = True) -> int:

@@ -66,6 +66,7 @@ import socketserver
 import struct
 import threading
 import time
+import weakref
 import zlib
 from collections import deque
 from dataclasses import dataclass, replace
@@ -507,6 +508,9 @@ class Collector:
         #: Where the records are kept (None: in memory, the default).
         self.db_path = None if db_path is None else str(db_path)
         self._store: Optional[SQLiteStore] = None if db_path is None else SQLiteStore(str(db_path))
+        if self._store is not None:
+            # the connection closes with the collector (or at exit), whoever forgets to
+            weakref.finalize(self, self._store.close)
         #: Seconds to sleep before answering each ``POST /v1/batch``.
         self.delay: float = 0.0
         self._lock = threading.Lock()

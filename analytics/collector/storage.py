@@ -178,7 +178,7 @@ class SQLiteStore:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def close(self) -> None:
-        """Close the connection (further calls raise ``sqlite3.ProgrammingError``)."""
+        """Close the connection; idempotent (further reads and writes raise ``sqlite3.ProgrammingError``)."""
         with self._lock:
             self._conn.close()
 
