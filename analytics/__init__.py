@@ -68,6 +68,9 @@ __all__ = [
     "shutdown",
     "stats",
     "wait_durable",
+    "AsyncClient",
+    "aflush",
+    "ashutdown",
     "default_client",
 ]
 
@@ -217,6 +220,11 @@ def stats() -> Dict[str, Any]:
 
         return Stats().snapshot(0, 0, 0)
     return client.stats()
+
+
+from .aio import AsyncClient  # noqa: E402  (after the facade functions it wraps)
+from .aio import flush as aflush  # noqa: E402
+from .aio import shutdown as ashutdown  # noqa: E402
 
 
 class _Facade(types.ModuleType):
