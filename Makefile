@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean browser redis
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,25 @@ $(STAMP): $(BIN)/python setup.cfg setup.py
 
 venv: $(STAMP)
 
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/python -m analytics demo
+	$(BIN)/python -m analytics demo $(DEMO_ARGS)
 
-test: $(STAMP)
+# The inspector's browser tests drive Debian's chromium through playwright
+# (never `playwright install`); the Redis queue's tests need a redis-server.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  if command -v apt-get >/dev/null 2>&1; then $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	  else echo "note: no chromium: the inspector's browser tests will be skipped"; fi; }
+
+redis:
+	@[ -n "$$REDIS_URL" ] || command -v redis-server >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  if command -v apt-get >/dev/null 2>&1; then $$SUDO apt-get install -y -qq redis-server || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }; \
+	  else echo "note: no redis-server and no REDIS_URL: the Redis queue's tests will be skipped"; fi; }
+
+test: $(STAMP) browser redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench`: cdp-relay (from .venv) against the peer SDKs, which live in their

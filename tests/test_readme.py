@@ -79,6 +79,7 @@ def localize(code: str, url: str, redis_url: str = "") -> str:
         .replace("https://cdp-eu.customer.io", url)
         .replace("https://cdp.customer.io", url)
         .replace("https://track.customer.io", url)
+        .replace("https://api.customer.io", url)
         .replace("https://api.exponea.com", url)
     )
     if redis_url:

@@ -2,7 +2,12 @@
 
 :class:`Collector` runs a real HTTP/1.1 server on 127.0.0.1 so tests, benchmarks
 and demos can send to it exactly as they would to ``cdp.customer.io``, inspect
-what arrived, and inject faults.
+what arrived, and inject faults.  On the same port it also serves the
+Customer.io Track API (:mod:`analytics.collector.trackapi`, records at
+``collector.track_api``), Bloomreach's tracking routes
+(:mod:`analytics.collector.bloomreach`, ``collector.bloomreach``), the
+Customer.io App API (:mod:`analytics.collector.appapi`, ``collector.app_api``)
+and the inspector page (``GET /``).
 
 Contract of ``POST /v1/batch``, checked in this order:
 
@@ -26,14 +31,15 @@ connections are kept alive (TCP_NODELAY).  Unknown paths get 404, other methods
 405.  Nothing is logged but at DEBUG, on the ``customerio.collector`` logger.
 
 Faults (queued with :meth:`Collector.fail_next`, :meth:`Collector.drop_next`,
-:meth:`Collector.store_then_drop_next`, consumed in FIFO order one per
-``POST /v1/batch`` before auth; or drawn at random after
+:meth:`Collector.store_then_drop_next`, consumed in FIFO order, one per
+request to ``POST /v1/batch`` or to an API route (Track API, Bloomreach, App
+API: one shared queue), before auth; or drawn at random after
 :meth:`Collector.set_chaos`), plus :attr:`Collector.delay`, simulate a
 misbehaving server.  :meth:`Collector.outage` (or :meth:`Collector.down` and
 :meth:`Collector.up`) takes the whole server away: connections to its port are
 refused until it listens again, on the same port.
 
-Every ``POST /v1/batch`` is also logged as a :class:`Request` (arrival time,
+Every ``POST /v1/batch`` and every API-route request is also logged as a :class:`Request` (arrival time,
 when and how it was answered, the Retry-After sent, whether the batch was
 stored), see :attr:`Collector.request_log`, so a test can check timing:
 :meth:`Collector.retry_after_violations` lists requests that came while a
@@ -77,6 +83,7 @@ from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequenc
 from urllib.parse import parse_qs
 
 from . import inspector as _inspector
+from .appapi import AppAPIRoutes, AppAPIStore
 from .bloomreach import BloomreachRoutes, BloomreachStore
 from .storage import SQLiteStore, StoreError
 from .trackapi import TrackAPIRoutes, TrackAPIStore
@@ -152,7 +159,7 @@ class Refusal:
 
 @dataclass
 class Request:
-    """One ``POST /v1/batch`` as the collector saw it (see :attr:`Collector.request_log`).
+    """One ``POST /v1/batch`` (or API-route request) as the collector saw it (see :attr:`Collector.request_log`).
 
     Times are ``time.time()``.  ``status`` is what was answered, 0 when no answer
     left (a dropped connection, or the answer could not be written).  ``stored``
@@ -989,6 +996,8 @@ class Collector:
         self.track_api = TrackAPIStore()
         #: What the Bloomreach routes received.
         self.bloomreach = BloomreachStore()
+        #: The App API's seeded workspace and what its routes received.
+        self.app_api = AppAPIStore()
 
     # -- called by the handler --------------------------------------------
 
@@ -1202,11 +1211,11 @@ _OK = (
 )
 
 
-class _Handler(TrackAPIRoutes, BloomreachRoutes, BaseHTTPRequestHandler):
+class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHandler):
     """Serves one connection: reads each request fully, answers with one write."""
 
     #: Routes with path parameters, from the API mixins: (method, pattern, handler name).
-    _API_ROUTES = TrackAPIRoutes.ROUTES + BloomreachRoutes.ROUTES
+    _API_ROUTES = TrackAPIRoutes.ROUTES + BloomreachRoutes.ROUTES + AppAPIRoutes.ROUTES
 
     protocol_version = "HTTP/1.1"
     server_version = "customerio-collector"
