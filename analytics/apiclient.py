@@ -142,13 +142,9 @@ class JSONClient:
                 if not retryable_status(resp.status_code):
                     raise error
             log.debug("attempt %d of %s %s failed: %s", attempt, method, url, error)
-            if attempt > policy.max_retries:
-                raise self._gave_up(error, f"after {attempt} attempts")
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                raise self._gave_up(error, f"the server asked to wait {retry_after:.0f} s")
-            wait = policy.next_wait(waits, retry_after)
-            if self._clock() + wait - started > policy.max_time:
-                raise self._gave_up(error, f"the {policy.max_time:.0f} s retry time is used up")
+            wait, why = policy.wait_or_give_up(waits, attempt, retry_after, self._clock() - started)
+            if wait is None:
+                raise self._gave_up(error, why)
             self._sleep(wait)
 
     def _gave_up(self, error: ServiceError, why: str) -> ServiceError:

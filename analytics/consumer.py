@@ -574,15 +574,9 @@ class Consumer:
                     return self._cut_short(part, f"while retrying ({error})", attempt)
                 self.stats.count_retry()
                 continue
-            if attempt > policy.max_retries:
-                return self._exhausted(part, error, attempt, f"after {attempt} attempts")
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                return self._exhausted(
-                    part, error, attempt, f"the server asked to wait {retry_after:.0f} s, over the {policy.max_retry_after:.0f} s limit"
-                )
-            wait = policy.next_wait(waits, retry_after)
-            if self._clock() + wait - started > policy.max_time:
-                return self._exhausted(part, error, attempt, f"the {policy.max_time:.0f} s retry time is used up")
+            wait, why = policy.wait_or_give_up(waits, attempt, retry_after, self._clock() - started)
+            if wait is None:
+                return self._exhausted(part, error, attempt, why)
             if not self._sleep(wait):
                 return self._cut_short(part, f"while retrying ({error})", attempt)
             self.stats.count_retry()

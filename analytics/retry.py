@@ -13,7 +13,7 @@ import email.utils
 import math
 import random
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Tuple
 
 import backoff
 
@@ -87,6 +87,25 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, retry_after)
         return wait
+
+    def wait_or_give_up(
+        self, waits: Iterator[float], attempt: int, retry_after: Optional[float], elapsed: float
+    ) -> Tuple[Optional[float], str]:
+        """After failed attempt number ``attempt`` (``elapsed`` seconds after the first began):
+        ``(seconds to wait, "")`` before the next one, or ``(None, why)`` to give up.
+
+        Gives up after ``max_retries`` retries, when a ``Retry-After`` asks for
+        more than ``max_retry_after``, and when the wait would end past ``max_time``.
+        """
+        if attempt > self.max_retries:
+            return None, f"after {attempt} attempt{'s' if attempt > 1 else ''}"
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return None, (f"the server asked to wait {retry_after:.0f} s, "
+                          f"over the {self.max_retry_after:.0f} s limit")
+        wait = self.next_wait(waits, retry_after)
+        if elapsed + wait > self.max_time:
+            return None, f"the {self.max_time:g} s retry time is used up"
+        return wait, ""
 
     def __repr__(self) -> str:
         return (

@@ -165,14 +165,9 @@ class _Backoff:
     def _wait_before_retry(self, error: RetryableError, attempt: int, waits: Iterator[float],
                            started: float) -> float:
         """Seconds to wait before attempt ``attempt + 1``; raises when it is time to give up."""
-        policy = self.policy
-        if attempt > policy.max_retries:
-            raise self._gave_up(error, f"after {attempt} attempt{'s' if attempt > 1 else ''}", attempt)
-        if error.retry_after is not None and error.retry_after > policy.max_retry_after:
-            raise self._gave_up(error, f"the server asked to wait {error.retry_after:.0f} s", attempt)
-        wait = policy.next_wait(waits, error.retry_after)
-        if self._clock() + wait - started > policy.max_time:
-            raise self._gave_up(error, f"the {policy.max_time:g} s retry time is used up", attempt)
+        wait, why = self.policy.wait_or_give_up(waits, attempt, error.retry_after, self._clock() - started)
+        if wait is None:
+            raise self._gave_up(error, why, attempt)
         log.debug("attempt %d failed (%s); retrying in %.3f s", attempt, error, wait)
         return wait
 
