@@ -36,7 +36,8 @@ values it writes exactly as the rules say: exact ``dict``, ``list``, ``tuple``,
 ``time``/``UUID`` leaves, no deeper than the limit (and, for ``json``, string
 keys only; orjson refuses other keys itself).  A float ``0 < |x| < 1e-4``,
 which orjson writes its own way (``1e-7``, ``0.00001``), sends the message to
-``json`` instead.  The walk also keeps orjson from ever seeing deeply nested
+``json`` instead, and so do NaN and the infinities, and, with an orjson older
+than 3.12 (the last ones for Python 3.9 write ``1e16``), ``|x| >= 1e16``.  The walk also keeps orjson from ever seeing deeply nested
 tuples, which it does not count against its recursion limit and which crash
 the interpreter past a few thousand levels (orjson 3.13 and earlier).
 Everything else, and whatever the fast encoder refuses (a NaN for ``json``, a
@@ -75,6 +76,9 @@ _ORJSON_LEAVES = _STD_LEAVES - {float}
 # orjson writes 0 < |x| < 1e-4 as "1e-7" / "0.00001" where repr (and json) write
 # "1e-07" / "1e-05"; a message with such a float is encoded by json instead.
 _TINY = 1e-4
+# repr (and json) write |x| >= 1e16 with an exponent sign ("1e+16"); orjson before 3.12
+# (the last releases for Python 3.9) writes "1e16".  Set below from what orjson does.
+_BIG = float("inf")
 
 
 def _default(obj: Any) -> Any:
@@ -225,7 +229,7 @@ def _plain(node: Any, leaves: frozenset, check_keys: bool, depth: int = 0) -> in
     elif kind is list or kind is tuple:
         values = node
     elif kind is float and float not in leaves:
-        return 2 if node != 0.0 and -_TINY < node < _TINY else 1
+        return 2 if (node != 0.0 and -_TINY < node < _TINY) or not -_BIG < node < _BIG else 1
     else:
         return int(kind in _BASIC_LEAVES or (kind in _STRING_LEAVES and depth <= _MAX_DEPTH))
     if depth >= _MAX_DEPTH:
@@ -236,7 +240,7 @@ def _plain(node: Any, leaves: frozenset, check_keys: bool, depth: int = 0) -> in
         if kind in leaves:
             continue
         if kind is float:  # only when float is not in leaves: orjson
-            if value != 0.0 and -_TINY < value < _TINY:
+            if (value != 0.0 and -_TINY < value < _TINY) or not -_BIG < value < _BIG:
                 result = 2
         elif kind is dict or kind is list or kind is tuple:
             if depth >= _MAX_DEPTH:
@@ -276,6 +280,8 @@ try:  # optional speed-up, installed with the ``fast`` extra
 
     _fast = _orjson_dumps
     BACKEND = "orjson"
+    if _orjson.dumps(1e16) != b"1e+16":
+        _BIG = 1e16  # such floats (and NaN, infinities) go to json instead
 except ImportError:  # pragma: no cover - exercised when orjson is absent
     _fast = _std_dumps
     BACKEND = "json"
