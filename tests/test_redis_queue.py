@@ -364,3 +364,18 @@ def test_a_worker_retrying_for_long_keeps_its_entries(redis_url, prefix, clients
     _wait(lambda: sent <= collector.unique_ids, 30, "delivery once the server is back")
     assert collector.duplicates == 0
     assert other.stats()["redis"]["claimed"] == 0 and holder.stats()["redis"]["received"] == 100
+
+
+def test_stats_do_not_wait_for_an_unreachable_redis(clients, collector):
+    """Once the writer knows Redis is down, stats() answers from this process's counters
+    (Redis figures None) without a round trip that would wait for the socket timeout."""
+    c = _client(clients, host=collector.url, queue="redis://127.0.0.1:1/0")
+    c.track("u1", "E")
+    _wait(lambda: c._queue.down is not None, 10, "the writer to notice Redis is down")
+    def no_round_trip(*args, **kwargs):
+        raise AssertionError("stats() tried Redis although it is known to be down")
+
+    c._queue._w.pipeline = no_round_trip
+    s = c.stats()
+    assert s["redis"]["length"] is None and s["redis"]["redis_down"]
+    assert s["redis"]["buffered"] == 1

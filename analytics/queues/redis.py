@@ -300,7 +300,8 @@ class RedisQueue(Bounded):
 
     def info(self) -> Dict[str, Any]:
         """The stream's key, length, consumers and pending entries (one round trip), and this
-        process's counters.  Redis figures are None while it is unreachable."""
+        process's counters.  Redis figures are None while it is unreachable (once the writer
+        or reader has seen that, without trying again here)."""
         out: Dict[str, Any] = {
             "stream": self.stream,
             "handed_off": self.written_total,
@@ -312,6 +313,8 @@ class RedisQueue(Bounded):
             "pending": None,
             "consumers": None,
         }
+        if self.down is not None:
+            return out  # known unreachable: no call that would wait for the socket timeout
         try:
             pipe = self._w.pipeline(transaction=False)
             pipe.xlen(self.stream)
