@@ -280,10 +280,9 @@ class TrackClientBase(Generic[R]):
         self.use_connection_pooling = use_connection_pooling
         self.user_agent = user_agent
         if retry_policy is None:
-            from analytics.retry import RetryPolicy
+            from .retry import default_policy  # here: customerio.retry imports this module
 
-            retry_policy = RetryPolicy(max_retries=retries, max_time=60.0, base=backoff_factor,
-                                       cap=max(10.0, backoff_factor), max_retry_after=60.0)
+            retry_policy = default_policy(retries, backoff_factor)
         self.retry_policy = retry_policy
         #: The retry strategy given (``None``: the client's built-in retries), see :mod:`customerio.retry`.
         self.retry_strategy = retry_strategy
