@@ -363,10 +363,13 @@ def _assert_checkpoint_is_honest(cp: Dict[str, Any], collector: Collector) -> No
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_interrupted_import_resumes_with_no_loss(tmp_path: Path, collector: Collector, signum: int) -> None:
     """Stopped mid-import (SIGTERM, Ctrl-C, or killed outright), a rerun delivers the rest: nothing is lost."""
-    n = 3000
+    # About 10 s of delivery at the collector's pace, and backpressure keeps the reader at
+    # most one queue (1,000) ahead of it: however slow the machine, the import is still
+    # running when the first checkpoint appears (every 0.5 s) and the signal lands.
+    n = 20000
     path = write_jsonl(tmp_path / "big.jsonl", [track(i) for i in range(n)])
     checkpoint = Path(str(path) + ".checkpoint")
-    collector.delay = 0.01  # about 2,000 messages/s: the signal lands mid-import
+    collector.delay = 0.01  # about 2,000 messages/s
     proc = _start_import(path, collector, tmp_path)
     try:
         wait_until(lambda: len(collector.unique_ids) >= 400 and checkpoint.exists()
