@@ -400,7 +400,7 @@ def test_interrupted_import_resumes_with_no_loss(tmp_path: Path, collector: Coll
 
 def test_collector_outage_mid_import_then_rerun(tmp_path: Path, collector: Collector) -> None:
     """The endpoint goes away mid-import: the import stops with 'cannot reach', exit 1; a rerun finishes it."""
-    n = 3000
+    n = 20000  # about 10 s at the collector's pace: still running when the collector goes down
     path = write_jsonl(tmp_path / "outage.jsonl", [track(i) for i in range(n)])
     checkpoint = Path(str(path) + ".checkpoint")
     collector.delay = 0.01
