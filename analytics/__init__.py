@@ -27,6 +27,7 @@ import types
 from typing import Any, Dict, Optional, Tuple
 
 from . import client as _client_module
+from ._checks import quote as _quote
 from . import errors as _errors
 from .client import DEFAULT_HOST, Client
 from .errors import (
@@ -242,12 +243,12 @@ class _Facade(types.ModuleType):
         elif name == "thread":
             _client_module._number("thread", value, 1, integer=True)
         elif name == "spool_path" and value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ConfigurationError(f"spool_path must be a file path, got {value!r}")
+            raise ConfigurationError(f"spool_path must be a file path, got {_quote(value)}")
         elif name == "destination" and value is not None:
             from .destinations import Destination
 
             if not isinstance(value, Destination):
-                raise ConfigurationError(f"destination must be an analytics.destinations.Destination, got {value!r}")
+                raise ConfigurationError(f"destination must be an analytics.destinations.Destination, got {_quote(value)}")
         super().__setattr__(name, value)
 
     @property
