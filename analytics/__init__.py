@@ -248,7 +248,8 @@ class _Facade(types.ModuleType):
             from .destinations import Destination
 
             if not isinstance(value, Destination):
-                raise ConfigurationError(f"destination must be an analytics.destinations.Destination, got {_quote(value)}")
+                raise ConfigurationError(
+                    f"destination must be an analytics.destinations.Destination, got {_quote(value)}")
         super().__setattr__(name, value)
 
     @property
