@@ -127,9 +127,10 @@ def http_url(name: str, value: str, default_scheme: str = "https") -> Tuple[str,
     1-65535, credentials (``user:pass@``), a query or a fragment.  A path
     prefix is kept.
     """
-    url = value.strip().rstrip("/")
+    url = value.strip()
     if "://" not in url:
         url = f"{default_scheme}://{url}"
+    url = url.rstrip("/")
     shown = quote(redact_url(url))
     if _BAD_URL_CHARS.search(url) or not url.isascii():
         raise ConfigurationError(
