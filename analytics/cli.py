@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+from ._checks import http_url
 from .errors import AnalyticsError, ConfigurationError, InvalidMessageError
 from .version import VERSION
 
@@ -164,11 +165,10 @@ def _connection(args: argparse.Namespace, gzip_default: bool, retry_time_default
     if need_key and not key:
         raise CLIError("no write key: pass --write-key KEY or set CDP_WRITE_KEY")
     host = args.host if args.host is not None else _env("host")
-    host = (host or "https://cdp.customer.io").strip().rstrip("/")
-    if "://" not in host:
-        host = "https://" + host
-    if not host.startswith(("http://", "https://")):
-        raise CLIError(f"--host must be an http:// or https:// URL, not {host!r}")
+    try:
+        host = http_url("--host", host or "https://cdp.customer.io")[0]
+    except ConfigurationError as exc:
+        raise CLIError(str(exc)) from None
     gzip = args.gzip if args.gzip is not None else (
         _bool_env(_env("gzip")) if _env("gzip") is not None else gzip_default)  # type: ignore[arg-type]
     timeout = _number("timeout", args.timeout if args.timeout is not None else _env("timeout") or 15.0,

@@ -241,3 +241,29 @@ def test_the_returned_message_holds_the_callers_values_and_the_wire_their_json(c
     assert {k: received[k] for k in expected} == expected
     readme = (ROOT / "README.rst").read_text(encoding="utf-8")
     assert "exactly as it will be sent" not in readme and "json.loads(analytics.encoding.dumps(message))" in readme
+
+
+def test_a_redis_url_redis_refuses_is_shown_without_its_password() -> None:
+    """A redis:// URL that Redis cannot parse is named in the error, password redacted."""
+    with pytest.raises(ConfigurationError, match="notaport") as info:
+        Client(WRITE_KEY, queue="redis://:secret@127.0.0.1:notaport/0")
+    assert "secret" not in str(info.value) and "redis://:***@127.0.0.1:notaport/0" in str(info.value)
+
+
+def test_the_bloomreach_client_checks_its_options() -> None:
+    """The direct Bloomreach client refuses an infinite timeout, a bad user agent and a base URL with a space."""
+    from analytics.bloomreach import BloomreachClient
+
+    for kw, name in ((dict(timeout=INF), "timeout"), (dict(user_agent="x\r\n"), "user_agent"),
+                     (dict(base_url="https://api.exponea .com"), "base_url")):
+        with pytest.raises(ConfigurationError, match=name):
+            BloomreachClient("token", api_token="t", **kw)
+
+
+def test_the_cli_refuses_a_bad_host_without_showing_its_password() -> None:
+    """``cdp-relay track --host`` with a space and a password exits 2 and does not print the password."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "analytics", "track", "-k", WRITE_KEY, "-u", "1", "-e", "E",
+                           "--host", "http://user:secret@127.0.0.1 :1"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 2 and "--host" in done.stderr and "secret" not in done.stderr, done.stderr
