@@ -209,7 +209,9 @@ class ImportOptions:
     ``none`` (see :func:`analytics.progress.make_progress`).  ``max_bad``: stop
     reading past this many bad lines.  ``drain_timeout``: seconds to wait for
     queued messages after SIGINT/SIGTERM.  ``retry_policy`` overrides
-    ``max_retries`` and ``max_retry_time``.
+    ``max_retries`` and ``max_retry_time``.  ``id_namespace`` names the file in
+    the messageIds derived for lines without one (default: its first 64 KiB;
+    see the module doc).
     """
 
     path: str
