@@ -235,11 +235,12 @@ class _Facade(types.ModuleType):
         if name == "endpoint":
             name = "host"
         if name in _SETTINGS:
+            checked = _client_module._CHECKS[name](value)  # check now, not at the first call
+            if type(checked) is bool:
+                value = checked  # analytics.debug = 'no' reads back False, not a truthy 'no'
             client = self.__dict__.get("default_client")
             if client is not None:
-                setattr(client, name, value)  # checks and applies
-            else:
-                _client_module._CHECKS[name](value)  # check now, not at the first call
+                setattr(client, name, value)  # applies
         elif name == "thread":
             _client_module._number("thread", value, 1, integer=True)
         elif name == "spool_path" and value is not None and not isinstance(value, (str, os.PathLike)):

@@ -267,3 +267,13 @@ def test_the_cli_refuses_a_bad_host_without_showing_its_password() -> None:
                            "--host", "http://user:secret@127.0.0.1 :1"], capture_output=True, text=True, env=env,
                           timeout=60)
     assert done.returncode == 2 and "--host" in done.stderr and "secret" not in done.stderr, done.stderr
+
+
+def test_boolean_module_settings_read_back_as_booleans() -> None:
+    """``analytics.debug = 'no'`` is stored as False (a truthy 'no' would mislead ``if analytics.debug``)."""
+    analytics.debug = "no"
+    analytics.gzip = "yes"
+    assert analytics.debug is False and analytics.gzip is True
+    analytics.send = "false"
+    analytics.track("u1", "Checked")
+    assert analytics.default_client is not None and analytics.default_client.send is False
