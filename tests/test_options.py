@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import math
 import os
 import subprocess
 import sys
@@ -74,7 +73,7 @@ def test_bad_options_are_refused_on_a_live_client_and_as_module_settings(name: s
     before = getattr(client, name)
     with pytest.raises(ConfigurationError, match=name):
         setattr(client, name, value)
-    assert getattr(client, name) == before or (before != before)
+    assert getattr(client, name) == before
     client.shutdown(timeout=1)
     saved = getattr(analytics, name)
     with pytest.raises(ConfigurationError, match=name):
@@ -157,12 +156,11 @@ def test_the_other_clients_and_destinations_check_their_host(make: Any) -> None:
 # -- short quotes of long values (D10) ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kw", [dict(timestamp="x" * 10_000_000), dict(message_id=math.nan)], ids=["ts", "id"])
-def test_a_huge_bad_value_gives_a_short_error(kw: Dict[str, Any]) -> None:
+def test_a_huge_bad_timestamp_gives_a_short_error() -> None:
     """A 10 MB bad timestamp is quoted by a short prefix and its length, not in full."""
     client = Client(WRITE_KEY, send=False)
-    with pytest.raises(InvalidMessageError) as info:
-        client.track("u1", "E", **kw)
+    with pytest.raises(InvalidMessageError, match="10000000 characters") as info:
+        client.track("u1", "E", timestamp="x" * 10_000_000)
     client.shutdown(timeout=1)
     assert len(str(info.value)) < 300
 
@@ -176,14 +174,12 @@ def test_a_huge_bad_object_type_id_gives_a_short_error() -> None:
     assert len(str(info.value)) < 300
 
 
-@pytest.mark.parametrize("name,value", [("host", "http://" + "h" * 10_000_000 + ":99999"),
-                                        ("user_agent", "a\n" * 5_000_000), ("stream_prefix", ""),
-                                        ("spool_path", ["p"] * 1_000_000)])
-def test_huge_bad_options_give_short_errors(name: str, value: Any) -> None:
+@pytest.mark.parametrize("kw", [dict(host="http://" + "h" * 10_000_000 + ":99999"),
+                                dict(user_agent="a\n" * 5_000_000),
+                                dict(queue="redis://127.0.0.1:6379/0", stream_prefix=("x" * 10_000_000,)),
+                                dict(spool_path=["p"] * 1_000_000)], ids=["host", "user_agent", "prefix", "spool"])
+def test_huge_bad_options_give_short_errors(kw: Dict[str, Any]) -> None:
     """Option errors quote a short prefix of a huge bad value."""
-    kw: Dict[str, Any] = {name: value}
-    if name == "stream_prefix":
-        kw = dict(queue="redis://127.0.0.1:6379/0", stream_prefix=("x" * 10_000_000, ))
     with pytest.raises(ConfigurationError) as info:
         Client(WRITE_KEY, **kw)
     assert len(str(info.value)) < 300
