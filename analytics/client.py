@@ -336,7 +336,8 @@ class Client:
         checked = {name: _CHECKS[name](value) for name, value in settings.items()}
         if destination is not None and not isinstance(destination, Destination):
             raise ConfigurationError(
-                f"destination must be an analytics.destinations.Destination such as TrackV2(...), got {quote(destination)}"
+                "destination must be an analytics.destinations.Destination such as TrackV2(...), "
+                f"got {quote(destination)}"
             )
         self._destination = destination
         if destination is not None:
