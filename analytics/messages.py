@@ -167,7 +167,8 @@ def _mapping(value: Any, field: str) -> Optional[dict]:
         try:
             return dict(value)
         except Exception as exc:  # a Mapping that cannot be read: report the field, keep the cause
-            raise InvalidMessageError(f"{field}: reading the {type(value).__name__} failed: {quote(exc)}", field) from exc
+            raise InvalidMessageError(
+                f"{field}: reading the {type(value).__name__} failed: {quote(exc)}", field) from exc
     raise InvalidMessageError(f"{field} must be a dict, got {type(value).__name__}", field)
 
 

@@ -536,7 +536,7 @@ def test_a_moved_or_appended_file_keeps_its_ids(tmp_path: Path, collector: Colle
 
 
 def test_a_resumed_small_file_keeps_its_ids_after_an_append(tmp_path: Path, collector: Collector) -> None:
-    """The checkpoint keeps the id namespace: a batch stored but unconfirmed, resent after the file grew, keeps its ids."""
+    """The checkpoint keeps the id namespace: a stored but unconfirmed batch resent after an append keeps its ids."""
     path = write_jsonl(tmp_path / "small.jsonl", _no_ids(10))  # under 64 KiB: appending changes its start
     collector.store_then_drop_next(1)  # stored, but the import never hears so
     once = RetryPolicy(max_retries=0, max_time=1.0)
