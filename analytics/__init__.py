@@ -27,6 +27,7 @@ import types
 from typing import Any, Dict, Optional, Tuple
 
 from . import client as _client_module
+from ._checks import quote as _quote
 from . import errors as _errors
 from .client import DEFAULT_HOST, Client
 from .errors import (
@@ -234,20 +235,22 @@ class _Facade(types.ModuleType):
         if name == "endpoint":
             name = "host"
         if name in _SETTINGS:
+            checked = _client_module._CHECKS[name](value)  # check now, not at the first call
+            if type(checked) is bool:
+                value = checked  # analytics.debug = 'no' reads back False, not a truthy 'no'
             client = self.__dict__.get("default_client")
             if client is not None:
-                setattr(client, name, value)  # checks and applies
-            else:
-                _client_module._CHECKS[name](value)  # check now, not at the first call
+                setattr(client, name, value)  # applies
         elif name == "thread":
             _client_module._number("thread", value, 1, integer=True)
         elif name == "spool_path" and value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ConfigurationError(f"spool_path must be a file path, got {value!r}")
+            raise ConfigurationError(f"spool_path must be a file path, got {_quote(value)}")
         elif name == "destination" and value is not None:
             from .destinations import Destination
 
             if not isinstance(value, Destination):
-                raise ConfigurationError(f"destination must be an analytics.destinations.Destination, got {value!r}")
+                raise ConfigurationError(
+                    f"destination must be an analytics.destinations.Destination, got {_quote(value)}")
         super().__setattr__(name, value)
 
     @property

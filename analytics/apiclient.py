@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Type
 
 import requests
 
+from . import _checks
 from .errors import ServiceError
 from .retry import RetryPolicy, parse_retry_after, retryable_status
 from .version import VERSION
@@ -80,7 +81,7 @@ class JSONClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
+        self.timeout = _checks.number("timeout", timeout, 0.001)
         self.retry = retry if retry is not None else RetryPolicy(max_retries=3, max_time=30.0)
         self.error_class = error_class
         self._own_session = session is None
@@ -88,7 +89,7 @@ class JSONClient:
         self.headers: Dict[str, str] = {
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "User-Agent": user_agent or DEFAULT_USER_AGENT,
+            "User-Agent": _checks.header_text("user_agent", user_agent) or DEFAULT_USER_AGENT,
         }
         self.headers.update(headers or {})
         self._sleep = sleep

@@ -63,6 +63,8 @@ from urllib.parse import quote
 
 import requests
 
+from ._checks import http_url, number, redact_url
+from ._checks import quote as quote_value
 from .apiclient import JSONClient, JSONResponse
 from .encoding import dumps
 from .messages import parse_iso8601
@@ -594,9 +596,9 @@ class BloomreachClient:
         if not isinstance(project_token, str) or not project_token.strip():
             raise ConfigurationError("project_token must be a non-empty string")
         if not isinstance(base_url, str) or "://" not in base_url:
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+            raise ConfigurationError(f"base_url must be an http(s) URL, got {quote_value(redact_url(base_url))}")
+        base_url = http_url("base_url", base_url)[0]
+        timeout = number("timeout", timeout, 0.001)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self.project_token = project_token.strip()

@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+from ._checks import http_url
 from .errors import AnalyticsError, ConfigurationError, InvalidMessageError
 from .version import VERSION
 
@@ -164,11 +165,10 @@ def _connection(args: argparse.Namespace, gzip_default: bool, retry_time_default
     if need_key and not key:
         raise CLIError("no write key: pass --write-key KEY or set CDP_WRITE_KEY")
     host = args.host if args.host is not None else _env("host")
-    host = (host or "https://cdp.customer.io").strip().rstrip("/")
-    if "://" not in host:
-        host = "https://" + host
-    if not host.startswith(("http://", "https://")):
-        raise CLIError(f"--host must be an http:// or https:// URL, not {host!r}")
+    try:
+        host = http_url("--host", host or "https://cdp.customer.io")[0]
+    except ConfigurationError as exc:
+        raise CLIError(str(exc)) from None
     gzip = args.gzip if args.gzip is not None else (
         _bool_env(_env("gzip")) if _env("gzip") is not None else gzip_default)  # type: ignore[arg-type]
     timeout = _number("timeout", args.timeout if args.timeout is not None else _env("timeout") or 15.0,
@@ -436,7 +436,9 @@ file formats:
   context.ip); columns properties/traits/context hold JSON objects; cells that are JSON
   numbers, true/false or objects are typed ("col:string" keeps text).
   Timestamps and messageIds in the file are kept; lines without a messageId get one
-  derived from their line number and content, the same on every run.
+  derived from the file (its first 64 KiB, or --id-namespace), their line number and
+  content: the same on every run of the same (even moved or appended) file, another
+  in another file.
 
 exit status: 0 all delivered; 1 bad or undelivered lines (listed with line numbers);
 2 usage problem; 130/143 interrupted (rerun to resume).
@@ -454,6 +456,10 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
     cp.add_argument("--checkpoint", metavar="PATH", help="where to record progress (default FILE.checkpoint)")
     cp.add_argument("--no-checkpoint", action="store_true", help="do not record progress (a rerun sends all)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and send everything")
+    p.add_argument("--id-namespace", metavar="NAME",
+                   help="name the file in the messageIds made for lines without one: the same NAME gives the "
+                        "same ids (default: the file's first 64 KiB, so a moved or appended file keeps its ids "
+                        "and another file gets others)")
     p.add_argument("--batch-size", type=int, default=100, metavar="N", help="messages per request (default 100)")
     p.add_argument("--progress", choices=["auto", "bar", "plain", "none"], default="auto",
                    help="progress display (auto: a bar on a terminal, tqdm when installed; lines otherwise)")
@@ -482,7 +488,7 @@ def _import(args: argparse.Namespace) -> int:
         dry_run=args.dry_run, checkpoint=None if args.no_checkpoint else (args.checkpoint or ""),
         restart=args.restart, gzip=conn.gzip, timeout=conn.timeout, max_retries=conn.max_retries,
         max_retry_time=conn.max_retry_time, batch_size=args.batch_size, progress=args.progress,
-        max_bad=args.max_bad_lines, drain_timeout=args.drain_timeout,
+        max_bad=args.max_bad_lines, drain_timeout=args.drain_timeout, id_namespace=args.id_namespace,
     )
     if args.file == "-" and args.checkpoint is None and not args.no_checkpoint and not args.dry_run:
         print(f"{PROG} import: note: reading stdin without --checkpoint PATH: a rerun cannot resume",

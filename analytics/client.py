@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import os
+import re
 import sys
 import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from . import encoding, messages
+from . import _checks, encoding, messages
+from ._checks import quote, redact_url
 from .consumer import Config, Consumer, report
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
@@ -38,26 +39,15 @@ OnError = Callable[[Exception, List[Message]], Any]
 # --- option checks (ConfigurationError, never AssertionError) -----------------
 
 
-def _number(name: str, value: Any, minimum: float = 0.0, integer: bool = False, allow_none: bool = False) -> Any:
-    if value is None and allow_none:
-        return None
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigurationError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {value!r}")
-    return value
+_number = _checks.number
 
 
 def _host(value: Any) -> str:
     if value is None:
         return DEFAULT_HOST
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"host must be a URL such as {DEFAULT_HOST!r}, got {value!r}")
-    value = value.strip().rstrip("/")
-    if "://" not in value:
-        value = "https://" + value
-    return value
+        raise ConfigurationError(f"host must be a URL such as {DEFAULT_HOST!r}, got {quote(value)}")
+    return _checks.http_url("host", value)[0]
 
 
 def _write_key(value: Any) -> Optional[str]:
@@ -65,6 +55,8 @@ def _write_key(value: Any) -> Optional[str]:
         return None
     if not isinstance(value, str) or not value:
         raise ConfigurationError("write_key must be a non-empty string")
+    if re.search(r"[\x00-\x1f\x7f]", value):  # never echo the key
+        raise ConfigurationError("write_key must not contain control characters (a newline read from a file?)")
     return value
 
 
@@ -76,7 +68,8 @@ def _callback(value: Any) -> Optional[OnError]:
 
 def _proxies(value: Any) -> Optional[dict]:
     if value is not None and not isinstance(value, dict):
-        raise ConfigurationError(f"proxies must be a dict such as {{'https': 'http://proxy:3128'}}, got {value!r}")
+        shown = quote(redact_url(value)) if isinstance(value, str) else type(value).__name__
+        raise ConfigurationError(f"proxies must be a dict such as {{'https': 'http://proxy:3128'}}, got {shown}")
     return value
 
 
@@ -84,10 +77,10 @@ _CHECKS: Dict[str, Callable[[Any], Any]] = {
     "write_key": _write_key,
     "host": _host,
     "on_error": _callback,
-    "debug": bool,
-    "send": bool,
-    "sync_mode": bool,
-    "gzip": bool,
+    "debug": lambda v: _checks.flag("debug", v),
+    "send": lambda v: _checks.flag("send", v),
+    "sync_mode": lambda v: _checks.flag("sync_mode", v),
+    "gzip": lambda v: _checks.flag("gzip", v),
     "proxies": _proxies,
     "max_queue_size": lambda v: _number("max_queue_size", v, 1, integer=True),
     "max_queue_wait": lambda v: _number("max_queue_wait", v, 0, allow_none=True),
@@ -343,7 +336,8 @@ class Client:
         checked = {name: _CHECKS[name](value) for name, value in settings.items()}
         if destination is not None and not isinstance(destination, Destination):
             raise ConfigurationError(
-                f"destination must be an analytics.destinations.Destination such as TrackV2(...), got {destination!r}"
+                "destination must be an analytics.destinations.Destination such as TrackV2(...), "
+                f"got {quote(destination)}"
             )
         self._destination = destination
         if destination is not None:
@@ -362,17 +356,17 @@ class Client:
             checked["max_retries"] = retry_policy.max_retries
             checked["max_retry_time"] = retry_policy.max_time
         self._config = Config(**checked, retry=retry_policy)
-        if user_agent is not None:
-            self._config.user_agent = str(user_agent)
+        if _checks.header_text("user_agent", user_agent) is not None:
+            self._config.user_agent = user_agent
         self._own_transport = transport is None
         self._transport: Transport = transport if transport is not None else HTTPTransport()
         self._thread_count = thread
         self._closed = False
         self._mp_registered = False
         if spool_path is not None and not isinstance(spool_path, (str, os.PathLike)):
-            raise ConfigurationError(f"spool_path must be a file path, got {spool_path!r}")
+            raise ConfigurationError(f"spool_path must be a file path, got {quote(spool_path)}")
         if spool_sync not in ("normal", "full"):
-            raise ConfigurationError(f"spool_sync must be 'normal' or 'full', got {spool_sync!r}")
+            raise ConfigurationError(f"spool_sync must be 'normal' or 'full', got {quote(spool_sync)}")
         if spool_path is not None and destination is not None:
             # one spool file per API: what it holds is already in that API's format
             root, ext = os.path.splitext(os.fspath(spool_path))
@@ -386,16 +380,17 @@ class Client:
                 synchronous=spool_sync.upper(),
             )
         )
-        self._spool_required = bool(spool_required)
+        self._spool_required = _checks.flag("spool_required", spool_required)
         self._redis: Optional[Dict[str, Any]] = None
         if queue is not None:
             if not isinstance(queue, str) or not queue.startswith(("redis://", "rediss://", "unix://")):
-                raise ConfigurationError(f"queue must be a redis://, rediss:// or unix:// URL, got {queue!r}")
+                shown = quote(redact_url(queue)) if isinstance(queue, str) else quote(queue)
+                raise ConfigurationError(f"queue must be a redis://, rediss:// or unix:// URL, got {shown}")
             if spool_path is not None:
                 raise ConfigurationError("use either spool_path or queue='redis://...', not both")
             _number("claim_after", claim_after, 0.05)
             if not isinstance(stream_prefix, str) or not stream_prefix:
-                raise ConfigurationError(f"stream_prefix must be a non-empty string, got {stream_prefix!r}")
+                raise ConfigurationError(f"stream_prefix must be a non-empty string, got {quote(stream_prefix)}")
             if destination is None:
                 dest_name, identity = "cdp", f"{checked['host']}|{checked['write_key']}"
             else:
@@ -405,7 +400,7 @@ class Client:
                 )
             self._redis = dict(
                 url=queue, stream=stream_key(stream_prefix, dest_name, identity),
-                consume=bool(consume), claim_after=float(claim_after),
+                consume=_checks.flag("consume", consume), claim_after=float(claim_after),
             )
         self._spool_error: Optional[SpoolError] = None
         self._build_engine(self._make_queue())

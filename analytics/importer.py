@@ -19,8 +19,14 @@ A message
 
     ``timestamp`` is kept (a backfill records when things happened); without
     one the message is stamped with the time of the import.  ``messageId`` is
-    kept; a message without one gets an id derived from its line number and
-    content, so a rerun sends the same id and the server drops the repeat.
+    kept; a message without one gets an id derived from the file, its line
+    number and its content, so a rerun sends the same id and the server drops
+    the repeat, while the same line in another file gets another id.  "The
+    file" is its first 64 KiB (after gunzipping): a file moved, renamed or
+    grown by appending keeps its ids, a file that begins differently gets
+    others.  The checkpoint records this namespace, so a resumed run keeps
+    it even for a small file that has grown since.  ``--id-namespace NAME``
+    sets it instead: the same name gives the same ids, whatever the file.
 
 CSV columns
     ``type``, ``userId``, ``event``, ``timestamp``... are the top-level fields
@@ -103,6 +109,8 @@ CHECKPOINT_FORMAT = "cdp-relay-import-checkpoint"
 CHECKPOINT_VERSION = 1
 #: Namespace of the messageIds derived for lines without one (uuid5).
 ID_NAMESPACE = uuid.UUID("6f0c5e1e-5d0b-4c8e-9a43-2b1f6f8f3c2a")
+#: How much of the start of a file names it for the derived messageIds.
+ID_HEAD_BYTES = 64 * 1024
 
 # --- the message -> call mapping ---------------------------------------------------
 
@@ -201,7 +209,9 @@ class ImportOptions:
     ``none`` (see :func:`analytics.progress.make_progress`).  ``max_bad``: stop
     reading past this many bad lines.  ``drain_timeout``: seconds to wait for
     queued messages after SIGINT/SIGTERM.  ``retry_policy`` overrides
-    ``max_retries`` and ``max_retry_time``.
+    ``max_retries`` and ``max_retry_time``.  ``id_namespace`` names the file in
+    the messageIds derived for lines without one (default: its first 64 KiB;
+    see the module doc).
     """
 
     path: str
@@ -223,6 +233,8 @@ class ImportOptions:
     drain_timeout: float = 10.0
     checkpoint_every: float = 0.5  #: seconds between checkpoint writes (at most)
     retry_policy: Optional[RetryPolicy] = None
+    #: names the file for the messageIds derived for lines without one (default: its first 64 KiB)
+    id_namespace: Optional[str] = None
 
 
 @dataclass
@@ -306,6 +318,26 @@ class _LineSource:
         """A plain file: the reader can jump to a checkpoint instead of reading up to it."""
         return not self.stdin and not self.gzipped
 
+    def head(self, size: int) -> bytes:
+        """The first ``size`` bytes of the content (all of it if shorter); reading still starts at the top."""
+        chunks: List[bytes] = []
+        got = 0
+        try:
+            while got < size:
+                chunk = self.file.read(size - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+            data = b"".join(chunks)
+            if self.stdin:
+                self.file = _Prefixed(data, self.file)  # type: ignore[assignment]
+            else:
+                self.file.seek(0)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise ImportProblem(f"cannot read {self.path}: {exc}") from None
+        return data
+
     def seek(self, offset: int, line: int) -> None:
         """Continue reading at ``offset``, where line ``line + 1`` starts."""
         self.file.seek(offset)
@@ -353,6 +385,24 @@ class _LineSource:
         if not self.stdin:
             self.file.close()
             self._raw.close()
+
+
+class _Prefixed:
+    """Lines of ``head`` (already read from ``rest``), then those of ``rest``."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readline(self) -> bytes:
+        if not self._head:
+            return self._rest.readline()
+        end = self._head.find(b"\n") + 1
+        if end:
+            line, self._head = self._head[:end], self._head[end:]
+            return line
+        line, self._head = self._head, b""
+        return line + self._rest.readline()
 
 
 def _decode(data: bytes, line: int) -> str:
@@ -622,10 +672,12 @@ class _Checkpoint:
     header_digest: str = ""
     retry: Dict[int, int] = field(default_factory=dict)  #: first line -> start offset, to send again
     delivered: int = 0  #: messages delivered by all runs together (informational)
+    #: names the file in the derived messageIds ("": a checkpoint of a version that had none)
+    id_namespace: str = ""
 
     def copy(self) -> "_Checkpoint":
         return _Checkpoint(self.line, self.first, self.start, self.offset, self.digest, self.header_digest,
-                           dict(self.retry), self.delivered)
+                           dict(self.retry), self.delivered, self.id_namespace)
 
     def to_json(self, source: str) -> Dict[str, Any]:
         return {
@@ -640,6 +692,7 @@ class _Checkpoint:
             "header_digest": self.header_digest,
             "retry": sorted([line, off] for line, off in self.retry.items()),
             "delivered": self.delivered,
+            "id_namespace": self.id_namespace,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -658,7 +711,7 @@ def _load_checkpoint(path: str) -> Optional[_Checkpoint]:
         retry = {int(line): int(offset) for line, offset in data.get("retry", [])}
         cp = _Checkpoint(int(data["line"]), int(data["first"]), int(data["start"]), int(data["offset"]),
                          str(data["digest"]), str(data.get("header_digest", "")), retry,
-                         int(data.get("delivered", 0)))
+                         int(data.get("delivered", 0)), str(data.get("id_namespace", "")))
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ImportProblem(f"{path} is not an import checkpoint ({exc}); delete it or pass --restart") from None
     if cp.line < 0 or any(line > cp.line for line in cp.retry):
@@ -900,7 +953,7 @@ class _Import:
         self.cp_path: Optional[str] = None
         if not opts.dry_run and opts.checkpoint is not None:
             self.cp_path = opts.checkpoint or checkpoint_path_for(opts.path)
-        base = _Checkpoint(header_digest=reader.header_digest)
+        base = _Checkpoint(header_digest=reader.header_digest, id_namespace=self.head_namespace)
         if self.cp_path is not None and not opts.restart:
             loaded = _load_checkpoint(self.cp_path)
             if loaded is not None:
@@ -908,6 +961,8 @@ class _Import:
                     raise ImportProblem(f"the header of {self.name} changed since the checkpoint {self.cp_path} "
                                         "was written; pass --restart to send the whole file again")
                 base = loaded
+        if opts.id_namespace is not None:
+            base.id_namespace = "name:" + opts.id_namespace
         self.base = base
         self.report.checkpoint = self.cp_path
         self.report.resumed_from, self.report.resumed_retry = base.line, len(base.retry)
@@ -962,8 +1017,7 @@ class _Import:
                 message = record.message
                 if isinstance(message, dict) and "messageId" not in message:
                     message = dict(message)
-                    message["messageId"] = str(uuid.uuid5(
-                        ID_NAMESPACE, f"{self.reader.header_digest}:{record.first_line}:{record.digest}"))
+                    message["messageId"] = self._derived_id(record)
                 try:
                     ok, built, unused = send_message(self.client, message, opts.default_type)
                 except InvalidMessageError as exc:
@@ -991,6 +1045,13 @@ class _Import:
         if not self.verified:
             raise ImportProblem(f"{self.name} is shorter than when the checkpoint {self.cp_path} was written; "
                                 "pass --restart to send the whole file again")
+
+    def _derived_id(self, record: _Record) -> str:
+        """The messageId of a line without one: the same line of the same file always gets the same."""
+        name = f"{self.reader.header_digest}:{record.first_line}:{record.digest}"
+        if self.base.id_namespace:  # "": resuming a checkpoint written before ids were namespaced
+            name = f"{self.base.id_namespace}:{name}"
+        return str(uuid.uuid5(ID_NAMESPACE, name))
 
     # -- the checkpoint thread ---------------------------------------------------------
 
@@ -1028,6 +1089,7 @@ class _Import:
     def run(self) -> ImportReport:
         opts, report = self.options, self.report
         started = time.monotonic()
+        self.head_namespace = "head:" + _digest(self.source.head(ID_HEAD_BYTES))
         self.reader = _reader_for(self.source, opts.format)
         self.reader.header()
         self.header_lines = self.source.line

@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 from dateutil.parser import isoparse
 from dateutil.tz import tzlocal, tzutc
 
+from ._checks import quote
 from .errors import InvalidMessageError
 from .version import VERSION
 
@@ -99,7 +100,7 @@ def parse_iso8601(text: str, field: str = "timestamp") -> _dt.datetime:
     try:
         return isoparse(text)
     except (ValueError, OverflowError):
-        raise InvalidMessageError(f"{field} must be an ISO-8601 date-time, got {text!r}", field) from None
+        raise InvalidMessageError(f"{field} must be an ISO-8601 date-time, got {quote(text)}", field) from None
 
 
 def format_timestamp(value: Any, field: str = "timestamp") -> str:
@@ -152,7 +153,7 @@ def _id(value: Any, field: str) -> Optional[str]:
             ) from None
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidMessageError(f"{field} must be a finite number, got {value!r}", field)
+            raise InvalidMessageError(f"{field} must be a finite number, got {quote(value)}", field)
         return float.__repr__(value)
     return str(value)
 
@@ -166,7 +167,8 @@ def _mapping(value: Any, field: str) -> Optional[dict]:
         try:
             return dict(value)
         except Exception as exc:  # a Mapping that cannot be read: report the field, keep the cause
-            raise InvalidMessageError(f"{field}: reading the {type(value).__name__} failed: {exc!r}", field) from exc
+            raise InvalidMessageError(
+                f"{field}: reading the {type(value).__name__} failed: {quote(exc)}", field) from exc
     raise InvalidMessageError(f"{field} must be a dict, got {type(value).__name__}", field)
 
 
@@ -232,7 +234,7 @@ def build(
             otid = _id(object_type_id, "objectTypeId")
             if not (otid.isascii() and otid.isdigit()):
                 raise InvalidMessageError(
-                    f"objectTypeId must be a whole number such as '1', got {otid!r}", "objectTypeId"
+                    f"objectTypeId must be a whole number such as '1', got {quote(otid)}", "objectTypeId"
                 )
             msg["objectTypeId"] = otid
     elif uid is None and aid is None:

@@ -106,8 +106,10 @@ from typing import (
     TypeVar,
     Union,
 )
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+from analytics import _checks
+from analytics._checks import quote as quote_value
 from analytics.apiclient import DEFAULT_USER_AGENT
 from analytics.errors import ConfigurationError, UnserializableValueError
 
@@ -772,13 +774,8 @@ def _base_url(url: Optional[str], region: Region) -> str:
     if url is None:
         return f"https://{region.api_host}"
     if not isinstance(url, str) or not url.strip():
-        raise ConfigurationError(f"url must be a base URL such as 'https://api.customer.io', got {url!r}")
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = "https://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"url must be an http(s) base URL, got {url!r}")
+        raise ConfigurationError(f"url must be a base URL such as 'https://api.customer.io', got {quote_value(url)}")
+    url, parts = _checks.http_url("url", url)
     if parts.path.rstrip("/").endswith("/v1"):
         url = url[: url.rstrip("/").rfind("/v1")]
     return url
@@ -812,11 +809,11 @@ class AppClientBase(Generic[R]):
         self.region = region
         self.url = _base_url(url, region)
         self.retries = retries
-        self.timeout = timeout
+        self.timeout = _checks.number("timeout", timeout, 0.001)
         self.backoff_factor = backoff_factor
         self.use_connection_pooling = use_connection_pooling
         #: The User-Agent sent (default ``cdp-relay/<version> (python)``).
-        self.user_agent = user_agent or DEFAULT_USER_AGENT
+        self.user_agent = _checks.header_text("user_agent", user_agent) or DEFAULT_USER_AGENT
         self.retry_policy = retry_policy if retry_policy is not None else default_policy(retries, backoff_factor)
         self.retry_strategy = retry_strategy
         self._init_transport()

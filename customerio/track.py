@@ -58,6 +58,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import quote, urlsplit
 
+from analytics import _checks
 from analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -223,6 +224,10 @@ class BatchResult:
                 f"failed={self.failed})")
 
 
+def _shown(host: str) -> str:
+    return _checks.quote(_checks.redact_url(host))
+
+
 def _loopback(hostname: Optional[str]) -> bool:
     if not hostname:
         return False
@@ -275,10 +280,10 @@ class TrackClientBase(Generic[R]):
         self._explicit_port = port is not None
         self.url_prefix = url_prefix or "/api/v1"
         self.retries = retries
-        self.timeout = timeout
+        self.timeout = _checks.number("timeout", timeout, 0.001)
         self.backoff_factor = backoff_factor
         self.use_connection_pooling = use_connection_pooling
-        self.user_agent = user_agent
+        self.user_agent = _checks.header_text("user_agent", user_agent)
         if retry_policy is None:
             from .retry import default_policy  # here: customerio.retry imports this module
 
@@ -302,16 +307,17 @@ class TrackClientBase(Generic[R]):
                 scheme = "http"
         host = host.strip("/")
         if "/" in host:
-            raise CustomerIOException(f"host must be a host name (and port), not a URL with a path: {self.host!r}")
+            raise CustomerIOException(
+                f"host must be a host name (and port), not a URL with a path: {_shown(self.host)}")
         try:
             host_port = urlsplit("//" + host).port
         except ValueError:
-            raise CustomerIOException(f"host has an invalid port: {self.host!r}") from None
+            raise CustomerIOException(f"host has an invalid port: {_shown(self.host)}") from None
         if host_port is not None and self._explicit_port and host_port != self.port:
-            raise CustomerIOException(f"host {self.host!r} names port {host_port} but port={self.port}")
+            raise CustomerIOException(f"host {_shown(self.host)} names port {host_port} but port={self.port}")
         self.scheme = scheme
         self.host = host
-        self._origin = self._make_origin()
+        self._origin = _checks.http_url("host", self._make_origin())[0]
         self.base_url = f"{self._origin}/{self.url_prefix.strip('/')}"
         return self.base_url
 

@@ -497,3 +497,77 @@ def test_import_through_a_flaky_endpoint_delivers_everything(tmp_path: Path, col
     assert collector.unique_ids == {f"m-{i}" for i in range(2000)}
     assert collector.stats()["refused"] > 0  # the chaos did happen
     assert read_checkpoint(Path(str(path) + ".checkpoint"))["line"] == 2000
+
+
+# -- derived messageIds across files (issue 13) ----------------------------------------------
+
+
+def _no_ids(count: int) -> List[Dict[str, Any]]:
+    return [{"type": "track", "userId": "1", "event": "Login", "properties": {"n": i}} for i in range(count)]
+
+
+def test_the_same_lines_in_two_files_get_different_ids(tmp_path: Path, collector: Collector) -> None:
+    """The same line at the same place of two different files gets two ids; each file's rerun repeats its own."""
+    day1 = write_jsonl(tmp_path / "day1.jsonl", _no_ids(20) + [{"type": "track", "userId": "1", "event": "A"}])
+    day2 = write_jsonl(tmp_path / "day2.jsonl", _no_ids(20) + [{"type": "track", "userId": "1", "event": "B"}])
+    assert run_import(options(day1, collector)).exit_code == 0
+    assert run_import(options(day2, collector)).exit_code == 0
+    first = ids(collector)
+    assert len(first) == 42 and len(set(first)) == 42 and collector.duplicates == 0
+    for path in (day1, day2):
+        assert run_import(options(path, collector, restart=True)).exit_code == 0
+    assert ids(collector)[42:] == first and collector.duplicates == 42
+
+
+def test_a_moved_or_appended_file_keeps_its_ids(tmp_path: Path, collector: Collector) -> None:
+    """Ids name the file by its start: after a move and an append, a restarted import repeats the old ids."""
+    lines = [{**m, "properties": {"n": i, "pad": "x" * 1000}} for i, m in enumerate(_no_ids(100))]  # > 64 KiB
+    path = write_jsonl(tmp_path / "export.jsonl", lines)
+    assert run_import(options(path, collector, checkpoint=None)).exit_code == 0
+    first = ids(collector)
+    moved = tmp_path / "archive" / "renamed.jsonl"
+    moved.parent.mkdir()
+    path.rename(moved)
+    with open(moved, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"type": "track", "userId": "1", "event": "Later"}) + "\n")
+    assert run_import(options(moved, collector, checkpoint=None)).exit_code == 0
+    assert ids(collector)[100:200] == first and collector.duplicates == 100
+    assert ids(collector)[200] not in first
+
+
+def test_a_resumed_small_file_keeps_its_ids_after_an_append(tmp_path: Path, collector: Collector) -> None:
+    """The checkpoint keeps the id namespace: a stored but unconfirmed batch resent after an append keeps its ids."""
+    path = write_jsonl(tmp_path / "small.jsonl", _no_ids(10))  # under 64 KiB: appending changes its start
+    collector.store_then_drop_next(1)  # stored, but the import never hears so
+    once = RetryPolicy(max_retries=0, max_time=1.0)
+    assert run_import(options(path, collector, retry_policy=once)).exit_code == 1
+    first = ids(collector)
+    assert len(first) == 10 and read_checkpoint(Path(str(path) + ".checkpoint"))["line"] == 0
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"type": "track", "userId": "1", "event": "Later"}) + "\n")
+    assert run_import(options(path, collector)).exit_code == 0
+    assert ids(collector)[10:20] == first and collector.duplicates == 10 and len(collector.messages) == 21
+
+
+def test_an_explicit_id_namespace_gives_equal_ids_across_files(tmp_path: Path, collector: Collector) -> None:
+    """With the same --id-namespace two files with the same lines get the same ids; another namespace, others."""
+    one = write_jsonl(tmp_path / "one.jsonl", _no_ids(10))
+    two = write_jsonl(tmp_path / "two.jsonl", _no_ids(10) + [{"type": "track", "userId": "2", "event": "X"}])
+    assert run_import(options(one, collector, id_namespace="crm-export")).exit_code == 0
+    assert run_import(options(two, collector, id_namespace="crm-export")).exit_code == 0
+    got = ids(collector)
+    assert got[10:20] == got[:10] and collector.duplicates == 10
+    assert run_import(options(one, collector, id_namespace="other", restart=True)).exit_code == 0
+    assert not set(ids(collector)[21:]) & set(got)
+
+
+def test_cli_id_namespace_flag(tmp_path: Path, collector: Collector) -> None:
+    """``cdp-relay import --id-namespace NAME`` run as a process gives two files the same ids."""
+    for name in ("a.jsonl", "b.jsonl"):
+        path = write_jsonl(tmp_path / name, _no_ids(5))
+        cmd = [sys.executable, "-m", "analytics", "import", str(path), "-k", WRITE_KEY, "--host", collector.url,
+               "--progress", "none", "--id-namespace", "shared"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=60)
+        assert done.returncode == 0, done.stderr
+    got = ids(collector)
+    assert len(got) == 10 and got[:5] == got[5:]

@@ -16,6 +16,7 @@ from ..bloomreach import (
     check_properties,
     unix_time,
 )
+from .. import _checks
 from ..errors import ConfigurationError, InvalidMessageError, UnsupportedCallError
 from . import Destination
 
@@ -98,7 +99,9 @@ class Bloomreach(Destination):
         if not isinstance(project_token, str) or not project_token.strip():
             raise ConfigurationError("project_token must be a non-empty string")
         if not isinstance(base_url, str) or "://" not in base_url:
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {base_url!r}")
+            shown = _checks.quote(_checks.redact_url(base_url))
+            raise ConfigurationError(f"base_url must be an http(s) URL, got {shown}")
+        base_url = _checks.http_url("base_url", base_url)[0]
         for option, value in (("hard_id", hard_id), ("soft_id", soft_id)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{option} must be a non-empty string, got {value!r}")

@@ -10,6 +10,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
+from .. import _checks
 from ..errors import ConfigurationError, InvalidMessageError, UnsupportedCallError
 from . import Destination, basic_auth
 
@@ -193,8 +194,9 @@ class TrackV2(Destination):
                 if given.lower() == "http" and _loopback(urlsplit("//" + text).hostname):
                     scheme = "http"
             if not text or "/" in text:
-                raise ConfigurationError(f"host must be a host name with an optional port, not {host!r}")
-            return f"{scheme}://{text}"
+                shown = _checks.quote(_checks.redact_url(host))
+                raise ConfigurationError(f"host must be a host name with an optional port, not {shown}")
+            return _checks.http_url("host", f"{scheme}://{text}")[0]
         key = getattr(region, "name", region)
         if not isinstance(key, str) or key.lower() not in _HOSTS:
             raise ConfigurationError(f"region must be 'us' or 'eu' (or Regions.US/EU), not {region!r}")

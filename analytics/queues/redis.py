@@ -50,6 +50,7 @@ import time
 import uuid
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
+from .._checks import quote, redact_url
 from ..errors import ConfigurationError
 from ._bounded import Bounded
 
@@ -144,7 +145,7 @@ class RedisQueue(Bounded):
                 url, socket_timeout=block + timeout, socket_connect_timeout=timeout
             )
         except ValueError as exc:
-            raise ConfigurationError(f"queue must be a redis:// URL: {exc}") from None
+            raise ConfigurationError(f"queue must be a redis:// URL ({exc}): {quote(redact_url(url))}") from None
         self._add = self._w.register_script(_ADD_SCRIPT)
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)

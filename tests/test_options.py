@@ -1,0 +1,275 @@
+"""Option checks: values that would make every send fail are refused at once, naming the option;
+booleans are booleans; errors quote bad values briefly and never echo a password."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+
+import analytics
+import customerio
+from analytics import Client, ConfigurationError, InvalidMessageError, encoding
+from analytics.collector import Collector
+from analytics.destinations.bloomreach import Bloomreach
+from analytics.destinations.trackv2 import TrackV2
+
+from .conftest import WRITE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+NAN, INF = float("nan"), float("inf")
+FLOAT_OPTIONS = ("timeout", "upload_interval", "max_retry_time", "max_queue_wait", "exit_timeout", "pace_wait")
+BOOL_OPTIONS = ("debug", "send", "sync_mode", "gzip")
+
+BAD: Dict[str, Any] = {
+    "user agent ending in a newline": ("user_agent", "my-app/1.0\n"),
+    "user agent with CRLF": ("user_agent", "my-app/1.0\r\nX-Injected: 1"),
+    "user agent with a tab": ("user_agent", "my-app\t1.0"),
+    "user agent not Latin-1": ("user_agent", "my-app/1.0 \u2603"),
+    "user agent starting with a space": ("user_agent", " my-app/1.0"),
+    "user agent not text": ("user_agent", b"my-app/1.0"),
+    "host with a space": ("host", "https://cdp.customer .io"),
+    "host with a control character": ("host", "https://cdp.customer.io/\x00"),
+    "host not http": ("host", "ftp://cdp.customer.io"),
+    "host with a port too high": ("host", "https://cdp.customer.io:99999"),
+    "host with port 0": ("host", "https://cdp.customer.io:0"),
+    "host with a bad IPv6 address": ("host", "http://[::1"),
+    "host with a query": ("host", "https://cdp.customer.io/?region=eu"),
+    "host with a fragment": ("host", "https://cdp.customer.io/#x"),
+    "host with credentials": ("host", "https://user:pw@cdp.customer.io"),
+    "host with no host name": ("host", "https://"),
+    "host bare with a bad port": ("host", "cdp.customer.io:http"),
+    "write key with a newline": ("write_key", WRITE_KEY + "\n"),
+    **{f"{name} nan": (name, NAN) for name in FLOAT_OPTIONS},
+    **{f"{name} inf": (name, INF) for name in FLOAT_OPTIONS},
+    **{f"{name} too long for the OS": (name, 1e10) for name in FLOAT_OPTIONS},
+    **{f"{name} 'no'-like text": (name, "nope") for name in BOOL_OPTIONS},
+    **{f"{name} 2": (name, 2) for name in BOOL_OPTIONS},
+    **{f"{name} None": (name, None) for name in BOOL_OPTIONS},
+}
+
+
+@pytest.mark.parametrize("name,value", list(BAD.values()), ids=list(BAD))
+def test_bad_options_are_refused_at_creation(name: str, value: Any) -> None:
+    """A value that would make every request fail (or mean something else) raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match=name):
+        Client(**{"write_key": WRITE_KEY, name: value})
+
+
+SETTABLE = {k: v for k, v in BAD.items() if v[0] != "user_agent"}
+
+
+@pytest.mark.parametrize("name,value", list(SETTABLE.values()), ids=list(SETTABLE))
+def test_bad_options_are_refused_on_a_live_client_and_as_module_settings(name: str, value: Any) -> None:
+    """``client.timeout = nan`` and ``analytics.timeout = nan`` raise at the assignment and change nothing."""
+    client = Client(WRITE_KEY, send=False)
+    before = getattr(client, name)
+    with pytest.raises(ConfigurationError, match=name):
+        setattr(client, name, value)
+    assert getattr(client, name) == before
+    client.shutdown(timeout=1)
+    saved = getattr(analytics, name)
+    with pytest.raises(ConfigurationError, match=name):
+        setattr(analytics, name, value)
+    assert getattr(analytics, name) == saved
+    analytics.send = False
+    analytics.track("u1", "Checked")  # the shared client is created with the good values
+    with pytest.raises(ConfigurationError, match=name):
+        setattr(analytics, name, value)
+
+
+@pytest.mark.parametrize("text,expected", [("true", True), ("False", False), ("yes", True), ("NO", False),
+                                           ("on", True), ("off", False), ("1", True), ("0", False),
+                                           (1, True), (0, False), (True, True), (False, False)])
+def test_boolean_options_parse_their_documented_forms_strictly(text: Any, expected: bool) -> None:
+    """'no', 'false', '0' (and 0) turn a boolean option off; 'yes', 'true', '1' turn it on."""
+    client = Client(WRITE_KEY, send=False, debug=text, gzip=text, sync_mode=text)
+    assert (client.debug, client.gzip, client.sync_mode) == (expected,) * 3
+    assert all(type(v) is bool for v in (client.debug, client.gzip, client.sync_mode))
+    client.shutdown(timeout=1)
+
+
+def test_send_no_sends_nothing(collector: Collector) -> None:
+    """``send='no'`` does not send (it used to be truthy); ``gzip='false'`` does not compress."""
+    client = Client(WRITE_KEY, host=collector.url, send="no", gzip="false")
+    assert client.track("u1", "Not sent")[0]
+    assert client.flush(timeout=2) == 0
+    client.gzip = "true"
+    client.send = "yes"
+    client.track("u1", "Sent")
+    assert client.flush(timeout=5) == 0
+    client.shutdown(timeout=2)
+    assert [m["event"] for m in collector.messages] == ["Sent"]
+
+
+@pytest.mark.parametrize("host,url", [("localhost:8080", "https://localhost:8080"),
+                                      (" https://cdp-eu.customer.io/ ", "https://cdp-eu.customer.io"),
+                                      ("https://proxy.example.com/cdp", "https://proxy.example.com/cdp"),
+                                      ("HTTP://[::1]:8080", "HTTP://[::1]:8080")])
+def test_good_hosts_are_kept(host: str, url: str) -> None:
+    """A bare host:port gets https://; a path prefix and an IPv6 literal are kept."""
+    client = Client(WRITE_KEY, host=host, send=False)
+    assert client.host == url
+    client.shutdown(timeout=1)
+
+
+def test_a_latin1_user_agent_is_sent(collector: Collector) -> None:
+    """A one-line Latin-1 user agent is accepted and delivered with the messages."""
+    client = Client(WRITE_KEY, host=collector.url, user_agent="caf\u00e9-app/1.0 (x)")
+    client.track("u1", "Sent")
+    assert client.flush(timeout=5) == 0
+    client.shutdown(timeout=2)
+    assert len(collector.messages) == 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda **kw: customerio.CustomerIO("site", "key", **kw),
+    lambda **kw: customerio.APIClient("app-key", **kw),
+], ids=["track", "app"])
+@pytest.mark.parametrize("option,value", [("user_agent", "x\n"), ("user_agent", "\u2603"), ("timeout", NAN),
+                                          ("timeout", INF)])
+def test_the_customerio_clients_check_the_same_options(make: Any, option: str, value: Any) -> None:
+    """The Track API and App API clients refuse the same user_agent and timeout values."""
+    with pytest.raises(ConfigurationError, match=option):
+        make(**{option: value})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: customerio.CustomerIO("site", "key", host="track .customer.io"),
+    lambda: customerio.APIClient("app-key", url="https://api.customer.io:99999"),
+    lambda: TrackV2("site", "key", host="track .customer.io"),
+    lambda: Bloomreach("token", api_token="t", base_url="https://api.exponea .com"),
+], ids=["track", "app", "trackv2", "bloomreach"])
+def test_the_other_clients_and_destinations_check_their_host(make: Any) -> None:
+    """A host with a space or a bad port is refused by every client and destination, naming it."""
+    with pytest.raises(ConfigurationError, match="host|url|base_url"):
+        make()
+
+
+# -- short quotes of long values (D10) ------------------------------------------------------------
+
+
+def test_a_huge_bad_timestamp_gives_a_short_error() -> None:
+    """A 10 MB bad timestamp is quoted by a short prefix and its length, not in full."""
+    client = Client(WRITE_KEY, send=False)
+    with pytest.raises(InvalidMessageError, match="10000000 characters") as info:
+        client.track("u1", "E", timestamp="x" * 10_000_000)
+    client.shutdown(timeout=1)
+    assert len(str(info.value)) < 300
+
+
+def test_a_huge_bad_object_type_id_gives_a_short_error() -> None:
+    """A 10 MB bad objectTypeId is quoted by a short prefix, saying how long it was."""
+    client = Client(WRITE_KEY, send=False)
+    with pytest.raises(InvalidMessageError, match="10000001 characters") as info:
+        client.group("u1", "g1", object_type_id="1" + "x" * 10_000_000)
+    client.shutdown(timeout=1)
+    assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("kw", [dict(host="http://" + "h" * 10_000_000 + ":99999"),
+                                dict(user_agent="a\n" * 5_000_000),
+                                dict(queue="redis://127.0.0.1:6379/0", stream_prefix=("x" * 10_000_000,)),
+                                dict(spool_path=["p"] * 1_000_000)], ids=["host", "user_agent", "prefix", "spool"])
+def test_huge_bad_options_give_short_errors(kw: Dict[str, Any]) -> None:
+    """Option errors quote a short prefix of a huge bad value."""
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY, **kw)
+    assert len(str(info.value)) < 300
+
+
+# -- URLs with passwords (D5) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("queue", ["Redis://:secret@127.0.0.1:6379/0", " redis://:secret@127.0.0.1:6379/0",
+                                   "http://user:secret@127.0.0.1:6379/0",
+                                   "redis-sentinel://127.0.0.1/0?password=secret"])
+def test_a_mistyped_redis_url_does_not_show_its_password(queue: str) -> None:
+    """The ConfigurationError for a bad queue URL shows it with the password replaced by ***."""
+    with pytest.raises(ConfigurationError, match="queue") as info:
+        Client(WRITE_KEY, queue=queue)
+    assert "secret" not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize("kw", [dict(host="https://user:secret@cdp .customer.io"),
+                                dict(host="https://user:secret@cdp.customer.io:99999"),
+                                dict(proxies="http://user:secret@proxy:3128")], ids=["space", "port", "proxies"])
+def test_bad_host_and_proxy_urls_do_not_show_their_password(kw: Dict[str, Any]) -> None:
+    """Errors about a host or proxies URL never contain its password."""
+    with pytest.raises(ConfigurationError) as info:
+        Client(WRITE_KEY, **kw)
+    assert "secret" not in str(info.value)
+
+
+def test_the_worker_command_does_not_print_the_password() -> None:
+    """``python -m analytics worker --queue 'Redis://:secret@...'`` fails with a message that hides the password."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CDP_WRITE_KEY=WRITE_KEY)
+    for queue in ("Redis://:secret@127.0.0.1:6379/0", " redis://user:secret@127.0.0.1:6379/0"):
+        done = subprocess.run([sys.executable, "-m", "analytics", "worker", "--queue", queue],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 2, done.stderr
+        assert "queue must be" in done.stderr and "***" in done.stderr
+        assert "secret" not in done.stderr + done.stdout
+
+
+# -- the returned message (D12) ------------------------------------------------------------------
+
+
+def test_the_returned_message_holds_the_callers_values_and_the_wire_their_json(collector: Collector) -> None:
+    """As README says: the returned dict keeps a set/Decimal/bytes/NaN as given; the server gets
+    ``json.loads(encoding.dumps(message))``."""
+    client = Client(WRITE_KEY, host=collector.url)
+    props = {"tags": {"b", "a"}, "price": decimal.Decimal("9.50"), "raw": b"bytes", "ratio": NAN}
+    ok, message = client.track("u1", "Bought", props)
+    assert ok and message["properties"] is props and message["properties"]["tags"] == {"a", "b"}
+    assert client.flush(timeout=5) == 0
+    client.shutdown(timeout=2)
+    (received,) = collector.messages
+    expected = json.loads(encoding.dumps(message))
+    assert expected["properties"] == {"tags": ["a", "b"], "price": 9.5, "raw": "bytes", "ratio": None}
+    assert {k: received[k] for k in expected} == expected
+    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    assert "exactly as it will be sent" not in readme and "json.loads(analytics.encoding.dumps(message))" in readme
+
+
+def test_a_redis_url_redis_refuses_is_shown_without_its_password() -> None:
+    """A redis:// URL that Redis cannot parse is named in the error, password redacted."""
+    with pytest.raises(ConfigurationError, match="notaport") as info:
+        Client(WRITE_KEY, queue="redis://:secret@127.0.0.1:notaport/0")
+    assert "secret" not in str(info.value) and "redis://:***@127.0.0.1:notaport/0" in str(info.value)
+
+
+def test_the_bloomreach_client_checks_its_options() -> None:
+    """The direct Bloomreach client refuses an infinite timeout, a bad user agent and a base URL with a space."""
+    from analytics.bloomreach import BloomreachClient
+
+    for kw, name in ((dict(timeout=INF), "timeout"), (dict(user_agent="x\r\n"), "user_agent"),
+                     (dict(base_url="https://api.exponea .com"), "base_url")):
+        with pytest.raises(ConfigurationError, match=name):
+            BloomreachClient("token", api_token="t", **kw)
+
+
+def test_the_cli_refuses_a_bad_host_without_showing_its_password() -> None:
+    """``cdp-relay track --host`` with a space and a password exits 2 and does not print the password."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "analytics", "track", "-k", WRITE_KEY, "-u", "1", "-e", "E",
+                           "--host", "http://user:secret@127.0.0.1 :1"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert done.returncode == 2 and "--host" in done.stderr and "secret" not in done.stderr, done.stderr
+
+
+def test_boolean_module_settings_read_back_as_booleans() -> None:
+    """``analytics.debug = 'no'`` is stored as False (a truthy 'no' would mislead ``if analytics.debug``)."""
+    analytics.debug = "no"
+    analytics.gzip = "yes"
+    assert analytics.debug is False and analytics.gzip is True
+    analytics.send = "false"
+    analytics.track("u1", "Checked")
+    assert analytics.default_client is not None and analytics.default_client.send is False
