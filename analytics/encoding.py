@@ -57,6 +57,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Callable, Dict
 
+from ._checks import quote
 from .errors import UnserializableValueError
 from .messages import LIBRARY as _LIBRARY
 
@@ -141,7 +142,7 @@ def _key(key: Any, path: str) -> str:
         try:
             value = _default(key)
         except Exception as exc:
-            raise UnserializableValueError(f"{path or 'message'}: dict key {key!r}: {exc}", path) from exc
+            raise UnserializableValueError(f"{path or 'message'}: dict key {quote(key)}: {quote(str(exc), 200)}", path) from exc
         if not isinstance(value, (str, int, float, uuid.UUID, decimal.Decimal, _dt.date, _dt.time, enum.Enum)) \
                 and value is not None:
             return str(value)  # an Enum member whose value is, say, a tuple
@@ -202,7 +203,7 @@ def _normalize(obj: Any, path: str, active: set, depth: int) -> Any:
         raise UnserializableValueError(f"{path or 'message'}: {exc}", path) from None
     except Exception as exc:  # a conversion that failed: a broken isoformat(), tolist(), mapping...
         raise UnserializableValueError(
-            f"{path or 'message'}: converting a {type(obj).__qualname__} failed: {exc!r}", path
+            f"{path or 'message'}: converting a {type(obj).__qualname__} failed: {quote(exc, 200)}", path
         ) from exc
     return _normalize(converted, path, active, depth + 1)
 

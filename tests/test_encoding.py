@@ -398,3 +398,21 @@ def test_dumps_message_gives_the_same_bytes_as_dumps():
                 assert got.value.path == exc.path
             else:
                 assert encoding.dumps_message(msg) == expected
+
+
+class _HugeDate(dt.date):
+    """A date whose repr and conversion error are each 100,000 characters long."""
+
+    def isoformat(self) -> str:  # type: ignore[override]
+        raise ValueError("y" * 100_000)
+
+    def __repr__(self) -> str:
+        return "D" * 100_000
+
+
+@pytest.mark.parametrize("value", [{_HugeDate(2020, 1, 1): 1}, {"a": _HugeDate(2020, 1, 1)}])
+def test_a_huge_bad_value_or_key_gives_a_short_error(value):
+    """A value or dict key that cannot be converted is quoted briefly: the error stays short (issue 13 D10)."""
+    with pytest.raises(UnserializableValueError) as info:
+        encoding.dumps(value)
+    assert len(str(info.value)) < 600
