@@ -240,7 +240,7 @@ def test_fork_while_parent_sends_and_holds_every_lock_does_not_deadlock(make_cli
     _poll(lambda: client._consumer.in_flight() > 0, 5, "a batch in flight")
     assert analytics.default_client is None
     # in the order the library takes them: consumer, then queue; stats and the facade's lock alone
-    locks = [client._consumer._lock, client._queue._lock, client._stats._lock, analytics._lock]
+    locks = [client._consumer._lock, client._queue._lock, client._stats._lock, client_module._process_lock(analytics._locks)]
     holding, release = threading.Event(), threading.Event()
 
     def hold():
