@@ -1,7 +1,8 @@
-"""Fork safety with real forks: os.fork(), multiprocessing (fork start method) and gunicorn --preload.
+"""Fork safety with real forks: os.fork(), multiprocessing (fork start method) and gunicorn (sync, gevent workers).
 
 A forked child gets its own queue, consumer threads, locks, HTTP session and
-counters (``os.register_at_fork``; a pid check is the fallback).  What the
+counters, built at its first call (after any gevent monkey-patching), once
+``os.register_at_fork`` has marked the fork (a pid check is the fallback).  What the
 parent had queued at the fork is the parent's to deliver; what the child
 queues is the child's.  Every test counts at a real collector on 127.0.0.1
 (in this process) that every event arrived exactly once, by ``messageId``.
@@ -505,7 +506,7 @@ def _run_process_target(n: int) -> list:
     return child_ids
 
 
-# --- gunicorn --preload ----------------------------------------------------------------
+# --- gunicorn: sync, gthread and gevent workers, with and without --preload -----------
 
 
 def _get(port: int, path: str, timeout: float) -> Dict[str, Any]:
