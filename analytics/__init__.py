@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import types
 from typing import Any, Dict, Optional, Tuple
 
@@ -126,18 +125,11 @@ _SETTINGS = (
     "pace_wait",
 )
 _CREATION_SETTINGS = ("thread", "spool_path", "destination")
-_lock = threading.Lock()
-
-
-def _new_lock_in_child() -> None:
-    # A thread of the parent may have held the lock at the fork; the child
-    # has only the forking thread, so it starts with a fresh one.
-    global _lock
-    _lock = threading.Lock()
-
-
+# The shared client's lock, one per process (a thread of the parent may have
+# held it at the fork), made at its first use there (see client._process_lock).
+_locks: Dict[int, Any] = {}
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_lock_in_child)
+    os.register_at_fork(after_in_child=_locks.clear)
 
 
 def _default() -> Client:
@@ -145,7 +137,7 @@ def _default() -> Client:
     client = default_client
     if client is not None:
         return client
-    with _lock:
+    with _client_module._process_lock(_locks):
         if default_client is None:
             mod = sys.modules[__name__]
             settings = {name: getattr(mod, name) for name in _SETTINGS}
@@ -197,7 +189,7 @@ def flush(timeout: Optional[float] = None) -> int:
 def shutdown(timeout: Optional[float] = None) -> int:
     """Drain and stop the shared client; the next call creates a new one.  Returns messages dropped."""
     global default_client
-    with _lock:
+    with _client_module._process_lock(_locks):
         client, default_client = default_client, None
     return 0 if client is None else client.shutdown(timeout)
 

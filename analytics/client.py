@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -163,6 +164,7 @@ def _mp_child_exit_hook(client: "Client") -> None:
     # function before os._exit(), and only once (weakref.finalize is one-shot).
     import multiprocessing.util as mp_util
 
+    client._check_pid()  # the finalizer of this process's engine, not the parent's
     mp_util.Finalize(client, client._finalizer, exitpriority=10)
 
 
@@ -189,9 +191,23 @@ def _clients() -> List["Client"]:
 def _after_fork_in_child() -> None:
     for client in _clients():
         try:
-            client._after_fork()
+            client._engine_locks.clear()  # the child makes its own at its first call
+            client._leave_parent_engine()
         except Exception:  # pragma: no cover - never break the user's fork
             log.exception("could not reset an analytics client after fork")
+
+
+def _process_lock(locks: Dict[int, Any]) -> Any:
+    """This process's lock in ``locks``, made at its first use in the process.
+
+    Not in an at-fork hook: gevent's worker (``gunicorn -k gevent``) patches
+    ``threading`` after the fork, and a greenlet that waits for a real lock
+    another greenlet holds stops the whole process.  Keyed by pid, so a lock
+    that a thread of the parent held at the fork is never used, even after a
+    fork that bypassed the at-fork hooks (which also clear ``locks``);
+    ``setdefault`` is atomic, so threads racing to the first use share one.
+    """
+    return locks.setdefault(os.getpid(), threading.Lock())
 
 
 if hasattr(os, "register_at_fork"):
@@ -403,6 +419,8 @@ class Client:
                 consume=_checks.flag("consume", consume), claim_after=float(claim_after),
             )
         self._spool_error: Optional[SpoolError] = None
+        self._forked = False  # the at-fork hook left the parent's engine; the next call builds ours
+        self._engine_locks: Dict[int, Any] = {}  # see _process_lock
         self._build_engine(self._make_queue())
         if checked["debug"]:
             _set_debug(self, True)
@@ -458,19 +476,43 @@ class Client:
             log.error("%s; messages are kept in memory instead (not durable)", exc)
             return MemoryQueue(maxsize)
 
-    def _after_fork(self, hooked: bool = True) -> None:
+    def _leave_parent_engine(self) -> None:
+        """In a forked child (the at-fork hook): let go of the parent's engine; the next call builds ours.
+
+        Not built here: the locks, conditions, thread-locals and session
+        would be made with the ``threading`` of the moment of the fork, and
+        gevent's worker (``gunicorn -k gevent --preload``) patches it later.
+        """
+        if self._forked or self._pid == os.getpid():
+            return  # a child that forks before its first call has left the engine already
+        self._finalizer.detach()  # the parent's exit hook is the parent's business
+        old = self._queue
+        if old.durable:
+            # never touch the parent's SQLite connection; take a slot of our own (at the build)
+            old.forget_after_fork()
+            _abandoned.append(old)
+        self._forked = True
+
+    def _check_pid(self) -> None:
+        # the hook marked a fork, or (the fallback) a fork bypassed the hook
+        if self._forked or self._pid != os.getpid():
+            with _process_lock(self._engine_locks):
+                if self._forked or self._pid != os.getpid():
+                    self._after_fork(hooked=self._forked)
+
+    def _after_fork(self, hooked: bool) -> None:
         """Give this (forked child) process its own queue, consumer, locks, session and counters.
 
-        Called by the ``os.register_at_fork`` hook.  Messages the parent had
-        queued stay the parent's to deliver: the child starts empty.  If a
-        fork bypassed the hook (a C extension calling ``fork()`` directly) the
-        pid check at the next wake-up calls this with ``hooked=False``; the
-        messages in the inherited queue cannot be told apart, so they are
-        kept (a duplicate with the same messageId is better than a loss).
+        Called by the first call in the child after the ``os.register_at_fork``
+        hook.  Messages the parent had queued stay the parent's to deliver:
+        the child starts empty.  If a fork bypassed the hook (a C extension
+        calling ``fork()`` directly) the pid check at the next wake-up calls
+        this with ``hooked=False``; the messages in the inherited queue cannot
+        be told apart, so they are kept (a duplicate with the same messageId
+        is better than a loss).
         """
-        if self._pid == os.getpid():
-            return
-        self._finalizer.detach()  # the parent's exit hook is the parent's business
+        if not hooked:
+            self._leave_parent_engine()
         if self._own_transport:
             self._transport = HTTPTransport()  # never share a socket with the parent
         else:
@@ -478,10 +520,6 @@ class Client:
             if callable(after_fork):
                 after_fork()
         old = self._queue
-        if old.durable:
-            # never touch the parent's SQLite connection; take a slot of our own
-            old.forget_after_fork()
-            _abandoned.append(old)
         queue = self._make_queue()
         if not hooked and not old.durable:
             # Only this thread runs in the child: the old lock may be held by
@@ -490,12 +528,9 @@ class Client:
                 queue.put(item)
             log.warning("a fork bypassed os.register_at_fork; %d queued message(s) may be sent twice", len(queue))
         self._build_engine(queue)
+        self._forked = False  # last: other threads use the engine once this is False
         if not hooked and len(queue):
             self._consumer.wake()
-
-    def _check_pid(self) -> None:
-        if self._pid != os.getpid():
-            self._after_fork(hooked=False)
 
     def _set_pace_from(self) -> None:
         # pacing starts once a quarter of the queue is used, and never with pace_wait 0 (nor with
@@ -723,6 +758,8 @@ class Client:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])
         if not cfg.send:
             return True, msg
+        if self._forked:
+            self._check_pid()  # the first call after a fork builds this process's engine
         if self._closed:
             error = ShutdownError("the client was shut down; message not sent")
             self._stats.count_lost("shutdown", 1, error, at_call=True)
@@ -861,6 +898,7 @@ class Client:
         """
         if timeout is not None:
             _number("timeout", timeout, 0)
+        self._check_pid()
         self._closed = True
         dropped = 0
         if not self._consumer.stopped:

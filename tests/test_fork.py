@@ -1,7 +1,8 @@
-"""Fork safety with real forks: os.fork(), multiprocessing (fork start method) and gunicorn --preload.
+"""Fork safety with real forks: os.fork(), multiprocessing (fork start method) and gunicorn (sync, gevent workers).
 
 A forked child gets its own queue, consumer threads, locks, HTTP session and
-counters (``os.register_at_fork``; a pid check is the fallback).  What the
+counters, built at its first call (after any gevent monkey-patching), once
+``os.register_at_fork`` has marked the fork (a pid check is the fallback).  What the
 parent had queued at the fork is the parent's to deliver; what the child
 queues is the child's.  Every test counts at a real collector on 127.0.0.1
 (in this process) that every event arrived exactly once, by ``messageId``.
@@ -173,8 +174,8 @@ def test_fork_child_and_parent_each_deliver_their_own_events_once(make_client, c
     parent_pid = os.getpid()
 
     def child():
+        fresh = client.stats()  # the first call in the child builds its own engine
         assert client._pid == os.getpid() != parent_pid
-        fresh = client.stats()
         ids = _track_many(client.track, "child", 25)
         pending = client.flush(timeout=15)
         return {"ids": ids, "fresh": fresh, "pending": pending, "stats": client.stats()}
@@ -240,7 +241,8 @@ def test_fork_while_parent_sends_and_holds_every_lock_does_not_deadlock(make_cli
     _poll(lambda: client._consumer.in_flight() > 0, 5, "a batch in flight")
     assert analytics.default_client is None
     # in the order the library takes them: consumer, then queue; stats and the facade's lock alone
-    locks = [client._consumer._lock, client._queue._lock, client._stats._lock, analytics._lock]
+    facade_lock = client_module._process_lock(analytics._locks)
+    locks = [client._consumer._lock, client._queue._lock, client._stats._lock, facade_lock]
     holding, release = threading.Event(), threading.Event()
 
     def hold():
@@ -298,6 +300,36 @@ def test_fork_with_the_module_facade(facade, collector):
     assert analytics.flush(timeout=10) == 0
     assert analytics.stats()["delivered"] == 25
     _assert_exactly_once(collector, pre + got["ids"] + post)
+
+
+@pytest.mark.timeout(30)
+def test_fork_then_gevent_patch_builds_the_engine_with_gevent_locks(facade, collector):
+    """The shared client exists at the fork and the child then patches with gevent (as gunicorn -k gevent does).
+
+    The child's engine is built at its first call, after the patching, so
+    its locks are gevent's: 20 greenlets tracking at once, a consumer
+    greenlet and a flush all finish (with a real lock made at the fork, the
+    first greenlet's track() blocked the whole process: issue 13 D14).
+    """
+    monkey = pytest.importorskip("gevent.monkey")
+    pre = _track_many(analytics.track, "parent-pre", 5)
+    assert analytics.default_client is not None
+
+    def child():
+        monkey.patch_all()
+        import gevent
+
+        greenlets = [gevent.spawn(_track_many, analytics.track, f"child-{g}", 5) for g in range(20)]
+        gevent.joinall(greenlets, timeout=10)
+        ids = [i for g in greenlets for i in (g.value or [])]
+        lock_module = type(analytics.default_client._consumer._lock).__module__
+        return {"ids": ids, "pending": analytics.flush(timeout=10), "lock_module": lock_module}
+
+    got = _fork_call(child, timeout=25)
+    assert got["lock_module"].startswith("gevent"), got["lock_module"]
+    assert len(got["ids"]) == 100 and got["pending"] == 0
+    assert analytics.flush(timeout=10) == 0
+    _assert_exactly_once(collector, pre + got["ids"])
 
 
 # --- the pid check, when a fork bypasses os.register_at_fork -------------------------
@@ -474,7 +506,7 @@ def _run_process_target(n: int) -> list:
     return child_ids
 
 
-# --- gunicorn --preload ----------------------------------------------------------------
+# --- gunicorn: sync, gthread and gevent workers, with and without --preload -----------
 
 
 def _get(port: int, path: str, timeout: float) -> Dict[str, Any]:
@@ -489,22 +521,9 @@ def _get(port: int, path: str, timeout: float) -> Dict[str, Any]:
         conn.close()
 
 
-def _send_requests(port: int, numbers: List[int]) -> List[Dict[str, Any]]:
-    """GET /track?n=N for each number over one keep-alive connection (re-opened when the server closes it)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    answers = []
-    try:
-        for n in numbers:
-            conn.request("GET", f"/track?n={n}")
-            resp = conn.getresponse()
-            body = resp.read()
-            assert resp.status == 200, (n, resp.status, body)
-            answers.append(json.loads(body))
-            if resp.will_close:
-                conn.close()
-    finally:
-        conn.close()
-    return answers
+def _track_request(port: int, n: int) -> Dict[str, Any]:
+    """GET /track?n=N on a connection of its own, closed after (a kept-alive one holds up a gevent worker's exit)."""
+    return _get(port, f"/track?n={n}", timeout=5)
 
 
 def _gunicorn_has_control_socket() -> bool:
@@ -513,18 +532,34 @@ def _gunicorn_has_control_socket() -> bool:
     return "--no-control-socket" in out.stdout
 
 
-@pytest.mark.timeout(45)
-@pytest.mark.parametrize(
-    "worker_args", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]], ids=["sync", "gthread"]
-)
-def test_gunicorn_preload_delivers_every_request_event_once(collector, tmp_path, worker_args):
-    """gunicorn --preload -w 2: the master's app-loaded event once, each request's event once.
+_WORKER_ARGS = {"sync": ["-k", "sync"], "gthread": ["-k", "gthread", "--threads", "4"], "gevent": ["-k", "gevent"]}
+_GUNICORN_CASES = [
+    (worker, preload, load_event)
+    for worker in ("sync", "gevent")
+    for preload in (True, False)
+    for load_event in (True, False)
+] + [("gthread", True, True)]
+_GUNICORN_IDS = [
+    f"{worker}-{'' if preload else 'no-'}preload-{'' if load_event else 'no-'}load-event"
+    for worker, preload, load_event in _GUNICORN_CASES
+]
 
-    The app tracks app-loaded at import, in the master, and it is still queued
-    when the workers are forked; SIGTERM stops gunicorn gracefully, so the
-    workers and the master leave normally and drain at exit.
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker, preload, load_event", _GUNICORN_CASES, ids=_GUNICORN_IDS)
+def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, worker, preload, load_event):
+    """gunicorn -w 2, 200 concurrent requests: all answered, batches sent meanwhile, the rest at SIGTERM, each once.
+
+    With ``--preload`` and an event tracked at import (in the master), the
+    shared client exists before the fork and that event is still queued
+    then (a gevent worker patches threading only after the fork: issue 13
+    D14).  ``upload_interval`` is 60 s, so while the workers serve only full
+    batches of 10 are sent; SIGTERM stops gunicorn gracefully, and the
+    workers and the master drain what is left at exit.
     """
-    requests_total = 200
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+    requests_total, upload_size = 200, 10
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
@@ -536,11 +571,13 @@ def test_gunicorn_preload_delivers_every_request_event_once(collector, tmp_path,
         PYTHONPATH=ROOT,
         FORKAPP_WRITE_KEY=WRITE_KEY,
         FORKAPP_HOST=collector.url,
-        FORKAPP_UPLOAD_INTERVAL="2",
+        FORKAPP_UPLOAD_INTERVAL="60",
+        FORKAPP_UPLOAD_SIZE=str(upload_size),
+        FORKAPP_LOAD_EVENT="1" if load_event else "0",
     )
     cmd = [
         sys.executable, "-m", "gunicorn", "tests.forkapp.app:application",
-        "--preload", "-w", "2", *worker_args,
+        *(["--preload"] if preload else []), "-w", "2", *_WORKER_ARGS[worker],
         "--bind", f"fd://{fd}",
         "--graceful-timeout", "10", "--timeout", "10",
         "--worker-tmp-dir", str(tmp_path),
@@ -568,15 +605,21 @@ def test_gunicorn_preload_delivers_every_request_event_once(collector, tmp_path,
             except (OSError, http.client.HTTPException):
                 if time.monotonic() > deadline:
                     pytest.fail("gunicorn did not answer within 20 s:\n" + log_text())
-        assert ping["master"] == proc.pid != ping["pid"]
+        # with --preload the master imported the app, else each worker did
+        assert ping["master"] == (proc.pid if preload else ping["pid"]) and ping["pid"] != proc.pid
 
         numbers = list(range(requests_total))
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            parts = pool.map(_send_requests, [port] * 8, [numbers[i::8] for i in range(8)])
-            answers = [answer for part in parts for answer in part]
-        assert len(answers) == requests_total and all(a["ok"] for a in answers)
-        worker_pids = {a["pid"] for a in answers}
-        assert proc.pid not in worker_pids
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(_track_request, [port] * requests_total, numbers))
+        assert all(a["ok"] for a in answers)
+        per_worker: Dict[int, int] = {}
+        for a in answers:
+            per_worker[a["pid"]] = per_worker.get(a["pid"], 0) + 1
+        assert proc.pid not in per_worker
+        # Sent while serving: each worker's full batches (its own app-loaded event counts without --preload).
+        own = 1 if load_event and not preload else 0
+        live = sum((k + own) // upload_size * upload_size for k in per_worker.values())
+        assert collector.wait_for(live, 10), (live, collector.stats(), log_text())
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log_text()
@@ -586,12 +629,16 @@ def test_gunicorn_preload_delivers_every_request_event_once(collector, tmp_path,
             proc.wait(5)
     assert "Traceback" not in log_text(), log_text()
 
-    assert collector.wait_for(requests_total + 1, 10), collector.stats()
+    loads = (1 if preload else 2) if load_event else 0
+    assert collector.wait_for(requests_total + loads, 10), collector.stats()
     stats = collector.stats()
     assert stats["duplicates"] == 0, stats
-    assert stats["messages"] == stats["unique"] == requests_total + 1, stats
-    loaded = [m for m in collector.messages if m["event"] == "app-loaded"]
-    assert len(loaded) == 1 and loaded[0]["properties"]["pid"] == proc.pid
+    assert stats["messages"] == stats["unique"] == requests_total + loads, stats
+    loaded = {m["properties"]["pid"] for m in collector.messages if m["event"] == "app-loaded"}
+    if load_event and preload:
+        assert loaded == {proc.pid}
+    elif load_event:
+        assert len(loaded) == 2 and set(per_worker) <= loaded and proc.pid not in loaded
     seen = sorted(m["properties"]["n"] for m in collector.messages if m["event"] == "request")
     assert seen == numbers
-    assert {m["properties"]["pid"] for m in collector.messages if m["event"] == "request"} == worker_pids
+    assert {m["properties"]["pid"] for m in collector.messages if m["event"] == "request"} == set(per_worker)

@@ -1,19 +1,21 @@
 """A WSGI app for tests/test_fork.py, served by a real gunicorn with ``--preload``.
 
-At import time (in the gunicorn master, because of ``--preload``) it points
-the module facade at the collector named by the environment and tracks one
-``app-loaded`` event, which is still queued when the master forks its
-workers.  Routes:
+At import time (in the gunicorn master with ``--preload``, else in each
+worker) it points the module facade at the collector named by the
+environment and tracks one ``app-loaded`` event (unless
+``FORKAPP_LOAD_EVENT=0``), which with ``--preload`` is still queued when the
+master forks its workers.  Routes:
 
 ``GET /track?n=N``
     tracks ``request`` for ``user-N`` with properties ``{"n": N, "pid": <worker pid>}``
 ``GET /ping``
     tracks nothing
 
-Every answer is JSON ``{"pid": <worker pid>, "master": <master pid>, "ok": <track's success>}``.
+Every answer is JSON ``{"pid": <worker pid>, "master": <pid that imported the app>, "ok": <track's success>}``.
 
 Environment: ``FORKAPP_WRITE_KEY``, ``FORKAPP_HOST`` (the collector's URL),
-``FORKAPP_UPLOAD_INTERVAL`` (seconds, default 1).
+``FORKAPP_UPLOAD_INTERVAL`` (seconds, default 1), ``FORKAPP_UPLOAD_SIZE``
+(default 100), ``FORKAPP_LOAD_EVENT`` (default 1).
 """
 
 import json
@@ -25,9 +27,11 @@ import analytics
 analytics.write_key = os.environ["FORKAPP_WRITE_KEY"]
 analytics.host = os.environ["FORKAPP_HOST"]
 analytics.upload_interval = float(os.environ.get("FORKAPP_UPLOAD_INTERVAL", "1"))
+analytics.upload_size = int(os.environ.get("FORKAPP_UPLOAD_SIZE", "100"))
 
 MASTER_PID = os.getpid()
-analytics.track("gunicorn-master", "app-loaded", {"pid": MASTER_PID})
+if os.environ.get("FORKAPP_LOAD_EVENT", "1") == "1":
+    analytics.track("gunicorn-master", "app-loaded", {"pid": MASTER_PID})
 
 
 def application(environ, start_response):
