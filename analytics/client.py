@@ -206,7 +206,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
-    # Runs when the Client is garbage collected, or at interpreter exit.
+    # Runs when the Client is garbage collected, or at interpreter exit, unless
+    # shutdown() released everything first (it detaches this finalizer).
     try:
         if not consumer.stopped and (consumer.started or consumer.durable):
             consumer.stop(config.exit_timeout)
@@ -870,7 +871,9 @@ class Client:
         dropped = 0
         if not self._consumer.stopped:
             dropped = self._consumer.stop(timeout)
-        if not self._consumer.on_worker_thread():
+        # Release once (the first shutdown, else the finalizer): a second close of the
+        # spool's lock descriptor would close whatever the app opened meanwhile under it.
+        if not self._consumer.on_worker_thread() and self._finalizer.detach() is not None:
             self._transport.close()
             if self._queue.durable:
                 self._queue.release()

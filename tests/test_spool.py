@@ -449,3 +449,97 @@ def test_module_facade_uses_a_spool(spool, collector):
     assert seqs(collector) == [7]
     with pytest.raises(analytics.ConfigurationError):
         analytics.spool_path = 3.5
+
+
+# --- releasing what the spool owns: once (issue 13 D0) -----------------------------
+
+
+def _open_app_files(tmp_path, number: int, limit: int = 64) -> list:
+    """Open app files until one gets descriptor ``number`` (just freed by the spool); all of them."""
+    opened = []
+    for i in range(limit):
+        path = str(tmp_path / f"app-{i}.log")
+        opened.append((os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), path))
+        if opened[-1][0] == number:
+            return opened
+    raise AssertionError(f"descriptor {number} was not free after the shutdown")
+
+
+def _assert_app_files_intact(opened: list) -> None:
+    for fd, path in opened:
+        os.fstat(fd)  # still open
+        os.write(fd, b"app line\n")
+        os.close(fd)
+        with open(path, "rb") as f:
+            assert f.read() == b"app line\n", path
+
+
+def test_shutdown_after_a_with_block_and_gc_leave_the_apps_files_alone(spool, collector, tmp_path):
+    """Leaving a with block, a second shutdown() and garbage collection close the spool's lock only once."""
+    import gc
+
+    with Client(WRITE_KEY, host=collector.url, spool_path=spool) as client:
+        client.track("u1", "Once", {"seq": 1})
+        lock_fd = client._queue._lock_fd
+    opened = _open_app_files(tmp_path, lock_fd)
+    client.shutdown()
+    client.shutdown(timeout=1)
+    del client
+    gc.collect()
+    _assert_app_files_intact(opened)
+    assert seqs(collector) == [1]
+
+
+def test_a_second_shutdown_does_not_close_an_apps_socket(spool, collector):
+    """A second shutdown() leaves alone a listening socket the app opened under the spool's old lock descriptor."""
+    import socket
+
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    lock_fd = client._queue._lock_fd
+    client.shutdown()
+    sockets = []
+    for _ in range(64):
+        sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        if sockets[-1].fileno() == lock_fd:
+            break
+    server = sockets[-1]
+    assert server.fileno() == lock_fd
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client.shutdown()
+    try:
+        with socket.create_connection(server.getsockname(), timeout=5):
+            conn, _ = server.accept()
+            conn.close()
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_the_finalizer_after_shutdown_releases_nothing_again(spool, collector, tmp_path):
+    """A client garbage collected after shutdown() does not close the spool's descriptors again."""
+    import gc
+    import weakref
+
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    lock_fd = client._queue._lock_fd
+    client.shutdown()
+    opened = _open_app_files(tmp_path, lock_fd)
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None
+    _assert_app_files_intact(opened)
+
+
+def test_release_after_forget_after_fork_closes_the_lock_once(spool, tmp_path):
+    """The queue's release() after forget_after_fork() (or twice) leaves the app's descriptors alone."""
+    q = SQLiteQueue(spool, maxsize=10)
+    lock_fd = q._lock_fd
+    q.forget_after_fork()
+    opened = _open_app_files(tmp_path, lock_fd)
+    q.close()
+    q.release()
+    q.release()
+    q.forget_after_fork()
+    _assert_app_files_intact(opened)
