@@ -543,3 +543,44 @@ def test_release_after_forget_after_fork_closes_the_lock_once(spool, tmp_path):
     q.release()
     q.forget_after_fork()
     _assert_app_files_intact(opened)
+
+
+# --- file modes (issue 13 D4) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0, 0o022])
+def test_spool_files_and_directories_are_private_whatever_the_umask(tmp_path, collector, umask):
+    """The spool's db, -wal, -shm and lock files are 0600 and the directories it creates 0700."""
+    import stat
+
+    path = str(tmp_path / "made" / "by" / "spool" / "events.db")
+    old = os.umask(umask)
+    try:
+        client = Client(WRITE_KEY, host="http://127.0.0.1:9", spool_path=path)
+        client.track("u1", "Private", {"seq": 1})
+        assert client.wait_durable(timeout=5) == 0
+        files = [path + suffix for suffix in ("", "-wal", "-shm", ".lock")]
+        modes = {f: stat.S_IMODE(os.stat(f).st_mode) for f in files}
+        client.shutdown(timeout=0.2)
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(files, 0o600)
+    for directory in ("made", "made/by", "made/by/spool"):
+        assert stat.S_IMODE(os.stat(tmp_path / directory).st_mode) == 0o700, directory
+
+
+def test_a_slot_file_left_world_readable_is_made_private(spool, collector):
+    """A spool file an older version left 0644 is made 0600 when opened."""
+    import stat
+
+    q = SQLiteQueue(spool, maxsize=10)
+    q.close()
+    q.release()
+    for f in (spool, spool + ".lock"):
+        os.chmod(f, 0o644)
+    q = SQLiteQueue(spool, maxsize=10)
+    try:
+        assert {stat.S_IMODE(os.stat(f).st_mode) for f in (spool, spool + ".lock")} == {0o600}
+    finally:
+        q.close()
+        q.release()
