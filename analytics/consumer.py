@@ -107,6 +107,7 @@ class Consumer:
         self._flush_target = 0
         self._stopping = False
         self._give_up: Optional[BaseException] = None
+        self._internal_error: Optional[str] = None  # the last internal error logged (logged once)
         self._deadline: Optional[float] = None
         self._not_before = 0.0  # no request before this clock time (Retry-After, shared by the workers)
         self._backing_off = 0  # workers waiting before a retry: producers must not wait for them
@@ -286,10 +287,16 @@ class Consumer:
         With ``timeout`` None, everything queued gets its normal delivery
         attempts, except that once one batch has used up its retries the rest
         are not sent: they go to ``on_error`` as dropped (reason ``shutdown``).
+        A durable queue instead stops after the retry policy's ``max_time``,
+        keeping what is unsent.
         With a number, whatever is still queued or retrying at the deadline is
         reported the same way.
         """
         dropped_before = self.stats.dropped["shutdown"]
+        if timeout is None and self.durable:
+            # A durable queue retries an outage without limit: bound the wait as a memory
+            # queue's retries are bounded; what is not sent by then stays queued (file, stream).
+            timeout = self.config.retry.max_time
         with self._lock:
             self._stopping = True
             if timeout is not None:
@@ -457,15 +464,23 @@ class Consumer:
         started = self._clock()
         parts = [(0, len(items))]
         delivered = 0
+        waits = None  # backoff between internal errors
         while parts:
             lo, hi = parts.pop()
             part = items[lo:hi]
             try:
                 outcome = self._attempt_part(part, started)
-            except Exception as exc:  # a bug here must not lose track of the messages
-                log.exception("unexpected error while sending %d messages", len(part))
-                self._lose(part, DeliveryError(f"internal error: {exc!r}"), "retries_exhausted")
-                outcome = False
+            except Exception as exc:  # a bug or a setting the transport cannot use: keep track of the messages
+                if keys is None:
+                    log.exception("unexpected error while sending %d messages", len(part))
+                    self._lose(part, DeliveryError(f"internal error: {exc!r}"), "retries_exhausted")
+                    outcome = False
+                else:
+                    waits = waits or self.config.retry.waits()
+                    outcome = self._after_internal_error(part, exc, waits)
+            if outcome is _RETRY:
+                parts.append((lo, hi))
+                continue
             if outcome is None:
                 mid = lo + (hi - lo) // 2
                 parts.append((mid, hi))
@@ -477,11 +492,24 @@ class Consumer:
                 continue
             if outcome is True:
                 delivered += len(part)
+                self._internal_error = None
             elif type(outcome) is int:  # some items refused by the API, the others delivered
                 delivered += outcome
             if keys is not None:
                 self.queue.settle(keys[lo:hi], sum(len(i) for i in part))
         return delivered
+
+    def _after_internal_error(self, part: List[bytes], exc: Exception, waits: Any) -> Any:
+        """With a durable queue an internal error never deletes rows: back off like a retryable
+        failure and try again (``_RETRY``), or keep the part at the shutdown deadline (``_KEPT``)."""
+        what = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if what != self._internal_error:  # once, not once per batch and attempt
+            self._internal_error = what
+            log.error("internal error while sending %d message(s); they stay queued and are tried again",
+                      len(part), exc_info=exc)
+        if not self._sleep(self.config.retry.next_wait(waits, None)):
+            return self._cut_short(part, f"after an internal error ({what})", 0)
+        return _RETRY
 
     def _headers(self, compressed: bool) -> Dict[str, str]:
         cfg = self.config
@@ -658,6 +686,7 @@ class Consumer:
 
 
 _KEPT = object()  # outcome: a durable queue keeps the part for later
+_RETRY = object()  # outcome: try the part again (after an internal error, with a durable queue)
 
 
 def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Exception, items: List[dict]) -> None:

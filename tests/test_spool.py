@@ -584,3 +584,83 @@ def test_a_slot_file_left_world_readable_is_made_private(spool, collector):
     finally:
         q.close()
         q.release()
+
+
+# --- internal errors keep the rows (issue 13 D1) -----------------------------------------
+
+
+class _BrokenTransport:
+    """A transport that fails the way a bug or an unusable setting does: not a TransportError."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    def post(self, url, body, headers, timeout, proxies):
+        self.posts += 1
+        raise ValueError("a header value the HTTP library refuses")
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_internal_error_keeps_spooled_rows_for_the_next_start(spool, collector, errors, caplog):
+    """An internal error during delivery deletes no row: 100 stay pending, and a later client sends them."""
+    broken = _BrokenTransport()
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool, transport=broken, on_error=errors,
+                    upload_interval=0.01, retry_policy=RetryPolicy(max_retries=2, max_time=1, base=0.05, cap=0.2))
+    with caplog.at_level("ERROR", logger="customerio"):
+        for i in range(100):
+            client.track("u1", "Kept", {"seq": i})
+        assert client.wait_durable(timeout=5) == 0
+        assert client.flush(timeout=0.5) == 100
+        s = client.stats()
+        assert s["pending"] == 100 and sum(s["failed"].values()) == 0 and invariant(s)
+        assert client.shutdown(timeout=0.5) == 0
+    assert rows(spool) == 100
+    assert not errors.calls
+    s = client.stats()
+    assert s["pending"] == 100 and sum(s["failed"].values()) == 0 and invariant(s)
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+    assert 2 <= broken.posts < 60  # retried with backoff, not in a tight loop
+    again = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert again.stats()["recovered"] == 100
+        assert again.flush(timeout=10) == 0
+    finally:
+        again.shutdown()
+    assert sorted(seqs(collector)) == list(range(100))
+    assert rows(spool) == 0
+
+
+def test_an_internal_error_without_a_spool_is_reported_once_per_message(make_client, errors):
+    """With the memory queue an internal error reports each message once, as failed, and the counts add up."""
+    client = make_client(transport=_BrokenTransport(), upload_interval=0.01)
+    for i in range(100):
+        client.track("u1", "Lost", {"seq": i})
+    assert client.flush(timeout=10) == 0
+    s = client.stats()
+    assert s["failed"]["retries_exhausted"] == 100 and s["pending"] == 0 and invariant(s)
+    assert sorted(item["properties"]["seq"] for item in errors.items) == list(range(100))
+
+
+# --- shutdown is bounded with a spool (issue 13 D13) ----------------------------------------
+
+
+def test_shutdown_without_timeout_with_a_spool_and_the_server_down_ends(spool, collector, errors):
+    """With a spool and the server down, shutdown() (what a with block does) ends after about max_retry_time, rows kept."""
+    import threading
+
+    collector.down()
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool, on_error=errors, upload_interval=0.01,
+                    retry_policy=RetryPolicy(max_retries=3, max_time=1, **FAST_RETRY))
+    for i in range(30):
+        client.track("u1", "Bounded", {"seq": i})
+    assert client.wait_durable(timeout=5) == 0
+    done = threading.Thread(target=client.__exit__, args=(None, None, None), daemon=True)
+    done.start()
+    done.join(timeout=20)
+    assert not done.is_alive(), "shutdown() did not return"
+    assert rows(spool) == 30
+    assert not errors.calls
+    s = client.stats()
+    assert s["pending"] == 30 and invariant(s)
