@@ -849,7 +849,7 @@ class Client:
         """Counters accounting for every message (see README "Stats")."""
         self._check_pid()
         q = self._queue
-        snap = self._stats.snapshot(q.put_total, len(q), self._consumer.in_flight(), q.recovered)
+        snap = self._consumer.snapshot(q.recovered)
         if self._redis is not None:
             # accepted + received == handed_off + delivered + failed + dropped + pending
             snap["redis"] = info = q.info()
