@@ -30,6 +30,7 @@ import collections
 import gzip as _gzip
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -304,7 +305,7 @@ class Consumer:
         reported the same way.
         """
         dropped_before = self.stats.dropped["shutdown"]
-        if timeout is None and self.durable:
+        if timeout is None and self.durable and math.isfinite(self.config.retry.max_time):
             # A durable queue retries an outage without limit: bound the wait as a memory
             # queue's retries are bounded; what is not sent by then stays queued (file, stream).
             timeout = self.config.retry.max_time

@@ -570,17 +570,20 @@ def test_spool_files_and_directories_are_private_whatever_the_umask(tmp_path, co
 
 
 def test_a_slot_file_left_world_readable_is_made_private(spool, collector):
-    """A spool file an older version left 0644 is made 0600 when opened."""
+    """Spool files an older version left 0644 (db, -wal, -shm, lock) are made 0600 when opened."""
     import stat
 
     q = SQLiteQueue(spool, maxsize=10)
     q.close()
     q.release()
-    for f in (spool, spool + ".lock"):
+    files = [spool + suffix for suffix in ("", "-wal", "-shm", ".lock")]
+    for f in files:
+        with open(f, "ab"):
+            pass
         os.chmod(f, 0o644)
     q = SQLiteQueue(spool, maxsize=10)
     try:
-        assert {stat.S_IMODE(os.stat(f).st_mode) for f in (spool, spool + ".lock")} == {0o600}
+        assert {stat.S_IMODE(os.stat(f).st_mode) for f in files} == {0o600}
     finally:
         q.close()
         q.release()

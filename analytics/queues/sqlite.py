@@ -126,6 +126,11 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+    for suffix in ("-wal", "-shm"):  # left 0644 by an earlier version that crashed
+        try:
+            os.chmod(path + suffix, FILE_MODE)
+        except OSError:
+            pass
     return conn
 
 
