@@ -755,10 +755,13 @@ class _Batch:
 
     def settle(self, part: List[bytes]) -> None:
         self.left -= len(part)
-        self._settled.update(map(id, part))
+        if self.left:  # the usual case, the whole batch at once, needs no record
+            self._settled.update(map(id, part))
 
     def unsettled(self) -> Tuple[List[bytes], Optional[list]]:
         """The items (and keys) not settled yet, in order."""
+        if not self.left:
+            return [], (None if self.keys is None else [])
         done = collections.Counter(self._settled)
         items: List[bytes] = []
         keys: List[Any] = []
