@@ -862,8 +862,11 @@ class Client:
 
         With ``timeout`` (seconds), whatever is not delivered by then is
         reported to ``on_error`` as dropped (reason ``shutdown``).  Returns the
-        number of messages dropped that way.  Idempotent; calls made after it
-        return ``(False, message)``.
+        number of messages dropped that way.  With a spool (or a Redis queue)
+        what is unsent by then, or after ``max_retry_time`` without a timeout,
+        stays queued for the next start instead.  Idempotent (the transport and
+        the spool are released once); calls made after it return
+        ``(False, message)``.
         """
         if timeout is not None:
             _number("timeout", timeout, 0)
