@@ -215,7 +215,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
-    # Runs when the Client is garbage collected, or at interpreter exit.
+    # Runs when the Client is garbage collected, or at interpreter exit, unless
+    # shutdown() released everything first (it detaches this finalizer).
     try:
         if not consumer.stopped and (consumer.started or consumer.durable):
             consumer.stop(config.exit_timeout)
@@ -880,7 +881,7 @@ class Client:
         """Counters accounting for every message (see README "Stats")."""
         self._check_pid()
         q = self._queue
-        snap = self._stats.snapshot(q.put_total, len(q), self._consumer.in_flight(), q.recovered)
+        snap = self._consumer.snapshot(q.recovered)
         if self._redis is not None:
             # accepted + received == handed_off + delivered + failed + dropped + pending
             snap["redis"] = info = q.info()
@@ -893,8 +894,11 @@ class Client:
 
         With ``timeout`` (seconds), whatever is not delivered by then is
         reported to ``on_error`` as dropped (reason ``shutdown``).  Returns the
-        number of messages dropped that way.  Idempotent; calls made after it
-        return ``(False, message)``.
+        number of messages dropped that way.  With a spool (or a Redis queue)
+        what is unsent by then, or after ``max_retry_time`` without a timeout,
+        stays queued for the next start instead.  Idempotent (the transport and
+        the spool are released once); calls made after it return
+        ``(False, message)``.
         """
         if timeout is not None:
             _number("timeout", timeout, 0)
@@ -903,7 +907,9 @@ class Client:
         dropped = 0
         if not self._consumer.stopped:
             dropped = self._consumer.stop(timeout)
-        if not self._consumer.on_worker_thread():
+        # Release once (the first shutdown, else the finalizer): a second close of the
+        # spool's lock descriptor would close whatever the app opened meanwhile under it.
+        if not self._consumer.on_worker_thread() and self._finalizer.detach() is not None:
             self._transport.close()
             if self._queue.durable:
                 self._queue.release()

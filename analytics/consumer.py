@@ -26,9 +26,11 @@ drains and stops the consumer).
 from __future__ import annotations
 
 import base64
+import collections
 import gzip as _gzip
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -100,13 +102,15 @@ class Consumer:
         self._interrupt = threading.Condition(self._lock)  # retry waits; woken by shutdown
         self._threads: List[threading.Thread] = []
         self._worker_ids: set = set()
-        self._inflight: Dict[int, Tuple[int, int, List[bytes], Optional[list]]] = {}  # token -> (first index, count, items, keys)
+        self._inflight: Dict[int, _Batch] = {}  # token -> a batch a worker took
         self._abandoned: set = set()  # tokens given up at the shutdown deadline while their request hung
+        self._abandoning = False  # stop() reported what was in flight: workers take no new batch
         self._current = threading.local()  # the token the calling worker is sending
         self._next_token = 0
         self._flush_target = 0
         self._stopping = False
         self._give_up: Optional[BaseException] = None
+        self._internal_error: Optional[str] = None  # the last internal error logged (logged once)
         self._deadline: Optional[float] = None
         self._not_before = 0.0  # no request before this clock time (Retry-After, shared by the workers)
         self._backing_off = 0  # workers waiting before a retry: producers must not wait for them
@@ -238,15 +242,24 @@ class Consumer:
     def in_flight(self) -> int:
         """Messages taken from the queue whose fate is not settled yet."""
         with self._lock:
-            return sum(entry[1] for entry in self._inflight.values())
+            return sum(batch.left for batch in self._inflight.values())
+
+    def snapshot(self, recovered: int = 0) -> Dict[str, Any]:
+        """The stats of one moment: messages move between the queue, the batches in flight and
+        the counters under this lock, so ``accepted == delivered + failed + dropped + pending``
+        holds in every snapshot, not only in quiet moments."""
+        with self._lock:
+            put_total, queued = self.queue.totals()
+            in_flight = sum(batch.left for batch in self._inflight.values())
+            return self.stats.snapshot(put_total, queued, in_flight, recovered)
 
     def _unsettled_before(self, target: int) -> int:
         # How many of the first ``target`` queued messages are not settled (lock held):
         # those still queued, and those in batches being sent (by any worker).
         n = max(0, target - self.queue.taken_total)
-        for start, count, _, _ in self._inflight.values():
-            if start < target:
-                n += min(start + count, target) - start
+        for batch in self._inflight.values():
+            if batch.start < target:
+                n += min(batch.left, target - batch.start)
         return n
 
     def wait_settled(self, target: int, timeout: Optional[float]) -> int:
@@ -286,10 +299,16 @@ class Consumer:
         With ``timeout`` None, everything queued gets its normal delivery
         attempts, except that once one batch has used up its retries the rest
         are not sent: they go to ``on_error`` as dropped (reason ``shutdown``).
+        A durable queue instead stops after the retry policy's ``max_time``,
+        keeping what is unsent.
         With a number, whatever is still queued or retrying at the deadline is
         reported the same way.
         """
         dropped_before = self.stats.dropped["shutdown"]
+        if timeout is None and self.durable and math.isfinite(self.config.retry.max_time):
+            # A durable queue retries an outage without limit: bound the wait as a memory
+            # queue's retries are bounded; what is not sent by then stays queued (file, stream).
+            timeout = self.config.retry.max_time
         with self._lock:
             self._stopping = True
             if timeout is not None:
@@ -322,9 +341,13 @@ class Consumer:
             else:
                 log.warning("%d message(s) not sent yet; kept in the spool %s for the next start",
                             len(self.queue), self.queue.path)
-        leftover = self.queue.take_all()
+        error = ShutdownError("the client was shut down before these were sent")
+        with self._lock:  # taken and counted at one moment: see snapshot()
+            leftover = self.queue.take_all()
+            if leftover:
+                self._count_lost(leftover, error, "shutdown")
         if leftover:
-            self._lose(leftover, ShutdownError("the client was shut down before these were sent"), "shutdown")
+            self._tell(leftover, error)
         self.stopped = True
         return self.stats.dropped["shutdown"] - dropped_before
 
@@ -340,24 +363,58 @@ class Consumer:
                 log.exception("could not abort the transport's connections")
             for t in workers:
                 t.join(_ABORT_GRACE_S)
+        lost = []
         with self._lock:
-            stuck = list(self._inflight.items())
-            for token, _ in stuck:
+            # Only what the workers have not settled yet: a worker still reporting its batch
+            # (a slow on_error) settled it first, so no message is reported twice.
+            self._abandoning = True
+            for token, batch in list(self._inflight.items()):
                 del self._inflight[token]
                 self._abandoned.add(token)
+                items, keys = batch.unsettled()
+                if self.durable and keys is not None:
+                    items = self._keep_now(items, keys)
+                if items:
+                    error = ShutdownError("no answer by the shutdown deadline; the server may or may not have stored these")
+                    self._count_lost(items, error, "shutdown")
+                    lost.append((items, error))
             self._progress.notify_all()
-        for _, (_, _, items, keys) in stuck:
-            if self.durable and keys is not None:
-                self.queue.keep(keys)
-                continue
-            self._lose(
-                items,
-                ShutdownError("no answer by the shutdown deadline; the server may or may not have stored these"),
-                "shutdown",
-            )
+        for items, error in lost:
+            self._tell(items, error)
 
     def _is_abandoned(self) -> bool:
         return bool(self._abandoned) and getattr(self._current, "token", None) in self._abandoned
+
+    def _account(self, part: List[bytes], count: Callable[[], Any]) -> bool:
+        """Settle ``part`` of the calling worker's batch and ``count()`` it, at one moment.
+
+        False (nothing counted) when stop() already reported the batch at the deadline.
+        """
+        with self._lock:
+            token = getattr(self._current, "token", None)
+            if token in self._abandoned:
+                return False
+            batch = self._inflight.get(token)
+            if batch is not None:
+                batch.settle(part)
+            count()
+            return True
+
+    def _keep(self, part: List[bytes], keys: Optional[list]) -> None:
+        """A durable queue keeps ``part`` for later (unsent at the shutdown deadline)."""
+        keys = keys if keys is not None else [None] * len(part)
+        rows = [(item, key) for item, key in zip(part, keys) if key is not None]
+        if rows:
+            self._account([item for item, _ in rows], lambda: self.queue.keep([key for _, key in rows]))
+        unkept = [item for item, key in zip(part, keys) if key is None]
+        if unkept:  # kept in memory after a disk failure, or sent without a queue: cannot stay
+            self._lose(unkept, ShutdownError("the shutdown deadline passed; not in the spool, so not kept"), "shutdown")
+
+    def _keep_now(self, items: List[bytes], keys: Optional[list]) -> List[bytes]:
+        # (lock held) give the rows back to the queue; returns the items that have no row
+        keys = keys if keys is not None else [None] * len(items)
+        self.queue.keep([k for k in keys if k is not None])
+        return [item for item, key in zip(items, keys) if key is None]
 
     # --- the worker loop ------------------------------------------------------
 
@@ -402,6 +459,8 @@ class Consumer:
         first_seen: Optional[float] = None
         drop: Optional[DeliveryError] = None
         while True:
+            if self._abandoning:
+                return None  # stop() accounts for what is left
             n = q.ready()
             if n == 0:
                 if self._stopping and (not self.durable or not len(q) or self._past_deadline()):
@@ -438,7 +497,7 @@ class Consumer:
             )
         token = self._next_token
         self._next_token += 1
-        self._inflight[token] = (start, len(items), items, keys)
+        self._inflight[token] = _Batch(start, items, keys)
         ready = q.ready()
         if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
             self._work.notify()  # more ready: let another worker start on it
@@ -457,31 +516,51 @@ class Consumer:
         started = self._clock()
         parts = [(0, len(items))]
         delivered = 0
+        waits = None  # backoff between internal errors
         while parts:
             lo, hi = parts.pop()
             part = items[lo:hi]
             try:
                 outcome = self._attempt_part(part, started)
-            except Exception as exc:  # a bug here must not lose track of the messages
-                log.exception("unexpected error while sending %d messages", len(part))
-                self._lose(part, DeliveryError(f"internal error: {exc!r}"), "retries_exhausted")
-                outcome = False
+            except Exception as exc:  # a bug or a setting the transport cannot use: keep track of the messages
+                if keys is None:
+                    log.exception("unexpected error while sending %d messages", len(part))
+                    self._lose(part, DeliveryError(f"internal error: {exc!r}"), "retries_exhausted")
+                    outcome = False
+                else:
+                    waits = waits or self.config.retry.waits()
+                    outcome = self._after_internal_error(part, exc, waits)
+            if outcome is _RETRY:
+                parts.append((lo, hi))
+                continue
             if outcome is None:
                 mid = lo + (hi - lo) // 2
                 parts.append((mid, hi))
                 parts.append((lo, mid))
                 continue
             if outcome is _KEPT:
-                if keys is not None:
-                    self.queue.keep(keys[lo:hi])
+                self._keep(part, None if keys is None else keys[lo:hi])
                 continue
             if outcome is True:
                 delivered += len(part)
+                self._internal_error = None
             elif type(outcome) is int:  # some items refused by the API, the others delivered
                 delivered += outcome
-            if keys is not None:
+            if keys is not None and not self._is_abandoned():  # else stop() kept the rows
                 self.queue.settle(keys[lo:hi], sum(len(i) for i in part))
         return delivered
+
+    def _after_internal_error(self, part: List[bytes], exc: Exception, waits: Any) -> Any:
+        """With a durable queue an internal error never deletes rows: back off like a retryable
+        failure and try again (``_RETRY``), or keep the part at the shutdown deadline (``_KEPT``)."""
+        what = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if what != self._internal_error:  # once, not once per batch and attempt
+            self._internal_error = what
+            log.error("internal error while sending %d message(s); they stay queued and are tried again",
+                      len(part), exc_info=exc)
+        if not self._sleep(self.config.retry.next_wait(waits, None)):
+            return self._cut_short(part, f"after an internal error ({what})", 0)
+        return _RETRY
 
     def _headers(self, compressed: bool) -> Dict[str, str]:
         cfg = self.config
@@ -545,8 +624,7 @@ class Consumer:
                         refused = self._refused_items(part, resp, attempt)
                         if refused:
                             return len(part) - refused
-                    if not self._is_abandoned():  # already reported at the deadline
-                        self.stats.count_delivered(len(part))
+                    self._account(part, lambda: self.stats.count_delivered(len(part)))
                     log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
                     return True
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -601,8 +679,8 @@ class Consumer:
         if not by_reason:
             return 0
         refused = sum(len(items) for items in by_reason.values())
-        if not self._is_abandoned():
-            self.stats.count_delivered(len(part) - refused)
+        taken = [item for item, why in zip(part, results) if not why]
+        self._account(taken, lambda: self.stats.count_delivered(len(taken)))
         for why, items in by_reason.items():
             error = APIError(resp.status, "item_rejected", why, resp.body.decode("utf-8", "replace"))
             self._lose(items, error, "rejected", attempt)
@@ -647,17 +725,57 @@ class Consumer:
 
     def _lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
         """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""
-        if self._is_abandoned():
-            return  # stop() reported this batch already
+        if self._account(items, lambda: self._count_lost(items, error, reason, attempts)):
+            self._tell(items, error)
+
+    def _count_lost(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
         error.reason = reason
         if attempts:
             error.attempts = attempts
         self.stats.count_lost(reason, len(items), error)
+
+    def _tell(self, items: List[bytes], error: DeliveryError) -> None:
+        """Log and report to ``on_error`` items already counted as lost (outside the lock: it may be slow)."""
+        reason = error.reason
         log.error("%d message(s) not delivered (%s): %s", len(items), reason, error)
         report(self.config.on_error, error, [_decode(i) for i in items])
 
 
+class _Batch:
+    """A batch a worker took: where it starts in the queue's order, and what is not settled yet."""
+
+    __slots__ = ("start", "items", "keys", "left", "_settled")
+
+    def __init__(self, start: int, items: List[bytes], keys: Optional[list]) -> None:
+        self.start = start
+        self.items = items
+        self.keys = keys
+        self.left = len(items)
+        self._settled: collections.Counter = collections.Counter()  # id() of settled items (alive: in items)
+
+    def settle(self, part: List[bytes]) -> None:
+        self.left -= len(part)
+        if self.left:  # the usual case, the whole batch at once, needs no record
+            self._settled.update(map(id, part))
+
+    def unsettled(self) -> Tuple[List[bytes], Optional[list]]:
+        """The items (and keys) not settled yet, in order."""
+        if not self.left:
+            return [], (None if self.keys is None else [])
+        done = collections.Counter(self._settled)
+        items: List[bytes] = []
+        keys: List[Any] = []
+        for i, item in enumerate(self.items):
+            if done[id(item)]:
+                done[id(item)] -= 1
+                continue
+            items.append(item)
+            keys.append(None if self.keys is None else self.keys[i])
+        return items, (None if self.keys is None else keys)
+
+
 _KEPT = object()  # outcome: a durable queue keeps the part for later
+_RETRY = object()  # outcome: try the part again (after an internal error, with a durable queue)
 
 
 def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Exception, items: List[dict]) -> None:

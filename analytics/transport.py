@@ -161,7 +161,8 @@ class HTTPTransport:
             else:
                 conn = http.client.HTTPConnection(netloc, timeout=timeout)
             conns[key] = conn
-            with self._lock:
+        with self._lock:
+            if conn not in self._all:  # again after a close(): it must reach the socket opened next
                 self._all.append(conn)
         conn.timeout = timeout
         return conn
@@ -179,15 +180,17 @@ class HTTPTransport:
                     pass
 
     def close(self) -> None:
+        """Close every connection; idempotent (each socket is closed once)."""
         with self._lock:
             conns, self._all = self._all, []
+            fallback, self._fallback = self._fallback, None
         for conn in conns:
             try:
                 conn.close()
             except OSError:  # pragma: no cover
                 pass
-        if self._fallback is not None:
-            self._fallback.close()
+        if fallback is not None:
+            fallback.close()
 
 
 def _describe(exc: BaseException) -> str:

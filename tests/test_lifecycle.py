@@ -428,3 +428,60 @@ def test_an_unreferenced_client_is_collected_and_drains(collector):
     assert ref() is None
     assert consumer.stopped and consumer.alive_threads() == 0
     assert len(collector.messages) == 1
+
+
+# --- reporting at the shutdown deadline: each message once (issue 13 D2) ------------------
+
+
+def _invariant(s: dict) -> bool:
+    lost = sum(s["failed"].values()) + sum(s["dropped"].values())
+    return s["accepted"] == s["delivered"] + lost + s["pending"]
+
+
+@pytest.mark.parametrize(
+    "count, callback_s, threads",
+    [(500, 0.35, 1), (500, 0.35, 3), (50_000, 0.0, 1)],
+    ids=["slow-on_error", "slow-on_error-3-threads", "big-queue"],
+)
+def test_the_shutdown_deadline_reports_each_message_once(collector, count, callback_s, threads):
+    """With reporting slower than the deadline allows, each message goes to on_error once and the stats add up throughout."""
+    import time
+
+    reported: list = []
+
+    def slow_on_error(error, items):
+        reported.extend(item["messageId"] for item in items)
+        time.sleep(callback_s)  # the callback itself is slow
+
+    collector.down()
+    client = analytics.Client(WRITE_KEY, host=collector.url, on_error=slow_on_error, thread=threads,
+                              max_queue_size=count, upload_interval=0.01,
+                              retry_policy=analytics.RetryPolicy(max_retries=1000, max_time=300, base=0.01, cap=0.02))
+    for i in range(count):
+        assert client.track("u1", "Deadline", {"seq": i})[0]
+    broken: list = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        for _ in range(100_000):
+            if stop.is_set():
+                return
+            s = client.stats()
+            if not _invariant(s):
+                broken.append(s)
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    dropped = client.shutdown(timeout=0.1)
+    stop.set()
+    sampler.join(timeout=10)
+    deadline = time.monotonic() + 10
+    while client._consumer.alive_threads() and time.monotonic() < deadline:
+        client._consumer._threads[0].join(0.05)
+    assert client._consumer.alive_threads() == 0
+    s = client.stats()
+    assert len(reported) == len(set(reported)) == count - s["delivered"]
+    assert s["pending"] == 0 and _invariant(s), s
+    assert dropped <= s["dropped"]["shutdown"]
+    assert not broken, broken[0]

@@ -449,3 +449,221 @@ def test_module_facade_uses_a_spool(spool, collector):
     assert seqs(collector) == [7]
     with pytest.raises(analytics.ConfigurationError):
         analytics.spool_path = 3.5
+
+
+# --- releasing what the spool owns: once (issue 13 D0) -----------------------------
+
+
+def _open_app_files(tmp_path, number: int, limit: int = 64) -> list:
+    """Open app files until one gets descriptor ``number`` (just freed by the spool); all of them."""
+    opened = []
+    for i in range(limit):
+        path = str(tmp_path / f"app-{i}.log")
+        opened.append((os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), path))
+        if opened[-1][0] == number:
+            return opened
+    raise AssertionError(f"descriptor {number} was not free after the shutdown")
+
+
+def _assert_app_files_intact(opened: list) -> None:
+    for fd, path in opened:
+        os.fstat(fd)  # still open
+        os.write(fd, b"app line\n")
+        os.close(fd)
+        with open(path, "rb") as f:
+            assert f.read() == b"app line\n", path
+
+
+def test_shutdown_after_a_with_block_and_gc_leave_the_apps_files_alone(spool, collector, tmp_path):
+    """Leaving a with block, a second shutdown() and garbage collection close the spool's lock only once."""
+    import gc
+
+    with Client(WRITE_KEY, host=collector.url, spool_path=spool) as client:
+        client.track("u1", "Once", {"seq": 1})
+        lock_fd = client._queue._lock_fd
+    opened = _open_app_files(tmp_path, lock_fd)
+    client.shutdown()
+    client.shutdown(timeout=1)
+    del client
+    gc.collect()
+    _assert_app_files_intact(opened)
+    assert seqs(collector) == [1]
+
+
+def test_a_second_shutdown_does_not_close_an_apps_socket(spool, collector):
+    """A second shutdown() leaves alone a listening socket the app opened under the spool's old lock descriptor."""
+    import socket
+
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    lock_fd = client._queue._lock_fd
+    client.shutdown()
+    sockets = []
+    for _ in range(64):
+        sockets.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        if sockets[-1].fileno() == lock_fd:
+            break
+    server = sockets[-1]
+    assert server.fileno() == lock_fd
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client.shutdown()
+    try:
+        with socket.create_connection(server.getsockname(), timeout=5):
+            conn, _ = server.accept()
+            conn.close()
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_the_finalizer_after_shutdown_releases_nothing_again(spool, collector, tmp_path):
+    """A client garbage collected after shutdown() does not close the spool's descriptors again."""
+    import gc
+    import weakref
+
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    lock_fd = client._queue._lock_fd
+    client.shutdown()
+    opened = _open_app_files(tmp_path, lock_fd)
+    ref = weakref.ref(client)
+    del client
+    gc.collect()
+    assert ref() is None
+    _assert_app_files_intact(opened)
+
+
+def test_release_after_forget_after_fork_closes_the_lock_once(spool, tmp_path):
+    """The queue's release() after forget_after_fork() (or twice) leaves the app's descriptors alone."""
+    q = SQLiteQueue(spool, maxsize=10)
+    lock_fd = q._lock_fd
+    q.forget_after_fork()
+    opened = _open_app_files(tmp_path, lock_fd)
+    q.close()
+    q.release()
+    q.release()
+    q.forget_after_fork()
+    _assert_app_files_intact(opened)
+
+
+# --- file modes (issue 13 D4) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0, 0o022])
+def test_spool_files_and_directories_are_private_whatever_the_umask(tmp_path, collector, umask):
+    """The spool's db, -wal, -shm and lock files are 0600 and the directories it creates 0700."""
+    import stat
+
+    path = str(tmp_path / "made" / "by" / "spool" / "events.db")
+    old = os.umask(umask)
+    try:
+        client = Client(WRITE_KEY, host="http://127.0.0.1:9", spool_path=path)
+        client.track("u1", "Private", {"seq": 1})
+        assert client.wait_durable(timeout=5) == 0
+        files = [path + suffix for suffix in ("", "-wal", "-shm", ".lock")]
+        modes = {f: stat.S_IMODE(os.stat(f).st_mode) for f in files}
+        client.shutdown(timeout=0.2)
+    finally:
+        os.umask(old)
+    assert modes == dict.fromkeys(files, 0o600)
+    for directory in ("made", "made/by", "made/by/spool"):
+        assert stat.S_IMODE(os.stat(tmp_path / directory).st_mode) == 0o700, directory
+
+
+def test_a_slot_file_left_world_readable_is_made_private(spool, collector):
+    """Spool files an older version left 0644 (db, -wal, -shm, lock) are made 0600 when opened."""
+    import stat
+
+    q = SQLiteQueue(spool, maxsize=10)
+    q.close()
+    q.release()
+    files = [spool + suffix for suffix in ("", "-wal", "-shm", ".lock")]
+    for f in files:
+        with open(f, "ab"):
+            pass
+        os.chmod(f, 0o644)
+    q = SQLiteQueue(spool, maxsize=10)
+    try:
+        assert {stat.S_IMODE(os.stat(f).st_mode) for f in files} == {0o600}
+    finally:
+        q.close()
+        q.release()
+
+
+# --- internal errors keep the rows (issue 13 D1) -----------------------------------------
+
+
+class _BrokenTransport:
+    """A transport that fails the way a bug or an unusable setting does: not a TransportError."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    def post(self, url, body, headers, timeout, proxies):
+        self.posts += 1
+        raise ValueError("a header value the HTTP library refuses")
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_internal_error_keeps_spooled_rows_for_the_next_start(spool, collector, errors, caplog):
+    """An internal error during delivery deletes no row: 100 stay pending, and a later client sends them."""
+    broken = _BrokenTransport()
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool, transport=broken, on_error=errors,
+                    upload_interval=0.01, retry_policy=RetryPolicy(max_retries=2, max_time=1, base=0.05, cap=0.2))
+    with caplog.at_level("ERROR", logger="customerio"):
+        for i in range(100):
+            client.track("u1", "Kept", {"seq": i})
+        assert client.wait_durable(timeout=5) == 0
+        assert client.flush(timeout=0.5) == 100
+        s = client.stats()
+        assert s["pending"] == 100 and sum(s["failed"].values()) == 0 and invariant(s)
+        assert client.shutdown(timeout=0.5) == 0
+    assert rows(spool) == 100
+    assert not errors.calls
+    s = client.stats()
+    assert s["pending"] == 100 and sum(s["failed"].values()) == 0 and invariant(s)
+    assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
+    assert 2 <= broken.posts < 60  # retried with backoff, not in a tight loop
+    again = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert again.stats()["recovered"] == 100
+        assert again.flush(timeout=10) == 0
+    finally:
+        again.shutdown()
+    assert sorted(seqs(collector)) == list(range(100))
+    assert rows(spool) == 0
+
+
+def test_an_internal_error_without_a_spool_is_reported_once_per_message(make_client, errors):
+    """With the memory queue an internal error reports each message once, as failed, and the counts add up."""
+    client = make_client(transport=_BrokenTransport(), upload_interval=0.01)
+    for i in range(100):
+        client.track("u1", "Lost", {"seq": i})
+    assert client.flush(timeout=10) == 0
+    s = client.stats()
+    assert s["failed"]["retries_exhausted"] == 100 and s["pending"] == 0 and invariant(s)
+    assert sorted(item["properties"]["seq"] for item in errors.items) == list(range(100))
+
+
+# --- shutdown is bounded with a spool (issue 13 D13) ----------------------------------------
+
+
+def test_shutdown_without_timeout_with_a_spool_and_the_server_down_ends(spool, collector, errors):
+    """With a spool and the server down, shutdown() (what a with block does) ends after about max_retry_time, rows kept."""
+    import threading
+
+    collector.down()
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool, on_error=errors, upload_interval=0.01,
+                    retry_policy=RetryPolicy(max_retries=3, max_time=1, **FAST_RETRY))
+    for i in range(30):
+        client.track("u1", "Bounded", {"seq": i})
+    assert client.wait_durable(timeout=5) == 0
+    done = threading.Thread(target=client.__exit__, args=(None, None, None), daemon=True)
+    done.start()
+    done.join(timeout=20)
+    assert not done.is_alive(), "shutdown() did not return"
+    assert rows(spool) == 30
+    assert not errors.calls
+    s = client.stats()
+    assert s["pending"] == 30 and invariant(s)

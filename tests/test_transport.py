@@ -96,3 +96,18 @@ def test_close_closes_every_thread_connection(collector):
     assert len(conns) == 3 and all(c.sock is not None for c in conns)
     t.close()
     assert all(c.sock is None for c in conns) and t._all == []
+
+
+def test_close_reaches_a_connection_reopened_after_an_earlier_close(collector):
+    """A request after close() reopens the thread's connection, and the next close() closes that socket too (issue 13 D0)."""
+    t = HTTPTransport()
+    body = b'{"batch":[]}'
+    hdrs = dict(HEADERS, Authorization="Basic " + __import__("base64").b64encode(f"{WRITE_KEY}:".encode()).decode())
+    t.post(collector.url + "/v1/batch", body, hdrs, 5, None)
+    t.close()
+    t.close()  # idempotent
+    t.post(collector.url + "/v1/batch", body, hdrs, 5, None)
+    (conn,) = t._local.conns.values()
+    assert conn.sock is not None
+    t.close()
+    assert conn.sock is None

@@ -157,6 +157,7 @@ class RedisQueue(Bounded):
         self._held: Dict[Any, None] = {}  # ids read and not settled: kept fresh so nobody claims them
         self._waiting = 0
         self._closed = False
+        self._released = False
         self._stop_reading = threading.Event()
         self._group_ready = False
         self.put_total = 0
@@ -504,7 +505,11 @@ class RedisQueue(Bounded):
         """Not supported (a fork gets a new queue); kept for interface parity."""
 
     def release(self) -> None:
-        """Close the connections (after :meth:`close`)."""
+        """Close the connections (after :meth:`close`).  Idempotent."""
+        with self._lock:
+            released, self._released = self._released, True
+        if released:
+            return
         for conn in (self._w, self._r):
             try:
                 conn.close()

@@ -65,10 +65,41 @@ def slot_paths(path: str) -> List[str]:
     return [path] + [f"{stem}-{i}{ext}" for i in range(1, MAX_SLOTS)]
 
 
+#: Modes of what the spool creates: it holds personal data, so only the owner may read it.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def _private(fd: int) -> None:
+    # os.open's mode only applies to a file it creates; a file left by an older version may be 0644
+    try:
+        os.fchmod(fd, FILE_MODE)
+    except OSError:  # not our file (another user's): leave it as it is
+        pass
+
+
+def _make_dirs(directory: str) -> None:
+    """Create ``directory`` and any missing parents with mode 0700 (makedirs gives parents the umask's mode)."""
+    missing = []
+    while directory and not os.path.isdir(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:  # made meanwhile by another process
+            continue
+        os.chmod(path, DIR_MODE)  # mkdir's mode is masked by the umask: 0700 is the most it gives
+
+
 def _lock_file(path: str) -> Optional[int]:
     """An exclusive non-blocking flock on ``path.lock``; the fd, or None when another process holds it."""
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     try:
+        _private(fd)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
@@ -80,6 +111,12 @@ def _lock_file(path: str) -> Optional[int]:
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    # Create the file ourselves, 0600: SQLite would make it 0644, and gives -wal and -shm the db's mode.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        _private(fd)
+    finally:
+        os.close(fd)
     conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -89,6 +126,11 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+    for suffix in ("-wal", "-shm"):  # left 0644 by an earlier version that crashed
+        try:
+            os.chmod(path + suffix, FILE_MODE)
+        except OSError:
+            pass
     return conn
 
 
@@ -162,7 +204,7 @@ class SQLiteQueue(Bounded):
     def _open_slot(self, path: str, synchronous: str) -> Tuple[str, int, sqlite3.Connection]:
         directory = os.path.dirname(os.path.abspath(path))
         try:
-            os.makedirs(directory, exist_ok=True)
+            _make_dirs(directory)
         except OSError as exc:
             raise SpoolError(f"cannot create the spool directory {directory}: {exc}") from exc
         for slot in slot_paths(path):
@@ -183,10 +225,10 @@ class SQLiteQueue(Bounded):
     def _connect_or_reset(path: str, synchronous: str) -> sqlite3.Connection:
         try:
             return _connect(path, synchronous)
+        except (OSError, sqlite3.OperationalError) as exc:
+            # read-only file or directory, no space, permissions
+            raise SpoolError(f"cannot open the spool {path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):
-                # read-only file or directory, no space, permissions
-                raise SpoolError(f"cannot open the spool {path}: {exc}") from exc
             # not a database (corrupt): keep it aside for a human, start afresh
             aside = f"{path}.corrupt-{int(time.time())}"
             log.error("spool %s is not a valid database (%s); moved it to %s and started a new one", path, exc, aside)
@@ -412,20 +454,27 @@ class SQLiteQueue(Bounded):
         """Not supported for a spool (a fork gets a new one); kept for interface parity."""
 
     def release(self) -> None:
-        """Close the database and give the slot back (after :meth:`close`)."""
+        """Close the database and give the slot back (after :meth:`close`).  Idempotent."""
         with self._db:
             try:
-                self._conn.close()
+                self._conn.close()  # a second close of a connection is a no-op
             except sqlite3.Error:  # pragma: no cover
                 pass
-        try:
-            os.close(self._lock_fd)
-        except OSError:  # pragma: no cover
-            pass
+            fd, self._lock_fd = self._lock_fd, -1
+        _close_once(fd)
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop this process's copy of the slot lock; never touch the connection."""
+        # no lock taken: a parent's thread may have held it at the fork, and only this thread runs here
+        fd, self._lock_fd = self._lock_fd, -1
+        _close_once(fd)  # the parent's lock stays: it holds its own descriptor
+
+
+def _close_once(fd: int) -> None:
+    # The caller set its copy to -1 first: a second os.close() of a number would close
+    # whatever the application opened meanwhile under it.
+    if fd >= 0:
         try:
-            os.close(self._lock_fd)  # the parent's lock stays: it holds its own descriptor
+            os.close(fd)
         except OSError:  # pragma: no cover
             pass
