@@ -45,7 +45,16 @@ stored), see :attr:`Collector.request_log`, so a test can check timing:
 :meth:`Collector.retry_after_violations` lists requests that came while a
 Retry-After the collector sent was still running.
 
-Control routes, no auth, so a collector in another process can be driven::
+Every route first checks that the ``Host`` header (and an absolute request
+target's authority) names this collector: ``localhost``, ``127.0.0.1``,
+``[::1]``, the bound address or ``allowed_hosts``, any port; otherwise 421
+``misdirected_request`` (DNS rebinding).  Bodies over ``max_body_bytes`` on the
+wire (1 MiB; Bloomreach's routes: what 50 commands need) get 413 before they are
+read; a bad chunk size line 400; a gzip body of more than 100 members 400.
+
+Control routes, no auth, so a collector in another process can be driven; a
+``POST`` needs ``Content-Type: application/json`` and no ``Origin`` header but
+the collector's own (403 ``forbidden`` otherwise: no web page can post to them)::
 
     GET  /_collector/stats              -> Collector.stats()
     GET  /_collector/messages?since=N   -> accepted messages from index N (409 unless keep_messages)
