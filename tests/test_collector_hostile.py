@@ -12,12 +12,15 @@ import select
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import pytest
 
+import analytics.collector
 from analytics.collector import Collector
 from analytics.errors import ConfigurationError
 
@@ -471,3 +474,46 @@ def test_the_database_and_its_wal_files_are_private(tmp_path: Path, umask: int) 
             assert modes == {p.name: 0o600 for p in made}
     finally:
         os.umask(old)
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+
+def test_the_command_takes_allow_host_and_makes_a_private_database(tmp_path: Path) -> None:
+    """`python -m analytics.collector --allow-host NAME` answers Host NAME (421 for others), creates its
+    database 0600 under umask 022, and refuses a bad NAME with exit status 2."""
+    root = Path(analytics.collector.__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+    db = tmp_path / "cli.db"
+    command = [sys.executable, "-m", "analytics.collector", "--db", str(db), "--allow-host", "collector.test"]
+    old = os.umask(0o022)
+    try:
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        os.umask(old)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        assert ready, "the command printed nothing"
+        url = proc.stdout.readline().decode().split()[-1]
+        port = int(url.rsplit(":", 1)[1])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+        for host, expected in ((f"collector.test:{port}", 200), ("other.test", 421)):
+            conn.request("GET", "/_collector/stats", headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == expected, host
+        conn.close()
+        assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    bad = subprocess.run(command[:-1] + ["bad name", "--db", ":memory:"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 2 and "allowed_hosts" in bad.stderr
