@@ -36,7 +36,8 @@ DEFAULT_DB = os.path.join(tempfile.gettempdir(), "cdp-relay-demo.db")
 
 def _control(url: str, path: str, payload: Optional[dict] = None) -> Any:
     data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(url + path, data=data, method="GET" if data is None else "POST")
+    req = urllib.request.Request(url + path, data=data, method="GET" if data is None else "POST",
+                                 headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"null")
 

@@ -192,7 +192,8 @@ def start_redis() -> Optional[Tuple[subprocess.Popen, str]]:
 
 
 def control(url: str, route: str, method: str = "GET") -> Dict[str, Any]:
-    req = urllib.request.Request(url + route, method=method, data=b"{}" if method == "POST" else None)
+    req = urllib.request.Request(url + route, method=method, data=b"{}" if method == "POST" else None,
+                                 headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read() or b"{}")
 

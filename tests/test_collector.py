@@ -26,6 +26,7 @@ from analytics.collector import Batch, Collector, Refusal
 KEY = "wk-collector-test-9b1e"
 LIMIT = 32_768
 TIMEOUT = 5
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -407,7 +408,7 @@ def test_keep_alive_reuses_one_connection(collector: Collector) -> None:
 def raw_post_head(data: bytes, *headers: str) -> bytes:
     """The head of a raw, authorised ``POST /v1/batch`` for ``data``, with extra header lines."""
     auth = base64.b64encode(f"{KEY}:".encode()).decode()
-    lines = ["POST /v1/batch HTTP/1.1", "Host: x", f"Authorization: Basic {auth}", *headers,
+    lines = ["POST /v1/batch HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Basic {auth}", *headers,
              f"Content-Length: {len(data)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
@@ -725,7 +726,7 @@ def test_outage_over_http(collector: Collector) -> None:
     """POST /_collector/faults {"outage": s} answers first (then closes that connection), then goes down."""
     url = collector.url + "/_collector/faults"
     for bad in (-1, "5", None, float("inf")):
-        r = requests.post(url, data=json.dumps({"outage": bad}), timeout=TIMEOUT)
+        r = requests.post(url, data=json.dumps({"outage": bad}), headers=JSON, timeout=TIMEOUT)
         assert r.status_code == 400, bad
     assert collector.listening
     r = requests.post(url, json={"outage": 0.3, "fail_next": {"n": 1}}, timeout=TIMEOUT)
@@ -775,7 +776,7 @@ def test_http_control_routes(collector: Collector) -> None:
         assert r.status_code == 400 and r.json()["code"] == "bad_request", bad
     assert collector.stats()["pending_faults"] == 0
 
-    assert requests.post(url + "/reset", timeout=TIMEOUT).json() == {"success": True}
+    assert requests.post(url + "/reset", json={}, timeout=TIMEOUT).json() == {"success": True}
     assert collector.messages == [] and collector.delay == 0.0
     assert requests.get(url + "/nothing", timeout=TIMEOUT).status_code == 404
     assert collector.stats()["requests"] == 0  # control routes are not counted

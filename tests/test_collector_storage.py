@@ -91,7 +91,7 @@ def test_reset_empties_the_database(tmp_path: Path) -> None:
     db = str(tmp_path / "r.db")
     with Collector(db_path=db) as c:
         send(c, 5)
-        assert requests.post(c.url + "/_collector/reset", timeout=TIMEOUT).status_code == 200
+        assert requests.post(c.url + "/_collector/reset", json={}, timeout=TIMEOUT).status_code == 200
         assert c.messages == [] and c.stats()["messages"] == 0
         send(c, 2, prefix="after")
     with Collector(db_path=db) as c:

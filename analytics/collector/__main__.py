@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, List, Optional
 
+from ..errors import ConfigurationError
 from .server import Collector
 from .storage import StoreError
 
@@ -49,6 +50,9 @@ def build_parser(prog: str = "python -m analytics.collector") -> argparse.Argume
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: a free one)")
+    parser.add_argument("--allow-host", action="append", dest="allowed_hosts", default=[], metavar="NAME",
+                        help="also answer requests whose Host header is NAME (repeatable; localhost, "
+                             "127.0.0.1, [::1] and the --host address always are)")
     parser.add_argument("--write-key", action="append", dest="write_keys", metavar="KEY",
                         help="accept only this write key (repeatable; default: any key)")
     parser.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
@@ -78,8 +82,9 @@ def main(argv: Optional[List[str]] = None, prog: str = "python -m analytics.coll
             write_keys=set(args.write_keys) if args.write_keys else None,
             keep_messages=not args.no_keep_messages,
             db_path=args.db,
+            allowed_hosts=args.allowed_hosts,
         )
-    except StoreError as exc:
+    except (StoreError, ConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.reset:

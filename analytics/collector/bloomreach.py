@@ -88,6 +88,8 @@ MAX_COMMAND_BYTES = 800_000
 MAX_PROPERTY_BYTES = 16_000
 #: Un-gzipped bodies larger than this are refused with 413.
 MAX_BODY_BYTES = 64 * 1024 * 1024
+#: Bodies larger than this on the wire are refused with 413 (50 commands just under the limit fit).
+MAX_WIRE_BYTES = MAX_COMMANDS * MAX_COMMAND_BYTES + 64 * 1024
 
 _NAMES = ("customers", "customers/events", "system/time")
 _compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -560,16 +562,15 @@ class BloomreachRoutes:
     def _br_body(self, body: bytes, req: BloomreachRequest) -> bytes:
         encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
+            from .server import _gunzip
+
             req.gzipped = True
             try:
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                raw = d.decompress(body, MAX_BODY_BYTES + 1)
-                if len(raw) > MAX_BODY_BYTES:
-                    raise _Refused(413, _message(f"Body is over {MAX_BODY_BYTES} bytes un-gzipped."))
-                if not d.eof:
-                    raise zlib.error("truncated gzip stream")
+                raw, size = _gunzip(body, MAX_BODY_BYTES)
             except zlib.error as exc:
                 raise _Refused(400, _message(f"Body is not valid gzip: {exc}")) from None
+            if size > MAX_BODY_BYTES:
+                raise _Refused(413, _message(f"Body is over {MAX_BODY_BYTES} bytes un-gzipped."))
             req.raw_size = len(raw)
             return raw
         if encoding != "identity":

@@ -45,7 +45,16 @@ stored), see :attr:`Collector.request_log`, so a test can check timing:
 :meth:`Collector.retry_after_violations` lists requests that came while a
 Retry-After the collector sent was still running.
 
-Control routes, no auth, so a collector in another process can be driven::
+Every route first checks that the ``Host`` header (and an absolute request
+target's authority) names this collector: ``localhost``, ``127.0.0.1``,
+``[::1]``, the bound address or ``allowed_hosts``, any port; otherwise 421
+``misdirected_request`` (DNS rebinding).  Bodies over ``max_body_bytes`` on the
+wire (1 MiB; Bloomreach's routes: what 50 commands need) get 413 before they are
+read; a bad chunk size line 400; a gzip body of more than 100 members 400.
+
+Control routes, no auth, so a collector in another process can be driven; a
+``POST`` needs ``Content-Type: application/json`` and no ``Origin`` header but
+the collector's own (403 ``forbidden`` otherwise: no web page can post to them)::
 
     GET  /_collector/stats              -> Collector.stats()
     GET  /_collector/messages?since=N   -> accepted messages from index N (409 unless keep_messages)
@@ -63,8 +72,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import logging
+import os
 import random
 import re
 import socket
@@ -79,9 +90,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Deque, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import parse_qs
 
+from ..errors import ConfigurationError
+from . import bloomreach as _bloomreach
 from . import inspector as _inspector
 from .appapi import AppAPIRoutes, AppAPIStore
 from .bloomreach import BloomreachRoutes, BloomreachStore
@@ -106,10 +119,15 @@ logger = logging.getLogger("customerio.collector")
 MAX_BODY_BYTES = 500_000
 #: Largest accepted message, as compact UTF-8 JSON.
 MAX_MESSAGE_BYTES = 32_768
-#: Bodies larger than this on the wire are refused unread and the connection closed.
-MAX_WIRE_BYTES = 32 * 1024 * 1024
+#: Default for ``Collector(max_body_bytes=...)``: bodies larger than this on the wire
+#: are refused unread (413) and the connection closed.
+MAX_WIRE_BYTES = 1024 * 1024
 #: Un-gzipping stops counting past this many bytes (the figure in a 413 is then a floor).
-_MAX_COUNTED_BYTES = 256 * 1024 * 1024
+_MAX_COUNTED_BYTES = 16 * 1024 * 1024
+#: A gzip body of more members than this is refused (clients send one).
+_MAX_GZIP_MEMBERS = 100
+#: Most bytes inflated in one step.
+_INFLATE_STEP = 1 << 20
 
 MESSAGE_TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 _NEEDS_USER = frozenset({"identify", "track", "page", "screen"})
@@ -345,30 +363,44 @@ class _BodyParser:
 
 
 def _gunzip(data: bytes, limit: int) -> Tuple[bytes, int]:
-    """Un-gzip ``data`` (any number of members).
+    """Un-gzip ``data`` (at most ``_MAX_GZIP_MEMBERS`` members), in time linear in its size.
 
     Returns the output, kept only up to ``limit + 1`` bytes, and its full size
-    (counted up to ``_MAX_COUNTED_BYTES``).  Raises ``zlib.error`` on a bad stream.
+    (counted up to ``max(limit + 1, _MAX_COUNTED_BYTES)``, then a floor).  Raises
+    ``zlib.error`` on a bad stream or too many members.
     """
+    # The input is fed a slice at a time, small at each member's start and then
+    # doubling: what zlib copies out after a member ends (unused_data) is never much
+    # more than what the member took, so many tiny members cost no more than one big one.
+    view = memoryview(data)
     parts: List[bytes] = []
-    size = 0
+    size = kept = pos = members = 0
+    cap = max(limit + 1, _MAX_COUNTED_BYTES)
     while True:
+        members += 1
+        if members > _MAX_GZIP_MEMBERS:
+            raise zlib.error(f"more than {_MAX_GZIP_MEMBERS} gzip members")
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunk = d.decompress(data, max(limit + 1 - size, 1))
-        size += len(chunk)
-        if size <= limit + 1:
-            parts.append(chunk)
-        while size > limit and not d.eof and size <= _MAX_COUNTED_BYTES:
-            more = d.decompress(d.unconsumed_tail, 1 << 20)
-            if not more:
-                break
-            size += len(more)
-        if size > limit:
-            return b"".join(parts), size
-        if not d.eof:
-            raise zlib.error("truncated gzip stream")
-        data = d.unused_data
-        if not data:
+        feed = 64
+        while not d.eof:
+            if pos >= len(data):
+                raise zlib.error("truncated gzip stream")
+            tail = view[pos:pos + feed]
+            pos += len(tail)
+            feed = min(feed * 2, 1 << 16)
+            while True:  # a slice can inflate to 1,000 times its size: in bounded steps
+                out = d.decompress(tail, _INFLATE_STEP)
+                size += len(out)
+                if kept <= limit:
+                    parts.append(out[:limit + 1 - kept])
+                    kept += len(parts[-1])
+                if size >= cap:
+                    return b"".join(parts), size
+                tail = d.unconsumed_tail
+                if not tail and len(out) < _INFLATE_STEP:
+                    break
+        pos -= len(d.unused_data)
+        if pos >= len(data):
             return b"".join(parts), size
 
 
@@ -476,6 +508,26 @@ def _make_chaos(
     return _Chaos(fault, fail_rate, drop_rate, fail_every, random.Random(seed))
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+_HOST_RE = re.compile(r"(\[[0-9a-f:.]+\]|[^\s\[\]:/@,;]+)(?::[0-9]{0,5})?")
+
+
+def _host_name(value: str) -> Optional[str]:
+    """The name in a ``Host`` header (lower case, an IPv6 address in brackets, no port), or
+    None when it is not a host name."""
+    value = value.strip().lower()
+    if value.count(":") > 1 and not value.startswith("["):
+        value = f"[{value}]"  # a bare IPv6 address, as in Collector(host="::1")
+    m = _HOST_RE.fullmatch(value)
+    return m.group(1) if m else None
+
+
+def _close_store(store: SQLiteStore, pid: int) -> None:
+    """Close ``store``, unless this is a forked child (the connection is the parent's)."""
+    if os.getpid() == pid:
+        store.close()
+
+
 class Collector:
     """A local Data Pipelines batch endpoint that records what it accepts.
 
@@ -497,6 +549,19 @@ class Collector:
     The same port serves the inspector page at ``/`` (see
     :mod:`analytics.collector.inspector`).
 
+    Requests whose ``Host`` names another server get 421 (a web page cannot
+    reach the collector through a DNS name of its own): accepted are
+    ``localhost``, ``127.0.0.1``, ``[::1]``, ``host`` and the names in
+    ``allowed_hosts``, with any port, and any IP address when ``host`` is a
+    wildcard (``0.0.0.0``, ``::``).  ``POST`` control routes also need
+    ``Content-Type: application/json`` and no ``Origin`` but the collector's
+    own (403 otherwise), so no form or script on another site can drive it.
+    Bodies over ``max_body_bytes`` on the wire get 413 (Bloomreach's routes
+    allow what 50 commands need); a connection whose request stalls for
+    ``read_timeout`` seconds, or that stays idle ``idle_timeout`` seconds
+    between requests, is closed; past ``max_connections`` open connections a
+    new one gets 503 and is closed.
+
     All records are guarded by one lock; the accessors return copies.
     """
 
@@ -507,8 +572,39 @@ class Collector:
         write_keys: Optional[Set[str]] = None,
         keep_messages: bool = True,
         db_path: Optional[str] = None,
+        allowed_hosts: Iterable[str] = (),
+        max_body_bytes: int = MAX_WIRE_BYTES,
+        max_connections: int = 64,
+        read_timeout: float = 5.0,
+        idle_timeout: float = 60.0,
     ) -> None:
+        for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections)):
+            if type(value) is not int or value < 1:
+                raise ConfigurationError(f"{name} must be an integer >= 1, not {value!r}")
+        for name, value in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout)):
+            if type(value) not in (int, float) or not 0 < value < _INF:
+                raise ConfigurationError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+        if isinstance(allowed_hosts, (str, bytes)) or not isinstance(allowed_hosts, Iterable):
+            raise ConfigurationError(f"allowed_hosts must be a list of host names, not {allowed_hosts!r}")
+        hosts = list(allowed_hosts)
+        bad = [h for h in hosts if type(h) is not str or _host_name(h) is None]
+        if bad:
+            raise ConfigurationError(f"allowed_hosts must hold host names, not {bad[0]!r}")
         self.host = host
+        #: Names the ``Host`` header may carry (lower case, IPv6 in brackets; any port).
+        self.allowed_hosts: FrozenSet[str] = frozenset(
+            {_host_name(h) for h in hosts} | _LOOPBACK_NAMES | {_host_name(self._url_host)}
+        )
+        self._any_address = host in ("", "0.0.0.0", "::")
+        #: Largest request body accepted on the wire, in bytes (413 beyond).
+        self.max_body_bytes = max_body_bytes
+        #: Most connections served at once; one more gets 503 and is closed.
+        self.max_connections = max_connections
+        #: Seconds a request may stall (between reads) before its connection is closed.
+        self.read_timeout = float(read_timeout)
+        #: Seconds a kept-alive connection may wait for its next request.
+        self.idle_timeout = float(idle_timeout)
+        self._pid = os.getpid()  # a forked child must not stop the parent's server (see stop)
         self._port = port
         self.write_keys: Optional[FrozenSet[str]] = frozenset(write_keys) if write_keys is not None else None
         self.keep_messages = keep_messages
@@ -517,7 +613,7 @@ class Collector:
         self._store: Optional[SQLiteStore] = None if db_path is None else SQLiteStore(str(db_path))
         if self._store is not None:
             # the connection closes with the collector (or at exit), whoever forgets to
-            weakref.finalize(self, self._store.close)
+            weakref.finalize(self, _close_store, self._store, self._pid)
         #: Seconds to sleep before answering each ``POST /v1/batch``.
         self.delay: float = 0.0
         self._lock = threading.Lock()
@@ -558,7 +654,13 @@ class Collector:
         """Stop serving and close the listening socket and open connections.  Idempotent.
 
         Also ends an outage for good: the port is released, nothing comes back.
+        In a forked child (a finalizer or atexit hook of a process that forked)
+        it returns at once: it only closes the child's copies of the sockets, and
+        the parent's server goes on serving.
         """
+        if os.getpid() != self._pid:
+            self._abandon()
+            return
         with self._lifecycle:
             if not self._started:
                 return
@@ -578,6 +680,21 @@ class Collector:
             with self._lock:
                 self._store.save_counters(self._counter_state())
         logger.debug("collector on port %d stopped", self._port)
+
+    def _abandon(self) -> None:
+        """Forget the server inherited through fork(), closing only this process's copies.
+
+        No lock is taken (another thread of the parent may have held it at the
+        fork) and no socket is shut down (that would end the parent's connections).
+        """
+        server, self._server, self._thread = self._server, None, None
+        placeholder, self._placeholder = self._placeholder, None
+        self._started, self._up_timer = False, None
+        socks = [] if server is None else [server.socket, *list(server._open)]
+        if placeholder is not None:
+            socks.append(placeholder)
+        for sock in socks:
+            sock.close()
 
     # -- outages ----------------------------------------------------------
 
@@ -693,10 +810,26 @@ class Collector:
         return self._port
 
     @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
     def url(self) -> str:
         """``http://HOST:PORT``, to use as the SDK's host."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        return f"http://{self._url_host}:{self._port}"
+
+    def _serves(self, host_header: str) -> bool:
+        """Whether a request's ``Host`` header names this collector."""
+        name = _host_name(host_header)
+        if name in self.allowed_hosts:
+            return True
+        if not self._any_address or not name:
+            return False
+        try:
+            ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
+        except ValueError:
+            return False
+        return True  # bound to every address: an address literal cannot be a rebound DNS name
 
     # -- faults -----------------------------------------------------------
 
@@ -1140,6 +1273,19 @@ class _Server(ThreadingHTTPServer):
         self.collector._count_connection()
         return sock, addr
 
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Refuse a connection past ``max_connections`` with a 503 (then it is closed)."""
+        with self._open_lock:
+            crowded = len(self._open) > self.collector.max_connections
+        if crowded:
+            logger.debug("refused a connection from %s: %d open", client_address, self.collector.max_connections)
+            try:
+                request.setblocking(False)  # the accepting thread never waits on a refused client
+                request.send(_BUSY)
+            except OSError:
+                pass
+        return not crowded
+
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
             self._open.discard(request)
@@ -1204,7 +1350,17 @@ _ROUTES: Dict[str, Dict[str, str]] = {
 }
 _MAX_LINE = 65536
 _MAX_HEADERS = 100
+#: A chunk size line: at most 16 hex digits, then extensions (bounded by the line length).
+_MAX_CHUNK_LINE = 1024
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _OK_BODY = b'{"success":true}'
+_BUSY_BODY = _error("too_many_connections", "the collector is serving as many connections as it takes; retry")
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
+#: The handlers of Bloomreach's routes, whose bodies may be larger (see _Handler._route).
+_BLOOMREACH_HANDLERS = frozenset(handler for _, _, handler in BloomreachRoutes.ROUTES)
 _OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
     % (len(_OK_BODY), _OK_BODY)
@@ -1234,7 +1390,14 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
     def handle_one_request(self) -> None:
         """Read one request's head, then route it (``_route`` reads the body)."""
         self.close_connection = True  # until a whole head has been read
+        collector = self.server.collector
         try:
+            # Idle between requests up to idle_timeout; once one has begun, each read
+            # may wait read_timeout: a stalled request does not hold a thread forever.
+            self.connection.settimeout(collector.idle_timeout)
+            if not self.rfile.peek(1):
+                return
+            self.connection.settimeout(collector.read_timeout)
             problem = self._read_head()
         except OSError:
             return
@@ -1331,11 +1494,14 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             pass  # then it closes with a FIN: still no answer
         self.connection.close()
 
-    def _read_body(self) -> Optional[bytes]:
+    def _read_body(self, limit: Optional[int] = None) -> Optional[bytes]:
         """The whole request body, or None when it cannot be read (then the connection
-        closes, after an answer when there is one to give)."""
+        closes, after an answer when there is one to give).  Over ``limit`` bytes
+        (default ``max_body_bytes``): 413."""
+        if limit is None:
+            limit = self.server.collector.max_body_bytes
         if self._fields.get("transfer-encoding", "").strip().lower() == "chunked":
-            return self._read_chunked()
+            return self._read_chunked(limit)
         length_header = self._fields.get("content-length")
         if length_header is None:
             return b""
@@ -1347,62 +1513,114 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             self.close_connection = True
             self._send(400, _error("bad_request", "bad Content-Length"))
             return None
-        if length > MAX_WIRE_BYTES:
-            self.close_connection = True
-            self._send(413, _error("payload_too_large", f"body is {length} bytes on the wire"))
-            return None
+        if length > limit:
+            return self._too_large(f"body is {length} bytes on the wire, over the {limit}-byte limit")
         body = self.rfile.read(length)
         return body if len(body) == length else None  # short: the client went away
 
-    def _read_chunked(self) -> Optional[bytes]:
+    def _too_large(self, reason: str) -> None:
+        self.close_connection = True
+        self._send(413, _error("payload_too_large", reason))
+        return None
+
+    def _bad_chunking(self, reason: str) -> None:
+        self.close_connection = True
+        self._send(400, _error("bad_request", reason))
+        return None
+
+    def _read_chunked(self, limit: int) -> Optional[bytes]:
         parts: List[bytes] = []
         total = 0
         while True:
-            try:
-                size = int(self.rfile.readline(1026).split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                return None
+            line = self.rfile.readline(_MAX_CHUNK_LINE + 1)
+            if not line:
+                return None  # the client went away
+            m = _CHUNK_SIZE.fullmatch(line)
+            if m is None:
+                return self._bad_chunking("bad chunk size line")
+            size = int(m.group(1), 16)
             if size == 0:
                 break
             total += size
-            if total > MAX_WIRE_BYTES:
-                return None
+            if total > limit:
+                return self._too_large(f"chunked body is over the {limit}-byte limit")
             chunk = self.rfile.read(size + 2)
             if len(chunk) < size + 2:
                 return None
+            if chunk[size:] != b"\r\n":
+                return self._bad_chunking("chunk data not followed by CRLF")
             parts.append(chunk[:size])
-        while self.rfile.readline(_MAX_LINE + 1) not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(parts)
+        for _ in range(_MAX_HEADERS + 1):
+            line = self.rfile.readline(_MAX_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                return b"".join(parts)
+        return self._bad_chunking("too many trailer lines")
 
     def _route(self) -> None:
         target = self.path
+        hosts = [self._fields.get("host")]
         if "://" in target.split("?", 1)[0]:  # absolute form, as sent to a proxy
-            target = "/" + target.split("://", 1)[1].partition("/")[2]
+            authority, _, rest = target.split("://", 1)[1].partition("/")
+            target = "/" + rest
+            hosts.append(authority)
         path, _, query = target.partition("?")
         _current.method, _current.path = self.command, path
+        collector = self.server.collector
         methods = _ROUTES.get(path)
-        body = self._read_body()
-        if body is None:
-            self.close_connection = True
-            return
+        api = None
         if methods is None:
             for api_method, pattern, handler in self._API_ROUTES:
                 match = pattern.fullmatch(path)
                 if match is not None and api_method == self.command:
-                    getattr(self, handler)(body, query, match)
-                    return
+                    api = handler, match
+                    break
+        limit = collector.max_body_bytes
+        if api is not None and api[0] in _BLOOMREACH_HANDLERS:
+            limit = max(limit, _bloomreach.MAX_WIRE_BYTES)
+        body = self._read_body(limit)
+        if body is None:
+            self.close_connection = True
+            return
         control = path.startswith(_CONTROL)
+        refusal: Optional[Tuple[int, str, str]] = None
+        foreign = next((h for h in hosts if h is not None and not collector._serves(h)), None)
+        if foreign is not None:
+            refusal = 421, "misdirected_request", f"host {foreign[:100]!r} is not an address this collector serves"
+        elif control and self.command not in ("GET", "HEAD"):
+            refusal = self._cross_site()
+        if refusal is not None:
+            status, code, reason = refusal
+            if not control:
+                collector._count_request()
+                collector._refuse(status, code, reason, len(body), time.time())
+            self._send(status, _error(code, reason))
+            return
+        if api is not None:
+            getattr(self, api[0])(body, query, api[1])
+            return
         if methods is None or self.command not in methods:
             status, code = (404, "not_found") if methods is None else (405, "method_not_allowed")
             reason = f"no route {self.command} {path}"
             if not control:
-                collector = self.server.collector
                 collector._count_request()
                 collector._refuse(status, code, reason, len(body), time.time())
             self._send(status, _error(code, reason), () if methods is None else (("Allow", ", ".join(methods)),))
             return
         getattr(self, methods[self.command])(body, query)
+
+    def _cross_site(self) -> Optional[Tuple[int, str, str]]:
+        """Why a state-changing control request may come from another site (403), or None.
+
+        A browser sends a form or a script's "simple" request cross-site without
+        asking, but never with ``Content-Type: application/json``, and always with
+        its page's ``Origin``.
+        """
+        origin = self._fields.get("origin")
+        if origin is not None and origin.strip().lower() != "http://" + self._fields.get("host", "").strip().lower():
+            return 403, "forbidden", f"Origin {origin[:100]!r} is not this collector's"
+        if self._fields.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+            return 403, "forbidden", "control requests must be sent with Content-Type: application/json"
+        return None
 
     # -- /v1/batch --------------------------------------------------------
 

@@ -116,6 +116,22 @@ def _text(value: Any) -> Optional[str]:
     return value
 
 
+def _create_private(path: str) -> None:
+    """Create ``path`` empty with mode 0600, whatever the umask, unless it exists.
+
+    SQLite gives the -wal and -shm files it makes the mode of the database file,
+    so they are private too.  An existing file keeps its mode.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits off 0600 (never added any)
+    finally:
+        os.close(fd)
+
+
 def _like(text: str) -> str:
     """A LIKE pattern matching ``text`` anywhere (``%``, ``_`` and ``\\`` taken literally)."""
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -139,9 +155,12 @@ class SQLiteStore:
                 parent = os.path.dirname(os.path.abspath(path))
                 if not os.path.isdir(parent):
                     raise StoreError(f"cannot open the database {path}: no directory {parent}")
+                _create_private(path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the database {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the database {path}: {exc.strerror or exc}") from None
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
