@@ -335,6 +335,29 @@ def test_a_stalled_request_is_closed_after_read_timeout(sent: bytes) -> None:
         assert request(c, "GET", "/_collector/stats")[0] == 200
 
 
+def test_a_request_trickling_in_is_closed_after_request_timeout() -> None:
+    """A request sent a byte at a time, each byte well inside read_timeout, is closed once the
+    whole request has taken request_timeout (a per-read timeout alone would hold it for ever)."""
+    with Collector(read_timeout=2.0, request_timeout=0.5) as c:
+        with socket.create_connection(("127.0.0.1", c.port), timeout=TIMEOUT) as sock:
+            head = b"POST /v1/batch HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
+            started = time.monotonic()
+            closed = False
+            for byte in (head + b"x" * 100_000)[:400]:  # bounded: 400 bytes, one every 20 ms (8 s)
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                if closed_within(sock, 0.02):
+                    closed = True
+                    break
+            elapsed = time.monotonic() - started
+        assert closed, "the trickling request was never closed"
+        assert elapsed < TIMEOUT, f"closed only after {elapsed:.1f} s"
+        assert request(c, "GET", "/_collector/stats")[0] == 200
+
+
 def test_an_idle_connection_is_closed_after_idle_timeout_and_kept_until_then() -> None:
     """A kept-alive connection serves its next request within idle_timeout and is closed after it."""
     with Collector(idle_timeout=0.5, read_timeout=0.2) as c:
@@ -375,7 +398,7 @@ def _served(c: Collector) -> bool:
 
 @pytest.mark.parametrize("kwargs", [
     {"max_body_bytes": 0}, {"max_body_bytes": 1.5}, {"max_connections": 0}, {"max_connections": True},
-    {"read_timeout": 0}, {"read_timeout": float("nan")}, {"idle_timeout": float("inf")}, {"idle_timeout": "5"},
+    {"read_timeout": 0}, {"read_timeout": float("nan")}, {"request_timeout": -1}, {"idle_timeout": float("inf")}, {"idle_timeout": "5"},
 ])
 def test_bad_limits_raise_configuration_error(kwargs: Dict[str, Any]) -> None:
     """A limit that is not a positive number raises ConfigurationError naming the option."""

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import ipaddress
 import json
 import logging
@@ -558,8 +559,9 @@ class Collector:
     own (403 otherwise), so no form or script on another site can drive it.
     Bodies over ``max_body_bytes`` on the wire get 413 (Bloomreach's routes
     allow what 50 commands need); a connection whose request stalls for
-    ``read_timeout`` seconds, or that stays idle ``idle_timeout`` seconds
-    between requests, is closed; past ``max_connections`` open connections a
+    ``read_timeout`` seconds, whose request takes more than ``request_timeout``
+    seconds to arrive (a byte at a time, say), or that stays idle
+    ``idle_timeout`` seconds between requests, is closed; past ``max_connections`` open connections a
     new one gets 503 and is closed.
 
     All records are guarded by one lock; the accessors return copies.
@@ -577,11 +579,13 @@ class Collector:
         max_connections: int = 64,
         read_timeout: float = 5.0,
         idle_timeout: float = 60.0,
+        request_timeout: float = 30.0,
     ) -> None:
         for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections)):
             if type(value) is not int or value < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, not {value!r}")
-        for name, value in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout)):
+        for name, value in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout),
+                            ("request_timeout", request_timeout)):
             if type(value) not in (int, float) or not 0 < value < _INF:
                 raise ConfigurationError(f"{name} must be a finite number of seconds > 0, not {value!r}")
         if isinstance(allowed_hosts, (str, bytes)) or not isinstance(allowed_hosts, Iterable):
@@ -604,6 +608,8 @@ class Collector:
         self.read_timeout = float(read_timeout)
         #: Seconds a kept-alive connection may wait for its next request.
         self.idle_timeout = float(idle_timeout)
+        #: Seconds a whole request (head and body) may take to arrive, however it trickles in.
+        self.request_timeout = float(request_timeout)
         self._pid = os.getpid()  # a forked child must not stop the parent's server (see stop)
         self._port = port
         self.write_keys: Optional[FrozenSet[str]] = frozenset(write_keys) if write_keys is not None else None
@@ -1323,6 +1329,38 @@ def _hold_port(family: int, host: str, port: int) -> Optional[socket.socket]:
     return sock
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, each one bounded by a timeout and all of them by a deadline.
+
+    A socket timeout alone bounds each read: a client sending one byte just
+    inside it holds the connection for ever.  The deadline bounds the request.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._per_read: Optional[float] = None
+        self._deadline: Optional[float] = None
+
+    def limit(self, per_read: float, total: Optional[float]) -> None:
+        """From now on each read waits at most ``per_read`` s, all of them ``total`` s (None: no bound)."""
+        self._per_read = per_read
+        self._deadline = None if total is None else time.monotonic() + total
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self._per_read
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("the request took longer than request_timeout to arrive")
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        self._sock.settimeout(timeout)
+        return self._sock.recv_into(buffer)
+
+
 class _Drop(Exception):
     """Raised by a handler to reset the connection without answering (an injected fault)."""
 
@@ -1383,6 +1421,11 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
     def setup(self) -> None:
         super().setup()
         self._parser = _BodyParser()
+        # Reads through a reader that bounds each read and each whole request (see _DeadlineReader);
+        # the stdlib's file object is closed first, or it would keep the socket open after close().
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         logger.debug("%s " + format, self.client_address[0], *args)
@@ -1393,11 +1436,12 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         collector = self.server.collector
         try:
             # Idle between requests up to idle_timeout; once one has begun, each read
-            # may wait read_timeout: a stalled request does not hold a thread forever.
-            self.connection.settimeout(collector.idle_timeout)
+            # may wait read_timeout and the whole request request_timeout: a stalled
+            # or trickling request does not hold a thread forever.
+            self._reader.limit(collector.idle_timeout, None)
             if not self.rfile.peek(1):
                 return
-            self.connection.settimeout(collector.read_timeout)
+            self._reader.limit(collector.read_timeout, collector.request_timeout)
             problem = self._read_head()
         except OSError:
             return
@@ -1469,6 +1513,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
               content_type: str = "application/json") -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d", self.command, self.path.partition("?")[0], status)
+        self.connection.settimeout(self.server.collector.read_timeout)  # a late read left less
         if status == 200 and body is _OK_BODY and not headers and not self.close_connection \
                 and self.request_version == "HTTP/1.1":
             self.wfile.write(_OK)
