@@ -137,9 +137,6 @@ def _set_debug(client: "Client", on: bool) -> None:
             _saved_level = None
 
 
-#: Calls pace every this many batches' worth of calls (see Consumer.pace).
-_PACE_BATCHES = 2
-
 # --- fork safety --------------------------------------------------------------
 
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
@@ -453,7 +450,6 @@ class Client:
         self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
         self._dropping = False
         self._burst_drops = 0
-        self._credits = 0
         self._set_pace_from()
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
         if self._config.send and (len(queue) or getattr(queue, "consume", False)):
@@ -776,14 +772,7 @@ class Client:
         if self._dropping and n <= self._queue.maxsize // 2:
             self._end_burst()
         if n >= self._pace_from:
-            if self._consumer.pacing:
-                self._consumer.follow(cfg.pace_wait)
-            else:
-                self._credits -= 1
-                if self._credits <= 0:
-                    # a longer wait every other batch keeps waiting calls under 1 %
-                    self._credits = _PACE_BATCHES * cfg.upload_size
-                    self._consumer.pace(cfg.pace_wait, _PACE_BATCHES)
+            self._consumer.pace(n)
         if n == 1 or n == cfg.upload_size:
             self._check_pid()  # the fallback when a fork bypassed os.register_at_fork
             consumer = self._consumer
