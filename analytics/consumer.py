@@ -129,6 +129,7 @@ class Consumer:
         self._backing_off = 0  # workers waiting before a retry: producers must not wait for them
         self._completed = 0  # batches finished, for pacing
         self._grow = False  # a worker saw more to send than the workers can take: start another
+        self.idle_exit_s = _IDLE_EXIT_S
         self.started = False
         self.stopped = False
         self.durable = bool(getattr(queue, "durable", False))
@@ -490,10 +491,10 @@ class Consumer:
                     # a worker added for a backlog: it ends once it has had nothing to do for a while
                     now = self._clock()
                     idle_since = now if idle_since is None else idle_since
-                    if now - idle_since >= _IDLE_EXIT_S:
+                    if now - idle_since >= self.idle_exit_s:
                         self._threads = [t for t in self._threads if t is not threading.current_thread()]
                         return None
-                    self._work.wait(_IDLE_EXIT_S - (now - idle_since))
+                    self._work.wait(self.idle_exit_s - (now - idle_since))
                     continue
                 self._work.wait(None if not len(q) else cfg.upload_interval)
                 continue
