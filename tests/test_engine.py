@@ -6,13 +6,16 @@ every assertion is by counts, never by timing."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from typing import List
 
 import pytest
 
 from analytics.collector import Collector
+from analytics.transport import HTTPTransport
 
-from .conftest import Errors
+from .test_faults import assert_stats_sum
 
 PROPS = {"sku": "sku-1", "price": 19.99, "qty": 3, "tags": ["a", "b"], "meta": {"color": "red"}}
 
@@ -68,17 +71,37 @@ def test_light_traffic_is_sent_in_small_prompt_batches(make_client, collector):
     assert most_in_flight(collector) == 1
 
 
+class Recording(HTTPTransport):
+    """The real HTTP transport, noting when each request left and when its answer came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: List[tuple] = []  # (sent at, answered at, status, Retry-After)
+        self._log_lock = threading.Lock()
+
+    def post(self, url, body, headers, timeout, proxies):  # type: ignore[no-untyped-def]
+        sent = time.monotonic()
+        resp = super().post(url, body, headers, timeout, proxies)
+        with self._log_lock:
+            self.log.append((sent, time.monotonic(), resp.status, resp.headers.get("Retry-After")))
+        return resp
+
+
 def test_retry_after_from_one_request_holds_back_the_others(make_client, collector, errors):
-    """A 429 with Retry-After on one connection: no request on any connection arrives before it is up."""
+    """A 429 with Retry-After on one connection: no request leaves on any connection before it is up."""
     collector.delay = 0.05
     collector.set_chaos(status=429, retry_after=1, fail_every=4)
-    client = make_client(max_queue_size=20_000)
+    transport = Recording()
+    client = make_client(max_queue_size=20_000, transport=transport)
     sent = burst(client, 8000)
     assert client.flush(timeout=60) == 0
     assert collector.unique_ids == {m["messageId"] for m in sent}
-    assert any(r.status == 429 for r in collector.request_log)
-    # Requests already on their way when the 429 left are let through by the grace.
-    assert collector.retry_after_violations(slack=0.02, grace=0.02) == []
+    log = sorted(transport.log)
+    limits = [(answered, answered + float(ra)) for _, answered, status, ra in log if status == 429 and ra]
+    assert limits
+    early = [sent_at for sent_at, _, _, _ in log for start, end in limits if start < sent_at < end - 0.01]
+    assert early == []
+    assert most_in_flight(collector) > 1
     assert errors.calls == []
 
 
@@ -95,8 +118,7 @@ def test_a_server_that_is_down_does_not_slow_the_producer(make_client, errors):
     assert stats["paced"] == 0, stats
     assert stats["dropped"]["queue_full"] > 0  # the queue's drop policy applied instead
     client.shutdown(timeout=0.2)
-    stats = client.stats()
-    assert stats["accepted"] == stats["delivered"] + stats["failed"] + sum(stats["dropped"].values()) + stats["pending"]
+    assert_stats_sum(client.stats())
 
 
 def test_a_server_that_never_answers_holds_calls_back_for_at_most_about_a_second(make_client, errors):
@@ -132,8 +154,6 @@ def test_extra_workers_end_when_idle(make_client, collector):
 
 
 def wait_until(condition, timeout: float) -> bool:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
