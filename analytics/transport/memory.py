@@ -34,7 +34,7 @@ __all__ = ["Request", "MemoryTransport", "Handler", "respond"]
 class Request:
     """One request as the engine sent it: ``body`` holds the bytes as sent (gzipped or not).
 
-    ``headers`` is a case-insensitive mapping.
+    ``headers`` is kept as a case-insensitive copy.
     """
 
     method: str
@@ -44,6 +44,9 @@ class Request:
     timeout: float
     proxies: Optional[dict] = None
     _aborted: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
 
     @property
     def content(self) -> bytes:
@@ -151,7 +154,7 @@ class MemoryTransport(BaseTransport):
         self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
     ) -> Response:
         """Record the request and return the handler's answer (see the class)."""
-        request = Request("POST", url, CaseInsensitiveDict(headers), bytes(body), timeout, proxies)
+        request = Request("POST", url, headers, bytes(body), timeout, proxies)
         with self._lock:
             self._requests.append(request)
             self._inflight.add(request._aborted)
