@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+
+import pytest
 
 from analytics.transport import HTTPTransport, RequestsTransport, _tls_context
 
@@ -111,3 +114,80 @@ def test_close_reaches_a_connection_reopened_after_an_earlier_close(collector):
     assert conn.sock is not None
     t.close()
     assert conn.sock is None
+
+
+BODY = b'{"batch":[],"sentAt":"2026-01-01T00:00:00.000Z"}'
+
+
+def _auth_headers() -> dict:
+    return dict(HEADERS, Authorization="Basic " + __import__("base64").b64encode(f"{WRITE_KEY}:".encode()).decode())
+
+
+def test_abort_breaks_off_a_request_in_flight_and_the_next_one_reconnects(collector):
+    """abort() from another thread makes a request waiting for its answer fail at once; the next request works."""
+    import threading
+    import time
+
+    from analytics import TransportError
+
+    t = HTTPTransport()
+    collector.delay = 2.0  # the answer would come after 2 s; the request's own timeout is 30 s
+    failures: list = []
+
+    def send() -> None:
+        try:
+            t.post(collector.url + "/v1/batch", BODY, _auth_headers(), 30, None)
+        except TransportError as exc:
+            failures.append(exc)
+
+    th = threading.Thread(target=send)
+    th.start()
+    deadline = time.monotonic() + 5
+    while collector.stats()["requests"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    t.abort()
+    th.join(1.5)  # well before the delayed answer
+    assert not th.is_alive() and len(failures) == 1
+    collector.delay = 0.0
+    try:
+        assert t.post(collector.url + "/v1/batch", BODY, _auth_headers(), 5, None).status == 200
+    finally:
+        t.close()
+    assert collector.stats()["connections"] == 2
+
+
+def test_requests_transport_after_fork_takes_a_new_session():
+    """RequestsTransport.after_fork() leaves the inherited session (the parent's pool) alone and starts a new one."""
+    t = RequestsTransport()
+    inherited = t.session
+    t.after_fork()
+    assert t.session is not inherited
+    t.close()
+    inherited.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:.*use of fork\\(\\) may lead to deadlocks:DeprecationWarning")
+def test_after_fork_leaves_the_parents_connection_alone(collector):
+    """In a forked child after_fork() drops the inherited keep-alive connection without ending it:
+    the child connects anew and the parent keeps using its own connection."""
+    from .test_fork import _fork_call
+
+    t = HTTPTransport()
+    url = collector.url + "/v1/batch"
+    try:
+        assert t.post(url, BODY, _auth_headers(), 5, None).status == 200
+        (conn,) = t._local.conns.values()
+        sock = conn.sock
+
+        def child() -> list:
+            t.after_fork()
+            status = t.post(url, BODY, _auth_headers(), 5, None).status
+            return [status, conn.sock is None, len(t._all)]
+
+        assert _fork_call(child) == [200, True, 1]
+        assert collector.stats()["connections"] == 2  # the parent's and the child's own
+        assert t.post(url, BODY, _auth_headers(), 5, None).status == 200
+        assert conn.sock is sock and collector.stats()["connections"] == 2
+    finally:
+        t.close()

@@ -1,15 +1,13 @@
-"""HTTP transport: one attempt per call, no retries, no knowledge of batches.
+"""HTTP transports: one attempt per call, no retries, no knowledge of batches.
 
-The consumer talks to a :class:`Transport`.  The default,
-:class:`HTTPTransport`, keeps one ``http.client`` connection per consumer
-thread and host: a request costs about a sixth of the CPU of a
+:class:`HTTPTransport`, the default, keeps one ``http.client`` connection per
+consumer thread and host: a request costs about a sixth of the CPU of a
 ``requests.Session`` post, and far fewer trips through the GIL, which is what
 a busy application thread competes for.  Whenever a proxy applies (the
 ``proxies`` setting, or ``HTTPS_PROXY``/``HTTP_PROXY`` in the environment and
 the host not in ``NO_PROXY``) it hands the request to
 :class:`RequestsTransport`, which does proxies the way ``requests`` users
-expect.  Users can pass their own transport (a test double, another HTTP
-library, an in-process sink) as ``Client(transport=...)``.
+expect.
 """
 
 from __future__ import annotations
@@ -20,44 +18,25 @@ import select
 import socket
 import ssl
 import threading
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import requests
 import requests.utils
 
-from .errors import TransportError
+from ..errors import TransportError
+from .base import BaseTransport, Response
 
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    from typing_extensions import Protocol  # type: ignore
-
-__all__ = ["Response", "Transport", "HTTPTransport", "RequestsTransport"]
+__all__ = ["HTTPTransport", "RequestsTransport"]
 
 
-class Response(NamedTuple):
-    """What came back: status, headers (case-insensitive mapping) and body bytes."""
+class RequestsTransport(BaseTransport):
+    """A keep-alive ``requests.Session`` owned by one client and closed with it.
 
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-
-class Transport(Protocol):
-    """Sends one request and returns the answer, or raises TransportError."""
-
-    def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
-    ) -> Response:
-        """POST ``body`` to ``url``; raise :class:`TransportError` when there is no answer."""
-
-    def close(self) -> None:
-        """Release connections."""
-
-
-class RequestsTransport:
-    """A keep-alive ``requests.Session`` owned by one client and closed with it."""
+    ``abort`` does nothing: ``requests`` cannot interrupt a request from
+    another thread (at the shutdown deadline the engine reports such a batch
+    without its answer).
+    """
 
     def __init__(self) -> None:
         self.session = requests.Session()
@@ -76,7 +55,12 @@ class RequestsTransport:
         return Response(r.status_code, r.headers, content)
 
     def close(self) -> None:
+        """Close the session's pooled connections."""
         self.session.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: a new session; the inherited one is left to the parent."""
+        self.session = requests.Session()
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -92,7 +76,7 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
-class HTTPTransport:
+class HTTPTransport(BaseTransport):
     """Keep-alive ``http.client`` connections, one per thread and host; ``requests`` for proxies."""
 
     def __init__(self) -> None:
@@ -100,7 +84,7 @@ class HTTPTransport:
         self._tls: Optional[ssl.SSLContext] = None
         self._proxied: Dict[Tuple[str, str], bool] = {}
         self._fallback: Optional[RequestsTransport] = None
-        self._all: list = []  # every connection made, for close()
+        self._all: List[http.client.HTTPConnection] = []  # every connection made, for close() and abort()
         self._lock = threading.Lock()
 
     def post(
@@ -178,6 +162,21 @@ class HTTPTransport:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+    def after_fork(self) -> None:
+        """In a forked child: close this process's copies of the inherited sockets, never shut them down.
+
+        No lock is taken (a thread of the parent may have held it at the
+        fork); a shutdown would end the parent's connections, a close only
+        releases the child's descriptors.  The next request connects anew.
+        """
+        conns, self._all = self._all, []
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        for conn in conns:
+            conn.close()
+        if self._fallback is not None:
+            self._fallback.after_fork()
 
     def close(self) -> None:
         """Close every connection; idempotent (each socket is closed once)."""
