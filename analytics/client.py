@@ -21,7 +21,7 @@ from .queues import MemoryQueue, SQLiteQueue
 from .queues.redis import RedisQueue, stream_key
 from .retry import RetryPolicy
 from .stats import Stats
-from .transport import HTTPTransport, Transport
+from .transport import HTTPTransport, Transport, as_transport
 from .version import VERSION
 
 __all__ = ["Client", "DEFAULT_HOST"]
@@ -373,7 +373,7 @@ class Client:
         if _checks.header_text("user_agent", user_agent) is not None:
             self._config.user_agent = user_agent
         self._own_transport = transport is None
-        self._transport: Transport = transport if transport is not None else HTTPTransport()
+        self._transport: Transport = HTTPTransport() if transport is None else as_transport(transport)
         self._thread_count = thread
         self._closed = False
         self._mp_registered = False
@@ -513,9 +513,7 @@ class Client:
         if self._own_transport:
             self._transport = HTTPTransport()  # never share a socket with the parent
         else:
-            after_fork = getattr(self._transport, "after_fork", None)
-            if callable(after_fork):
-                after_fork()
+            self._transport.after_fork()
         old = self._queue
         queue = self._make_queue()
         if not hooked and not old.durable:

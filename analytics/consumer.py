@@ -371,14 +371,12 @@ class Consumer:
         # Past the deadline a worker still waits for an answer: wake it by
         # aborting the connections (it then reports its batch itself), and
         # report for those that stay stuck (a transport that cannot abort).
-        abort = getattr(self.transport, "abort", None)
-        if callable(abort):
-            try:
-                abort()
-            except Exception:  # pragma: no cover
-                log.exception("could not abort the transport's connections")
-            for t in workers:
-                t.join(_ABORT_GRACE_S)
+        try:
+            self.transport.abort()
+        except Exception:  # pragma: no cover
+            log.exception("could not abort the transport's connections")
+        for t in workers:
+            t.join(_ABORT_GRACE_S)
         lost = []
         with self._lock:
             # Only what the workers have not settled yet: a worker still reporting its batch
