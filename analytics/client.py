@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _checks, encoding, messages
 from . import options as _options
@@ -242,6 +242,7 @@ class Client:
     max_retry_time: float = _setting()
     exit_timeout: Optional[float] = _setting()
     pace_wait: float = _setting()
+    _given: FrozenSet[str]  # the names of the arguments passed to __init__ (see options.records_given)
 
     @_options.records_given
     def __init__(
@@ -292,7 +293,7 @@ class Client:
         self._transport: Transport = cfg.transport if cfg.transport is not None else HTTPTransport()
         self._closed = False
         self._mp_registered = False
-        self._spool = None if cfg.spool_path is None else dict(
+        self._spool: Optional[Dict[str, Any]] = None if cfg.spool_path is None else dict(
             path=self._spool_file(os.fspath(cfg.spool_path)), max_bytes=cfg.spool_max_bytes,
             synchronous=cfg.spool_sync.upper(),
         )
