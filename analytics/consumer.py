@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .errors import APIError, DeliveryError, ShutdownError, TransportError
 from .formats import BatchFormat
+from .options import Config
 from .retry import RetryPolicy, parse_retry_after, retryable_status
 from .stats import Stats
 from .transport import Transport
@@ -54,25 +55,6 @@ _ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
 _LIVENESS_CHECK_S = 0.25
 _GZIP_LEVEL = 6
-
-
-class Config:
-    """Settings the consumer reads per batch, so changes take effect on the next one."""
-
-    def __init__(self, **settings: Any) -> None:
-        self.write_key: Optional[str] = None
-        self.host: str = ""
-        self.gzip = False
-        self.timeout: float = 15
-        self.proxies: Optional[dict] = None
-        self.upload_size = 100
-        self.upload_interval = 0.5
-        self.pace_wait = 0.004
-        self.on_error: Optional[Callable[[Exception, List[dict]], Any]] = None
-        self.retry = RetryPolicy()
-        self.user_agent = f"cdp-relay/{VERSION} (python)"
-        for name, value in settings.items():
-            setattr(self, name, value)
 
 
 class Consumer:
