@@ -15,7 +15,9 @@ Module settings (``write_key``, ``host``/``endpoint``, ``on_error``, ``debug``,
 library's ``max_queue_wait``, ``max_retry_time``, ``exit_timeout``, ``pace_wait``) are
 checked when assigned and, once the shared client exists, applied to it at
 once: a setting changed after the first call takes effect on the next batch.
-``thread`` and ``spool_path`` are read only when the shared client is created.
+``thread``, ``spool_path`` and ``destination`` are read only when the shared
+client is created.  Each is declared, with its default and check, in
+:mod:`analytics.options`.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Set, Tuple
 
 from . import client as _client_module
-from ._checks import quote as _quote
 from . import errors as _errors
+from . import options as _options
 from .client import DEFAULT_HOST, Client
 from .errors import (
     REASONS,
@@ -77,54 +79,41 @@ __all__ = [
 #: Customer.io's EU Data Pipelines endpoint.
 EU_HOST = "https://cdp-eu.customer.io"
 
-# --- settings (module attributes; see the docstring) --------------------------
-write_key: Optional[str] = None
-host: Optional[str] = None
-on_error = None
-debug = False
-send = True
-sync_mode = False
-max_queue_size = 10000
-gzip = False
-timeout: float = 15
-max_retries = 10
-upload_size = 100
-upload_interval = 0.5
-proxies: Optional[dict] = None
-thread = 1
-max_queue_wait: Optional[float] = 0.0
-max_retry_time = 60.0
-exit_timeout: Optional[float] = 5.0
-pace_wait = 0.004
+# --- settings (module attributes; see the docstring and analytics.options) ----
+_DEFAULTS = _options.DEFAULTS
+write_key: Optional[str] = _DEFAULTS["write_key"]
+host: Optional[str] = _DEFAULTS["host"]
+on_error: Optional[_options.OnError] = _DEFAULTS["on_error"]
+debug: bool = _DEFAULTS["debug"]
+send: bool = _DEFAULTS["send"]
+sync_mode: bool = _DEFAULTS["sync_mode"]
+max_queue_size: int = _DEFAULTS["max_queue_size"]
+gzip: bool = _DEFAULTS["gzip"]
+timeout: float = _DEFAULTS["timeout"]
+max_retries: int = _DEFAULTS["max_retries"]
+upload_size: int = _DEFAULTS["upload_size"]
+upload_interval: float = _DEFAULTS["upload_interval"]
+proxies: Optional[dict] = _DEFAULTS["proxies"]
+thread: int = _DEFAULTS["thread"]
+max_queue_wait: Optional[float] = _DEFAULTS["max_queue_wait"]
+max_retry_time: float = _DEFAULTS["max_retry_time"]
+exit_timeout: Optional[float] = _DEFAULTS["exit_timeout"]
+pace_wait: float = _DEFAULTS["pace_wait"]
+max_in_flight: int = _DEFAULTS["max_in_flight"]
 #: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
-spool_path: Optional[str] = None
+spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: Deliver the shared client's messages to another batch API (read when it is
 #: created): ``analytics.destination = TrackV2(site_id, api_key)``; see README.
-destination = None
+destination: Optional[_options.Destination] = _DEFAULTS["destination"]
 
 #: The shared client, created by the first call; set it to None to start afresh.
 default_client: Optional[Client] = None
 
-_SETTINGS = (
-    "write_key",
-    "host",
-    "on_error",
-    "debug",
-    "send",
-    "sync_mode",
-    "max_queue_size",
-    "gzip",
-    "timeout",
-    "max_retries",
-    "upload_size",
-    "upload_interval",
-    "proxies",
-    "max_queue_wait",
-    "max_retry_time",
-    "exit_timeout",
-    "pace_wait",
-)
-_CREATION_SETTINGS = ("thread", "spool_path", "destination")
+# applied to the shared client when assigned; read only when it is created
+_SETTINGS = tuple(o.name for o in _options.OPTIONS if o.facade and o.live)
+_CREATION_SETTINGS = tuple(o.name for o in _options.OPTIONS if o.facade and not o.live)
+# the settings assigned (the shared client gets these, so it knows them as given explicitly)
+_given: Set[str] = set()
 # The shared client's lock, one per process (a thread of the parent may have
 # held it at the fork), made at its first use there (see client._process_lock).
 _locks: Dict[int, Any] = {}
@@ -140,10 +129,7 @@ def _default() -> Client:
     with _client_module._process_lock(_locks):
         if default_client is None:
             mod = sys.modules[__name__]
-            settings = {name: getattr(mod, name) for name in _SETTINGS}
-            default_client = Client(
-                thread=mod.thread, spool_path=mod.spool_path, destination=mod.destination, **settings
-            )
+            default_client = Client(**{name: getattr(mod, name) for name in _given})
         return default_client
 
 
@@ -226,23 +212,15 @@ class _Facade(types.ModuleType):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "endpoint":
             name = "host"
-        if name in _SETTINGS:
-            checked = _client_module._CHECKS[name](value)  # check now, not at the first call
+        option = _options.BY_NAME.get(name)
+        if option is not None and option.facade:
+            checked = option.checked(value)  # check now, not at the first call
             if type(checked) is bool:
                 value = checked  # analytics.debug = 'no' reads back False, not a truthy 'no'
             client = self.__dict__.get("default_client")
-            if client is not None:
+            if option.live and client is not None:
                 setattr(client, name, value)  # applies
-        elif name == "thread":
-            _client_module._number("thread", value, 1, integer=True)
-        elif name == "spool_path" and value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ConfigurationError(f"spool_path must be a file path, got {_quote(value)}")
-        elif name == "destination" and value is not None:
-            from .destinations import Destination
-
-            if not isinstance(value, Destination):
-                raise ConfigurationError(
-                    f"destination must be an analytics.destinations.Destination, got {_quote(value)}")
+            _given.add(name)
         super().__setattr__(name, value)
 
     @property

@@ -120,7 +120,7 @@ class AsyncClient:
     :class:`analytics.Client`; or wrap an existing one with
     ``AsyncClient(client=client)``.  ``max_queue_wait`` other than 0 and
     ``sync_mode=True`` raise :class:`~analytics.errors.ConfigurationError`
-    (they would block the event loop); ``pace_wait`` defaults to 0.
+    (they would block the event loop); ``pace_wait`` keeps the client's default.
 
     The calls return ``(success, message)`` at once, like the sync client's;
     :meth:`flush` and :meth:`shutdown` are coroutines; ``async with`` shuts

@@ -4,103 +4,44 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _checks, encoding, messages
-from ._checks import quote, redact_url
-from .consumer import Config, Consumer, report
+from . import options as _options
+from .consumer import Consumer, report
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
 from .formats import CDPFormat
+from .options import DEFAULT_HOST, Config, OnError
 from .queues import MemoryQueue, SQLiteQueue
 from .queues.redis import RedisQueue, stream_key
 from .retry import RetryPolicy
 from .stats import Stats
-from .transport import HTTPTransport, Transport, as_transport
+from .transport import HTTPTransport, Transport
 from .version import VERSION
 
 __all__ = ["Client", "DEFAULT_HOST"]
-
-#: The US Data Pipelines endpoint; the EU one is ``https://cdp-eu.customer.io``.
-DEFAULT_HOST = "https://cdp.customer.io"
 
 log = logging.getLogger("customerio.analytics")
 _root_log = logging.getLogger("customerio")
 
 Message = Dict[str, Any]
 Result = Tuple[bool, Message]
-OnError = Callable[[Exception, List[Message]], Any]
-
-
-# --- option checks (ConfigurationError, never AssertionError) -----------------
-
 
 _number = _checks.number
-
-
-def _host(value: Any) -> str:
-    if value is None:
-        return DEFAULT_HOST
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"host must be a URL such as {DEFAULT_HOST!r}, got {quote(value)}")
-    return _checks.http_url("host", value)[0]
-
-
-def _write_key(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError("write_key must be a non-empty string")
-    if re.search(r"[\x00-\x1f\x7f]", value):  # never echo the key
-        raise ConfigurationError("write_key must not contain control characters (a newline read from a file?)")
-    return value
-
-
-def _callback(value: Any) -> Optional[OnError]:
-    if value is not None and not callable(value):
-        raise ConfigurationError(f"on_error must be a function (error, items), got {type(value).__name__}")
-    return value
-
-
-def _proxies(value: Any) -> Optional[dict]:
-    if value is not None and not isinstance(value, dict):
-        shown = quote(redact_url(value)) if isinstance(value, str) else type(value).__name__
-        raise ConfigurationError(f"proxies must be a dict such as {{'https': 'http://proxy:3128'}}, got {shown}")
-    return value
-
-
-_CHECKS: Dict[str, Callable[[Any], Any]] = {
-    "write_key": _write_key,
-    "host": _host,
-    "on_error": _callback,
-    "debug": lambda v: _checks.flag("debug", v),
-    "send": lambda v: _checks.flag("send", v),
-    "sync_mode": lambda v: _checks.flag("sync_mode", v),
-    "gzip": lambda v: _checks.flag("gzip", v),
-    "proxies": _proxies,
-    "max_queue_size": lambda v: _number("max_queue_size", v, 1, integer=True),
-    "max_queue_wait": lambda v: _number("max_queue_wait", v, 0, allow_none=True),
-    "timeout": lambda v: _number("timeout", v, 0.001),
-    "max_retries": lambda v: _number("max_retries", v, 0, integer=True),
-    "max_retry_time": lambda v: _number("max_retry_time", v, 0),
-    "upload_size": lambda v: _number("upload_size", v, 1, integer=True),
-    "upload_interval": lambda v: _number("upload_interval", v, 0),
-    "exit_timeout": lambda v: _number("exit_timeout", v, 0, allow_none=True),
-    "pace_wait": lambda v: _number("pace_wait", v, 0),
-}
 
 
 class _Setting:
     """A Client attribute that is checked when set and read by the consumer per batch."""
 
     def __set_name__(self, owner: type, name: str) -> None:
+        if not _options.BY_NAME[name].live:
+            raise TypeError(f"{name} is not a live option (see analytics.options)")
         self.name = name
-        self.check = _CHECKS[name]
 
     def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
         if obj is None:
@@ -108,12 +49,16 @@ class _Setting:
         return getattr(obj._config, self.name)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        value = self.check(value)
         if self.name in ("write_key", "host") and getattr(obj, "_redis", None) is not None:
+            _options.BY_NAME[self.name].checked(value)  # a bad value is named first
             # the stream is named after them: another value would send one tenant's messages with another's key
             raise ConfigurationError(f"{self.name} cannot be changed on a client with a Redis queue")
-        setattr(obj._config, self.name, value)
-        obj._apply(self.name, value)
+        obj._apply(self.name, obj._config.set(self.name, value))
+
+
+def _setting() -> Any:
+    # typed Any so that the class body declares each setting's type: `timeout: float = _setting()`
+    return _Setting()
 
 
 # --- debug logging ------------------------------------------------------------
@@ -239,11 +184,14 @@ class Client:
         Seconds the interpreter-exit hook spends delivering what is still
         queued (default 5); ``None`` waits for every retry.
     ``pace_wait``
-        Seconds a call may wait, once per two batches' worth of calls, for
-        the consumer to finish two batches, when a quarter of the queue is
-        used (default 0.004; 0 turns pacing off).  A thread calling
-        in a tight loop otherwise starves the consumer of the GIL and the
-        queue overflows.  Never waits while the consumer backs off.
+        The most one call is slowed while the queue fills faster than it
+        drains (default 0.004 s; 0 turns pacing off): past a quarter of the
+        queue, calls are spaced to the measured delivery rate (see
+        :mod:`analytics.engine.backpressure`).  Never waits while delivery is
+        impossible (a retry pending, ``Retry-After``, no answer for a second).
+    ``max_in_flight``
+        Requests sent at once while a backlog exists (default 4), each on a
+        pooled keep-alive connection; 1 keeps batches in call order.
     ``retry_policy``
         A :class:`~analytics.retry.RetryPolicy` for full control of waits.
     ``transport``
@@ -276,24 +224,28 @@ class Client:
 
     log = logging.getLogger("customerio")
 
-    write_key = _Setting()
-    host = _Setting()
-    on_error = _Setting()
-    debug = _Setting()
-    send = _Setting()
-    sync_mode = _Setting()
-    gzip = _Setting()
-    proxies = _Setting()
-    max_queue_size = _Setting()
-    max_queue_wait = _Setting()
-    timeout = _Setting()
-    max_retries = _Setting()
-    max_retry_time = _Setting()
-    upload_size = _Setting()
-    upload_interval = _Setting()
-    exit_timeout = _Setting()
-    pace_wait = _Setting()
+    # the options that can change on a live client (analytics.options: live=True)
+    write_key: Optional[str] = _setting()
+    host: str = _setting()
+    debug: bool = _setting()
+    max_queue_size: int = _setting()
+    send: bool = _setting()
+    on_error: Optional[OnError] = _setting()
+    gzip: bool = _setting()
+    max_retries: int = _setting()
+    sync_mode: bool = _setting()
+    timeout: float = _setting()
+    proxies: Optional[dict] = _setting()
+    upload_size: int = _setting()
+    upload_interval: float = _setting()
+    max_queue_wait: Optional[float] = _setting()
+    max_retry_time: float = _setting()
+    exit_timeout: Optional[float] = _setting()
+    pace_wait: float = _setting()
+    max_in_flight: int = _setting()
+    _given: FrozenSet[str]  # the names of the arguments passed to __init__ (see options.records_given)
 
+    @_options.records_given
     def __init__(
         self,
         write_key: Optional[str] = None,
@@ -315,6 +267,7 @@ class Client:
         max_retry_time: float = 60.0,
         exit_timeout: Optional[float] = 5.0,
         pace_wait: float = 0.004,
+        max_in_flight: int = 4,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         user_agent: Optional[str] = None,
@@ -328,107 +281,60 @@ class Client:
         claim_after: float = 30.0,
         stream_prefix: str = "cdp-relay",
     ) -> None:
-        settings = dict(
-            write_key=write_key,
-            host=host,
-            debug=debug,
-            max_queue_size=max_queue_size,
-            send=send,
-            on_error=on_error,
-            gzip=gzip,
-            max_retries=max_retries,
-            sync_mode=sync_mode,
-            timeout=timeout,
-            proxies=proxies,
-            upload_size=upload_size,
-            upload_interval=upload_interval,
-            max_queue_wait=max_queue_wait,
-            max_retry_time=max_retry_time,
-            exit_timeout=exit_timeout,
-            pace_wait=pace_wait,
-        )
-        checked = {name: _CHECKS[name](value) for name, value in settings.items()}
-        if destination is not None and not isinstance(destination, Destination):
-            raise ConfigurationError(
-                "destination must be an analytics.destinations.Destination such as TrackV2(...), "
-                f"got {quote(destination)}"
-            )
-        self._destination = destination
-        if destination is not None:
-            checked["upload_size"] = min(checked["upload_size"], destination.max_items)
-        if checked["send"] and checked["write_key"] is None and destination is None:
+        # every parameter is an option of analytics.options; Config checks them all, defaults included
+        arguments = locals()
+        cfg = self._config = Config(**{name: arguments[name] for name in self._given})
+        if cfg.send and cfg.write_key is None and cfg.destination is None:
             raise ConfigurationError(
                 "write_key is required: Client('YOUR_WRITE_KEY') or analytics.write_key = 'YOUR_WRITE_KEY' "
                 "(or send=False to only validate)"
             )
-        thread = _number("thread", thread, 1, integer=True)
-        if retry_policy is None:
-            retry_policy = RetryPolicy(max_retries=checked["max_retries"], max_time=checked["max_retry_time"])
-        elif not isinstance(retry_policy, RetryPolicy):
-            raise ConfigurationError("retry_policy must be an analytics.retry.RetryPolicy")
-        else:
-            checked["max_retries"] = retry_policy.max_retries
-            checked["max_retry_time"] = retry_policy.max_time
-        self._config = Config(**checked, retry=retry_policy)
-        if _checks.header_text("user_agent", user_agent) is not None:
-            self._config.user_agent = user_agent
-        self._own_transport = transport is None
-        self._transport: Transport = HTTPTransport() if transport is None else as_transport(transport)
-        self._thread_count = thread
+        if cfg.spool_path is not None and cfg.queue is not None:
+            raise ConfigurationError("use either spool_path or queue='redis://...', not both")
+        self._own_transport = cfg.transport is None
+        self._transport: Transport = HTTPTransport() if cfg.transport is None else cfg.transport
         self._closed = False
         self._mp_registered = False
-        if spool_path is not None and not isinstance(spool_path, (str, os.PathLike)):
-            raise ConfigurationError(f"spool_path must be a file path, got {quote(spool_path)}")
-        if spool_sync not in ("normal", "full"):
-            raise ConfigurationError(f"spool_sync must be 'normal' or 'full', got {quote(spool_sync)}")
-        if spool_path is not None and destination is not None:
-            # one spool file per API: what it holds is already in that API's format
-            root, ext = os.path.splitext(os.fspath(spool_path))
-            spool_path = f"{root}.{destination.name}{ext or '.db'}"
-        self._spool = (
-            None
-            if spool_path is None
-            else dict(
-                path=os.fspath(spool_path),
-                max_bytes=_number("spool_max_bytes", spool_max_bytes, 1, integer=True, allow_none=True),
-                synchronous=spool_sync.upper(),
-            )
+        self._spool: Optional[Dict[str, Any]] = None if cfg.spool_path is None else dict(
+            path=self._spool_file(os.fspath(cfg.spool_path)), max_bytes=cfg.spool_max_bytes,
+            synchronous=cfg.spool_sync.upper(),
         )
-        self._spool_required = _checks.flag("spool_required", spool_required)
+        self._spool_required = cfg.spool_required
         self._redis: Optional[Dict[str, Any]] = None
-        if queue is not None:
-            if not isinstance(queue, str) or not queue.startswith(("redis://", "rediss://", "unix://")):
-                shown = quote(redact_url(queue)) if isinstance(queue, str) else quote(queue)
-                raise ConfigurationError(f"queue must be a redis://, rediss:// or unix:// URL, got {shown}")
-            if spool_path is not None:
-                raise ConfigurationError("use either spool_path or queue='redis://...', not both")
-            _number("claim_after", claim_after, 0.05)
-            if not isinstance(stream_prefix, str) or not stream_prefix:
-                raise ConfigurationError(f"stream_prefix must be a non-empty string, got {quote(stream_prefix)}")
-            if destination is None:
-                dest_name, identity = "cdp", f"{checked['host']}|{checked['write_key']}"
-            else:
-                dest_name = destination.name
-                identity = "|".join(
-                    (destination.base_url(), destination.path, repr(sorted(destination.headers().items())))
-                )
-            self._redis = dict(
-                url=queue, stream=stream_key(stream_prefix, dest_name, identity),
-                consume=_checks.flag("consume", consume), claim_after=float(claim_after),
-            )
+        if cfg.queue is not None:
+            self._redis = dict(url=cfg.queue, stream=self._stream_name(), consume=cfg.consume,
+                               claim_after=cfg.claim_after)
         self._spool_error: Optional[SpoolError] = None
         self._forked = False  # the at-fork hook left the parent's engine; the next call builds ours
         self._engine_locks: Dict[int, Any] = {}  # see _process_lock
         self._build_engine(self._make_queue())
-        if checked["debug"]:
+        if cfg.debug:
             _set_debug(self, True)
         _live_clients.add(self)
         _register_mp_exit_if_in_child(self)
 
+    def _spool_file(self, path: str) -> str:
+        destination = self._config.destination
+        if destination is None:
+            return path
+        # one spool file per API: what it holds is already in that API's format
+        root, ext = os.path.splitext(path)
+        return f"{root}.{destination.name}{ext or '.db'}"
+
+    def _stream_name(self) -> str:
+        # the Redis stream of this API and tenant: clients of another one never read its messages
+        cfg, destination = self._config, self._config.destination
+        if destination is None:
+            dest_name, identity = "cdp", f"{cfg.host}|{cfg.write_key}"
+        else:
+            dest_name = destination.name
+            identity = "|".join((destination.base_url(), destination.path, repr(sorted(destination.headers().items()))))
+        return stream_key(cfg.stream_prefix, dest_name, identity)
+
     @property
     def destination(self) -> Optional[Destination]:
         """The batch API this client delivers to (``None``: Data Pipelines)."""
-        return self._destination
+        return self._config.destination
 
     def _stream_full(self, items: List[bytes]) -> None:
         # the writer thread: the shared stream held max_queue_size entries
@@ -445,8 +351,8 @@ class Client:
         self._pid = os.getpid()
         self._stats = Stats()
         self._queue = queue
-        fmt = self._destination if self._destination is not None else CDPFormat()
-        threads = self._thread_count if getattr(queue, "consume", True) else 0
+        fmt = self._config.destination if self._config.destination is not None else CDPFormat()
+        threads = self._config.thread if getattr(queue, "consume", True) else 0
         self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
         self._dropping = False
         self._burst_drops = 0
@@ -542,10 +448,6 @@ class Client:
             self._queue.maxsize = value
         elif name == "debug":
             _set_debug(self, value)
-        elif name == "max_retries":
-            self._config.retry.max_retries = value
-        elif name == "max_retry_time":
-            self._config.retry.max_time = value
         elif name in ("write_key", "send") and self._config.send and self._config.write_key is None:
             log.warning("send is on but no write_key is set: requests will be refused as unauthorized")
 
@@ -560,7 +462,7 @@ class Client:
     @property
     def thread(self) -> int:
         """Number of consumer threads (fixed at construction)."""
-        return self._thread_count
+        return self._config.thread
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -739,7 +641,7 @@ class Client:
     # --- the hot path ---------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
-        destination = self._destination
+        destination = self._config.destination
         if destination is None:
             data = encoding.dumps_message(msg)
             if len(data) > CDPFormat.max_message_bytes:

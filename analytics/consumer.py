@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from .engine.backpressure import Backpressure
 from .errors import APIError, DeliveryError, ShutdownError, TransportError
 from .formats import BatchFormat
+from .options import Config
 from .retry import RetryPolicy, parse_retry_after, retryable_status
 from .stats import Stats
 from .transport import Transport
@@ -62,27 +63,6 @@ _ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
 _LIVENESS_CHECK_S = 0.25
 _GZIP_LEVEL = 6
-
-
-class Config:
-    """Settings the consumer reads per batch, so changes take effect on the next one."""
-
-    def __init__(self, **settings: Any) -> None:
-        self.write_key: Optional[str] = None
-        self.host: str = ""
-        self.gzip = False
-        self.timeout: float = 15
-        self.proxies: Optional[dict] = None
-        self.upload_size = 100
-        self.upload_cap: Optional[int] = None  # an explicit upload_size: no batch is larger
-        self.upload_interval = 0.5
-        self.max_in_flight = 4
-        self.pace_wait = 0.004
-        self.on_error: Optional[Callable[[Exception, List[dict]], Any]] = None
-        self.retry = RetryPolicy()
-        self.user_agent = f"cdp-relay/{VERSION} (python)"
-        for name, value in settings.items():
-            setattr(self, name, value)
 
 
 class Consumer:
@@ -539,7 +519,7 @@ class Consumer:
         """The most messages the next batch may hold: all that is ready up to the byte limit
         (a backlog makes batches grow), at most an explicit ``upload_size``."""
         limit = min(self.format.max_items, _MAX_BATCH_ITEMS)
-        return limit if cfg.upload_cap is None else min(limit, cfg.upload_cap)
+        return min(limit, cfg.upload_size) if "upload_size" in cfg.explicit else limit
 
     # --- delivery -------------------------------------------------------------
 

@@ -70,11 +70,14 @@ def make_client(collector: Collector, errors: Errors):
 def _reset_facade() -> Iterator[None]:
     """Each test starts with the module facade's defaults and no shared client."""
     saved = {name: getattr(analytics, name) for name in analytics._SETTINGS + analytics._CREATION_SETTINGS}
+    given = set(analytics._given)
     level = logging.getLogger("customerio").level
     yield
     analytics.shutdown(timeout=2)
     for name, value in saved.items():
         setattr(analytics, name, value)
+    analytics._given.clear()  # restored, not assigned: the next shared client sees them as defaults
+    analytics._given.update(given)
     logging.getLogger("customerio").setLevel(level)
 
 

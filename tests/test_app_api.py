@@ -434,7 +434,7 @@ def test_docs_fragment_examples_run(name: str, block: Any, collector: Collector,
     import socket
 
     import analytics
-    import analytics.client
+    import analytics.options
 
     refused: List[str] = []
     real = socket.getaddrinfo
@@ -447,7 +447,7 @@ def test_docs_fragment_examples_run(name: str, block: Any, collector: Collector,
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
-    monkeypatch.setattr(analytics.client, "DEFAULT_HOST", collector.url)
+    monkeypatch.setattr(analytics.options, "DEFAULT_HOST", collector.url)
     url = collector.url
     code = block.code
     for host in ("https://cdp.customer.io", "https://track.customer.io", "https://api.customer.io"):

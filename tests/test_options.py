@@ -4,6 +4,7 @@ booleans are booleans; errors quote bad values briefly and never echo a password
 from __future__ import annotations
 
 import decimal
+import inspect
 import json
 import os
 import subprocess
@@ -273,3 +274,113 @@ def test_boolean_module_settings_read_back_as_booleans() -> None:
     analytics.send = "false"
     analytics.track("u1", "Checked")
     assert analytics.default_client is not None and analytics.default_client.send is False
+
+
+# -- one table of options (issue 14) --------------------------------------------------------------
+
+
+def test_the_client_signature_is_the_table() -> None:
+    """Client's parameters are the table's options, in its order, with its defaults (they cannot drift)."""
+    from analytics.options import OPTIONS
+
+    params = list(inspect.signature(Client).parameters.values())
+    assert [(p.name, p.default) for p in params] == [(o.name, o.default) for o in OPTIONS]
+    assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD][-1] == "upload_interval"
+
+
+def test_the_module_settings_are_the_tables_facade_options_with_its_defaults() -> None:
+    """analytics' settings are the table's facade options, annotated for type checkers, with the table's defaults."""
+    from analytics.options import DEFAULTS, OPTIONS
+
+    assert analytics._SETTINGS == tuple(o.name for o in OPTIONS if o.facade and o.live)
+    assert analytics._CREATION_SETTINGS == tuple(o.name for o in OPTIONS if o.facade and not o.live)
+    names = analytics._SETTINGS + analytics._CREATION_SETTINGS
+    assert set(names) <= set(analytics.__annotations__)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code = f"import analytics, json; print(json.dumps({{n: repr(getattr(analytics, n)) for n in {names!r}}}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert json.loads(done.stdout) == {name: repr(DEFAULTS[name]) for name in names}, done.stderr
+
+
+def test_the_live_attributes_are_the_tables_live_options() -> None:
+    """Client has a checked, settable attribute for each live option and for no other."""
+    from analytics.client import _Setting
+    from analytics.options import OPTIONS
+
+    settable = {name for name, value in vars(Client).items() if isinstance(value, _Setting)}
+    assert settable == {o.name for o in OPTIONS if o.live}
+    client = Client(WRITE_KEY, send=False)
+    with pytest.raises(AttributeError):
+        client.thread = 2  # type: ignore[misc]  # creation-only
+    client.shutdown(timeout=1)
+
+
+def test_the_engine_config_is_the_tables() -> None:
+    """consumer.Config is options.Config; it checks every option, refuses unknown ones and derives retry."""
+    from analytics import consumer, options
+
+    assert consumer.Config is options.Config
+    config = options.Config(write_key=WRITE_KEY, max_retries=3)
+    assert (config.host, config.user_agent) == (options.DEFAULT_HOST, options.DEFAULT_USER_AGENT)
+    assert (config.retry.max_retries, config.retry.max_time) == (3, 60.0)
+    config.set("max_retry_time", 5)
+    assert config.retry.max_time == 5
+    with pytest.raises(ConfigurationError, match="timeout"):
+        options.Config(timeout=NAN)
+    with pytest.raises(ConfigurationError, match="max_retries"):
+        config.set("max_retries", -1)
+    with pytest.raises(TypeError, match="max_in_flite"):
+        options.Config(max_in_flite=4)
+
+
+def test_config_knows_which_options_were_given_explicitly() -> None:
+    """Config.explicit holds the options passed (even at their default value) or set later, not the defaults."""
+    client = Client(WRITE_KEY, None, False, send=False, upload_size=100)
+    assert client._config.explicit == {"write_key", "host", "debug", "send", "upload_size"}
+    client.timeout = 15
+    assert "timeout" in client._config.explicit and "upload_interval" not in client._config.explicit
+    client.shutdown(timeout=1)
+    assert Client(send=False)._config.explicit == {"send"}
+
+
+def test_module_settings_are_explicit_on_the_shared_client() -> None:
+    """A module setting assigned before or after the first call is explicit on the shared client; others are not."""
+    analytics.upload_size = 100  # the default value, but set on purpose
+    analytics.send = False
+    analytics.track("u1", "Checked")
+    client = analytics.default_client
+    assert client is not None and client._config.explicit == {"upload_size", "send"}
+    analytics.timeout = 15
+    assert client._config.explicit == {"upload_size", "send", "timeout"}
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CREATION_BAD: Dict[str, Any] = {
+    "thread 0": ("thread", dict(thread=0)),
+    "spool_path a list": ("spool_path", dict(spool_path=["x"])),
+    "destination a string": ("destination", dict(destination="trackv2")),
+    "retry_policy a dict": ("retry_policy", dict(retry_policy={"max_retries": 1})),
+    "spool_sync 'sometimes'": ("spool_sync", dict(spool_sync="sometimes")),
+    "spool_max_bytes 0": ("spool_max_bytes", dict(spool_max_bytes=0)),
+    "spool_required 2": ("spool_required", dict(spool_required=2)),
+    "queue not Redis": ("queue", dict(queue="http://127.0.0.1:6379")),
+    "claim_after too short": ("claim_after", dict(queue=REDIS_URL, claim_after=0.01)),
+    "stream_prefix empty": ("stream_prefix", dict(queue=REDIS_URL, stream_prefix="")),
+    "consume 'maybe'": ("consume", dict(queue=REDIS_URL, consume="maybe")),
+    "stream_prefix empty, no queue": ("stream_prefix", dict(stream_prefix="")),  # README: every value is checked
+    "claim_after a string, no queue": ("claim_after", dict(claim_after="30")),
+}
+
+
+@pytest.mark.parametrize("name,kw", list(CREATION_BAD.values()), ids=list(CREATION_BAD))
+def test_bad_creation_only_options_are_refused_naming_them(name: str, kw: Dict[str, Any], tmp_path: Path) -> None:
+    """A bad creation-only option raises ConfigurationError naming it, from Client() and as a module setting."""
+    spool = {} if name in ("spool_path", "queue", "consume", "claim_after", "stream_prefix") else {
+        "spool_path": str(tmp_path / "spool.db")}
+    with pytest.raises(ConfigurationError, match=name):
+        Client(WRITE_KEY, **spool, **kw)
+    if name in analytics._CREATION_SETTINGS:
+        before = getattr(analytics, name)
+        with pytest.raises(ConfigurationError, match=name):
+            setattr(analytics, name, kw[name])
+        assert getattr(analytics, name) == before

@@ -12,7 +12,7 @@ from typing import Iterator, List, NamedTuple
 import pytest
 
 import analytics
-import analytics.client
+import analytics.options
 from analytics import Client
 from analytics.collector import Collector
 
@@ -154,7 +154,7 @@ def test_readme_example_runs(block: Block, readme_collector: Collector, readme_r
     url = readme_collector.url
     readme_collector.reset()
     # Clients made without host= would go to the real API: send those to the collector too.
-    monkeypatch.setattr(analytics.client, "DEFAULT_HOST", url)
+    monkeypatch.setattr(analytics.options, "DEFAULT_HOST", url)
     analytics.write_key = WRITE_KEY
     analytics.host = url
     root = logging.getLogger()

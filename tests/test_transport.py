@@ -19,7 +19,8 @@ def test_default_transport_is_http_client(make_client):
 
 
 def test_batches_reuse_one_connection(make_client, collector):
-    client = make_client(upload_size=10)
+    """Batches sent one at a time share one keep-alive connection."""
+    client = make_client(upload_size=10, max_in_flight=1)
     for i in range(50):
         client.track("u1", "Reuse", {"i": i})
     assert client.flush(timeout=10) == 0
