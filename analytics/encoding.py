@@ -29,9 +29,11 @@ are identical, so the 32 KB check gives the same answer on both):
   value is level 0; a converted value such as a dataclass counts a level for
   itself and one for its dict), and any exception a conversion raises.
 
-The fast path is one quick walk over the message and one ``orjson.dumps``/
-``json.dumps`` call.  The walk (:func:`_plain`) sends to the fast encoder only
-values it writes exactly as the rules say: exact ``dict``, ``list``, ``tuple``,
+The fast path is one quick walk over the message and one ``orjson.dumps``
+call or one call of json's encoder (built once, with the options ``json.dumps``
+would be given: json builds one per call given options).  The walk
+(:func:`_plain`) sends to the fast encoder only values it writes exactly as
+the rules say: exact ``dict``, ``list``, ``tuple``,
 ``str``, ``int``, ``bool``, ``None``, ``float`` and ``datetime``/``date``/
 ``time``/``UUID`` leaves, no deeper than the limit (and, for ``json``, string
 keys only; orjson refuses other keys itself).  A float ``0 < |x| < 1e-4``,

@@ -585,3 +585,31 @@ def test_values_at_the_nesting_limit_give_the_reference_on_every_path(leaf, dept
     expected = _reference(value)
     assert _result(encoding._std_only_dumps, value) == expected
     assert _result(encoding.dumps, value) == expected
+
+
+def test_the_shared_json_encoder_is_safe_across_threads():
+    """Threads encoding at once through the one json encoder (its conversion hook runs Python code,
+    so threads switch inside a call) each get their own values' bytes, on the fast path and the fallback."""
+    import threading
+
+    def values(n):
+        return [{"n": n, "i": i, "when": dt.datetime(2020, 1, 1, 0, 0, n), "d": Decimal(n) if i % 2 else n}
+                for i in range(300)]
+
+    expected = {n: [_reference(v) for v in values(n)] for n in range(4)}
+    got = {}
+
+    def work(n):
+        got[n] = [encoding._std_only_dumps(v) for v in values(n)]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert got == expected
