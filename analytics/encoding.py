@@ -29,9 +29,11 @@ are identical, so the 32 KB check gives the same answer on both):
   value is level 0; a converted value such as a dataclass counts a level for
   itself and one for its dict), and any exception a conversion raises.
 
-The fast path is one quick walk over the message and one ``orjson.dumps``/
-``json.dumps`` call.  The walk (:func:`_plain`) sends to the fast encoder only
-values it writes exactly as the rules say: exact ``dict``, ``list``, ``tuple``,
+The fast path is one quick walk over the message and one ``orjson.dumps``
+call or one call of json's encoder (built once, with the options ``json.dumps``
+would be given: json builds one per call given options).  The walk
+(:func:`_plain`) sends to the fast encoder only values it writes exactly as
+the rules say: exact ``dict``, ``list``, ``tuple``,
 ``str``, ``int``, ``bool``, ``None``, ``float`` and ``datetime``/``date``/
 ``time``/``UUID`` leaves, no deeper than the limit (and, for ``json``, string
 keys only; orjson refuses other keys itself).  A float ``0 < |x| < 1e-4``,
@@ -256,13 +258,33 @@ def _plain(node: Any, leaves: frozenset, check_keys: bool, depth: int = 0) -> in
     return result
 
 
+def _json_encoder(ensure_ascii: bool) -> Callable[[Any, int], Any]:
+    """``json.dumps`` with the module's options as a reusable encoder, called ``(obj, 0)``, giving
+    the text in pieces.  json.dumps builds a new encoder on every call given options: 2-3 µs, more
+    than encoding a message takes.  No cycle check: the callers pass acyclic values (walked by
+    :func:`_plain`, or made by :func:`normalize`)."""
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without json's C accelerator
+        options = json.JSONEncoder(
+            ensure_ascii=ensure_ascii, allow_nan=False, separators=(",", ":"), default=_default, check_circular=False
+        )
+        return lambda obj, _level: options.iterencode(obj, True)
+    escape = json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
+    # the arguments json.JSONEncoder.iterencode passes for these options
+    return make(None, _default, escape, None, ":", ",", False, False, False)
+
+
+_json_utf8 = _json_encoder(False)
+_json_ascii = _json_encoder(True)
+
+
 def _std_dumps(obj: Any) -> bytes:
-    text = json.dumps(obj, default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = "".join(_json_utf8(obj, 0))
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates cannot be UTF-8: fall back to ASCII escapes, still valid JSON.
-        return json.dumps(obj, default=_default, allow_nan=False, separators=(",", ":")).encode("ascii")
+        return "".join(_json_ascii(obj, 0)).encode("ascii")
 
 
 _fast: Callable[[Any], bytes]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from analytics import encoding
+from analytics import encoding, messages
 from analytics.errors import AnalyticsError, InvalidMessageError, UnserializableValueError
 
 IST = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -416,3 +417,200 @@ def test_a_huge_bad_value_or_key_gives_a_short_error(value):
     with pytest.raises(UnserializableValueError) as info:
         encoding.dumps(value)
     assert len(str(info.value)) < 600
+
+
+# --- the standard-library path: as fast as it can be, the same bytes (issue 14) --------------------
+
+
+def test_stdlib_path_builds_no_json_encoder_per_call(monkeypatch):
+    """Without orjson, encoding reuses json encoders built once (json.dumps given options builds one
+    per call: 2-3 µs, more than encoding a message takes), on the fast path and the fallback alike."""
+    built = []
+    real_init = json.JSONEncoder.__init__
+    real_make = json.encoder.c_make_encoder
+
+    def counting_init(self, *args, **kwargs):
+        built.append("JSONEncoder")
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(json.JSONEncoder, "__init__", counting_init)
+    if real_make is not None:
+        monkeypatch.setattr(json.encoder, "c_make_encoder", lambda *a: built.append("c") or real_make(*a))
+    msg = messages.build("track", user_id="u", event="E", properties={"n": 1, "when": dt.date(2020, 1, 1)})
+    for value in (msg, {1: "int key"}, {"f": 1e-07}, {"s": "lone \ud800"}, {"d": Decimal("1.5")}):
+        encoding._std_only_dumps(value)
+    encoding._std_dumps(msg)
+    assert built == []
+
+
+def test_json_encoder_without_the_c_accelerator_writes_the_same(monkeypatch):
+    """On an interpreter without json's C encoder, the pure-Python fallback writes the same text."""
+    value = {"s": "Zoë \u2028 \x7f / \"q\" \\", "f": [1e16, -0.0, 5e-324, 1e-07], "n": [2**64, -1, True, None],
+             "t": (1, {"k": []}), "d": dt.date(2020, 1, 2), "u": UID}
+    texts = ["".join(encoding._json_encoder(ascii_only)(value, 0)) for ascii_only in (False, True)]
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    assert ["".join(encoding._json_encoder(ascii_only)(value, 0)) for ascii_only in (False, True)] == texts
+    assert texts[0] == json.dumps(value, default=encoding._default, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Str(str):
+    def __str__(self):
+        return "custom"
+
+    __repr__ = __str__
+
+
+class _Int(int):
+    def __repr__(self):
+        return "custom"
+
+    __str__ = __repr__
+
+
+class _Float(float):
+    def __repr__(self):
+        return "custom"
+
+    __str__ = __repr__
+
+
+class _List(list):
+    """A list whose iteration differs from its items (json's C encoder reads the items directly)."""
+
+    def __iter__(self):
+        return iter(["from __iter__"])
+
+
+class _Dict(dict):
+    """A dict whose items() differs from its contents."""
+
+    def items(self):
+        return [("from", "items()")]
+
+
+class _Num(enum.IntEnum):
+    ONE = 1
+
+
+class _Half(float, enum.Enum):
+    HALF = 0.5
+
+
+def _reference(value):
+    """normalize(), then json.dumps with the module's options, made afresh: the bytes every path must give."""
+    try:
+        normalized = encoding.normalize(value)
+    except UnserializableValueError as exc:
+        return ("error", type(exc), exc.path, str(exc))
+    try:
+        return json.dumps(normalized, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(normalized, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _result(dumps, value):
+    try:
+        return dumps(value)
+    except UnserializableValueError as exc:
+        return ("error", type(exc), exc.path, str(exc))
+
+
+TRICKY = [
+    "", "\u2028", "\u2029", "\x7f", "\x00", "\x1f", "/", "</script>", '"', "\\",
+    "\ud800", "a\udfffb", "\ufeff", "Zoë 東京",
+    0, -1, 2**63 - 1, 2**63, -(2**63) - 1, 2**64, 2**70 + 1, True, False, None,
+    -0.0, 0.0, 1e16, -1e16, 1e22, 9007199254740993.0, 1e-4, 1e-05, 1e-07, 5e-324, 1.7976931348623157e308,
+    0.1, 129.99, float("nan"), float("inf"), float("-inf"),
+    _Str("sub"), _Int(7), _Float(2.5), _Float(float("nan")), _Num.ONE, _Half.HALF, Color.RED, Level.LOW,
+    dt.datetime(2020, 1, 2, 3, 4, 5), dt.date(2020, 1, 2), UID, Decimal("1.5"), b"bytes",
+]
+
+
+def _tree():
+    from hypothesis import strategies as st
+
+    leaves = st.one_of(
+        st.sampled_from(TRICKY),
+        st.text(st.characters(blacklist_categories=()), max_size=6),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=4).map(_Str),
+        st.integers().map(_Int),
+        st.floats().map(_Float),
+    )
+    keys = st.one_of(st.text(max_size=4), st.sampled_from(["1", "true", "null", 1, True, None, 1.5, _Num.ONE]),
+                     st.text(max_size=3).map(_Str))
+    return st.recursive(
+        leaves,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.lists(inner, max_size=3).map(tuple),
+            st.dictionaries(keys, inner, max_size=4),
+            st.lists(inner, max_size=2).map(_List),
+            st.dictionaries(st.text(max_size=3), inner, max_size=2).map(_Dict),
+        ),
+        max_leaves=24,
+    )
+
+
+def test_fast_paths_give_the_reference_bytes_for_plain_and_tricky_values():
+    """For values of plain types plus the tricky ones (str/int/float subclasses, IntEnum, -0.0, 1e16,
+    2**63, U+2028, DEL, lone surrogates, non-str keys, list/dict subclasses), dumps (orjson when
+    installed), the stdlib path and dumps_message give normalize()+json.dumps's bytes or its error."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_tree())
+    def check(value):
+        expected = _reference({"v": value})
+        assert _result(encoding._std_only_dumps, {"v": value}) == expected
+        assert _result(encoding.dumps, {"v": value}) == expected
+        msg = messages.build("track", user_id="u", event="E", properties={"v": value}, context={"c": value})
+        expected = _reference(msg)
+        assert _result(encoding.dumps_message, msg) == expected
+        assert _result(functools.partial(encoding._dumps_with, encoding._std_dumps, message=True), msg) == expected
+
+    check()
+
+
+@pytest.mark.parametrize("leaf", [dt.datetime(2020, 1, 2), UID, "\u2028\ud800", 1e16, 1e-07, -0.0, 2**64, _Int(3)],
+                         ids=["datetime", "uuid", "u2028-surrogate", "1e16", "1e-07", "-0.0", "2**64", "int-subclass"])
+@pytest.mark.parametrize("depth", [199, 200, 201])
+@pytest.mark.parametrize("kind", [list, "dict"])
+def test_values_at_the_nesting_limit_give_the_reference_on_every_path(leaf, depth, kind):
+    """A tricky leaf inside 199-201 containers: every path gives normalize()+json.dumps's bytes or
+    its error (a converted value below the deepest container counts a level)."""
+    value = leaf
+    for _ in range(depth):
+        value = {"k": value} if kind == "dict" else [value]
+    expected = _reference(value)
+    assert _result(encoding._std_only_dumps, value) == expected
+    assert _result(encoding.dumps, value) == expected
+
+
+def test_the_shared_json_encoder_is_safe_across_threads():
+    """Threads encoding at once through the one json encoder (its conversion hook runs Python code,
+    so threads switch inside a call) each get their own values' bytes, on the fast path and the fallback."""
+    import threading
+
+    def values(n):
+        return [{"n": n, "i": i, "when": dt.datetime(2020, 1, 1, 0, 0, n), "d": Decimal(n) if i % 2 else n}
+                for i in range(300)]
+
+    expected = {n: [_reference(v) for v in values(n)] for n in range(4)}
+    got = {}
+
+    def work(n):
+        got[n] = [encoding._std_only_dumps(v) for v in values(n)]
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert got == expected
