@@ -56,7 +56,21 @@ $(BENCH_STAMP): $(BENCH_VENV)/bin/python $(BENCH_REQS)
 	rm -f $(BENCH_VENV)/.installed-*
 	touch $(BENCH_STAMP)
 
-bench: $(STAMP) $(BENCH_STAMP)
+# The plain install (no extras: no orjson), as most users have it, for the
+# "plain" column of cdp-relay; .venv (with [fast]) gives the "fast" one.
+BENCH_PLAIN_VENV  ?= .bench-plain-venv
+BENCH_PLAIN_STAMP := $(BENCH_PLAIN_VENV)/.installed-$(shell cat setup.cfg setup.py | cksum | cut -d' ' -f1)
+
+$(BENCH_PLAIN_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_PLAIN_VENV)
+	$(BENCH_PLAIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(BENCH_PLAIN_STAMP): $(BENCH_PLAIN_VENV)/bin/python setup.cfg setup.py
+	$(BENCH_PLAIN_VENV)/bin/python -m pip install --quiet -e .
+	rm -f $(BENCH_PLAIN_VENV)/.installed-*
+	touch $(BENCH_PLAIN_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP) $(BENCH_PLAIN_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
