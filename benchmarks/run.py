@@ -54,7 +54,8 @@ SDKS = [PLAIN, OURS, "customerio-cdp-analytics", "segment-analytics-python", "po
 HEADINGS = {PLAIN: "cdp-relay plain", OURS: "cdp-relay fast"}
 EVENTS = 50_000
 BIG_QUEUE = 100_000  # "a queue large enough that nothing is dropped"
-ROUND_TRIPS = (0.020, 0.100, 0.250)  # seconds the collector waits before each answer
+ROUND_TRIPS = (20, 100, 250)  # ms the collector waits before each answer (quick: QUICK_ROUND_TRIPS)
+QUICK_ROUND_TRIPS = (100, 250)
 STEPS = (50_000, 20_000, 5_000, 1_000)  # steady rates tried, highest first, until one passes
 
 
@@ -81,8 +82,8 @@ class Case:
         return f"{self.threads} thr, gzip {'on' if self.gzip else 'off'}"
 
     def runs_for(self, sdk: str) -> bool:
-        """Whether this case runs for ``sdk`` (the plain install has no Redis client)."""
-        if sdk == PLAIN and self.scenario == "redis":
+        """Whether this case runs for ``sdk`` (the plain install: where encoding matters)."""
+        if sdk == PLAIN and self.scenario in ("redis", "flush", "shutdown"):  # orjson plays no part there
             return False
         return self.only in (None, sdk, OURS if sdk == PLAIN else None)
 
@@ -100,13 +101,20 @@ class Figure:
     zero: str = ""  # shown instead of 0 (the steady row when no step passed)
 
 
-def plan(quick: bool, steady_seconds: Optional[float] = None,
-         window: Optional[float] = None) -> Tuple[List[Case], List[Figure]]:
-    """The cases to run and the rows to show.  ``steady_seconds`` is the length of each
-    step of the steady row (30 s; 5 s quick); ``window`` how long a round-trip run may take
-    to deliver after its producer loop (20 s; 8 s quick): what has not arrived then is lost."""
-    steady_seconds = steady_seconds or (5.0 if quick else 30.0)
-    window = window or (8.0 if quick else 20.0)
+def round_trip_settings(quick: bool, steady_seconds: float = 0.0, window: float = 0.0,
+                        round_trips: Sequence[int] = ()) -> Dict[str, Any]:
+    """The round-trip rows' settings, defaults filled in: ``steady_seconds``, the length of
+    each step of the steady row (30 s; 3 s quick); ``window``, how long a round-trip run may
+    take to deliver after its producer loop (15 s; 4 s quick: what has not arrived then is
+    lost); ``round_trips`` in ms (20, 100, 250; 100 and 250 quick)."""
+    return {"steady_seconds": steady_seconds or (3.0 if quick else 30.0), "window": window or (4.0 if quick else 15.0),
+            "round_trips": sorted(round_trips or (QUICK_ROUND_TRIPS if quick else ROUND_TRIPS))}
+
+
+def plan(quick: bool, rtt: Optional[Dict[str, Any]] = None) -> Tuple[List[Case], List[Figure]]:
+    """The cases to run and the rows to show; ``rtt`` as from :func:`round_trip_settings`."""
+    rtt = rtt or round_trip_settings(quick)
+    steady_seconds, window, rtts = rtt["steady_seconds"], rtt["window"], rtt["round_trips"]
     combos = [(1, False), (4, True)] if quick else [(1, False), (1, True), (4, False), (4, True)]
     cases: List[Case] = []
     for threads, gzip in combos:
@@ -121,11 +129,10 @@ def plan(quick: bool, steady_seconds: Optional[float] = None,
         cases.append(Case(f"redis-{consumers}c", "redis", timeout=150.0, only=OURS,
                           extra={"events": EVENTS, "consumers": consumers}))
 
-    for rtt in ROUND_TRIPS:
-        ms = round(rtt * 1000)
-        cases.append(Case(f"rtt{ms}-burst", "produce", delay=rtt, once=True, timeout=window + 120.0,
+    for ms in rtts:
+        cases.append(Case(f"rtt{ms}-burst", "produce", delay=ms / 1000, once=True, timeout=window + 120.0,
                           extra={"events": EVENTS, "window": window}))
-        cases.append(Case(f"rtt{ms}-steady", "steady", delay=rtt, once=True,
+        cases.append(Case(f"rtt{ms}-steady", "steady", delay=ms / 1000, once=True,
                           timeout=steady_seconds + window + 60.0,
                           extra={"seconds": steady_seconds, "window": window}))
 
@@ -153,7 +160,6 @@ def plan(quick: bool, steady_seconds: Optional[float] = None,
         Figure("delivered through Redis", "redis-4c", "through_redis_per_s", "events/s", "high",
                "4 consumer processes"),
     ]
-    rtts = [round(rtt * 1000) for rtt in ROUND_TRIPS]
     for name, kind, fld, unit, better in (
         (f"lost from a {EVENTS:,} burst", "burst", "lost", "events", "low"),
         ("end-to-end", "burst", "end_to_end_per_s", "events/s", "high"),
@@ -253,7 +259,7 @@ def prepare_collector(url: str, delay: float) -> Optional[str]:
     """Wait until no request of the last run is still being answered (a delayed one would
     land after the reset and count for the next run), reset, set ``delay``; why not, or None."""
     try:
-        deadline = time.monotonic() + max(ROUND_TRIPS) + 15
+        deadline = time.monotonic() + max(ROUND_TRIPS) / 1000 + 15
         while control(url, "/_collector/stats").get("in_flight") and time.monotonic() < deadline:
             time.sleep(0.05)
         control(url, "/_collector/reset", "POST")
@@ -482,16 +488,20 @@ def notes(doc: Dict[str, Any]) -> List[str]:
         where = f"{r['sdk']} / {r['case']}"
         if r.get("error"):
             out.append(f"{where}: {r['error']}" + (f" | {r['stderr_tail'][-1]}" if r.get("stderr_tail") else ""))
+        window_ended = r["case"].startswith("rtt") and r.get("quiet_reached") is False
+        if window_ended:
+            out.append(f"{r['case']}: the window ended before everything had arrived (what had not counts as lost): "
+                       + ", ".join(x["sdk"] for x in doc["results"] if x["case"] == r["case"]
+                                   and x.get("quiet_reached") is False))
         for key in ("flush_problem", "shutdown_problem"):
-            if r.get(key):
+            if r.get(key) and not window_ended:
                 out.append(f"{where}: {key.replace('_', ' ')}: {r[key]}")
         if r.get("blocked_network"):
             out.append(f"{where}: NON-LOOPBACK NETWORK ATTEMPTED AND BLOCKED: {r['blocked_network'][:3]}")
         if r.get("duplicates"):
             out.append(f"{where}: {r['duplicates']} duplicate messages at the collector")
-        if r.get("quiet_reached") is False:
-            out.append(f"{where}: messages were still arriving at the time limit"
-                       + (" (the window: what had not arrived counts as lost)" if r["case"].startswith("rtt") else ""))
+        if r.get("quiet_reached") is False and not window_ended:
+            out.append(f"{where}: messages were still arriving at the time limit")
         for step in r.get("steps", []):
             if step.get("blocked_network"):
                 out.append(f"{where}: NON-LOOPBACK NETWORK ATTEMPTED AND BLOCKED: {step['blocked_network'][:3]}")
@@ -515,7 +525,7 @@ def notes(doc: Dict[str, Any]) -> List[str]:
 
 def report(doc: Dict[str, Any], rst: bool) -> str:
     config = doc["config"]
-    cases, figures = plan(config["quick"], config.get("steady_seconds"), config.get("window"))
+    cases, figures = plan(config["quick"], config.get("round_trip") or round_trip_settings(config["quick"]))
     ran = {c["key"] for c in config["cases"]}  # --case may have left some out
     figures = [f for f in figures if f.case in ran]
     sdks = doc["config"]["sdks"]
@@ -586,10 +596,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="stop starting runs after this many seconds (default BENCH_BUDGET or 2700)")
     parser.add_argument("--steady-seconds", type=float, default=float(os.environ.get("BENCH_STEADY_SECONDS") or 0),
                         help="length of each step of the steady-rate rows (default BENCH_STEADY_SECONDS, "
-                             "or 30; 5 with --quick)")
+                             "or 30; 3 with --quick)")
     parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW") or 0),
                         help="seconds a round-trip run may take to deliver after its loop (default BENCH_WINDOW, "
-                             "or 20; 8 with --quick)")
+                             "or 15; 4 with --quick)")
+    parser.add_argument("--round-trip", type=int, action="append", metavar="MS",
+                        help="a round trip to measure, in ms (repeatable; default 20, 100, 250; 100, 250 with --quick)")
     args = parser.parse_args(argv)
 
     if args.from_json:
@@ -604,11 +616,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--steady-seconds and --window must be positive")
     sdks = [s for s in SDKS if not args.sdk or s in args.sdk]
     check_environment(sdks)
-    cases, figures = plan(quick, args.steady_seconds, args.window)
+    rtt = round_trip_settings(quick, args.steady_seconds, args.window, args.round_trip or ())
+    cases, figures = plan(quick, rtt)
     if args.case:
         cases = [c for c in cases if c.key.startswith(tuple(args.case))]
-    steady_seconds = next(c.extra["seconds"] for c in plan(quick, args.steady_seconds)[0] if c.scenario == "steady")
-    window = next(c.extra["window"] for c in plan(quick, None, args.window)[0] if c.scenario == "steady")
     redis_server = None
     if OURS in sdks and any(c.scenario == "redis" for c in cases):
         redis_server = start_redis()
@@ -622,7 +633,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "machine": machine(),
         "config": {"runs": runs, "quick": quick, "sdks": sdks, "events": EVENTS, "big_queue": BIG_QUEUE,
                    "event_bytes": _event_bytes(), "cases": [c.__dict__ for c in cases],
-                   "steady_seconds": steady_seconds, "window": window, "steps": STEPS},
+                   "round_trip": rtt, "steps": STEPS},
         "results": [],
     }
     total = sum(1 for run in range(1, runs + 1) for c in cases for s in sdks
