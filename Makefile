@@ -40,7 +40,8 @@ redis:
 test: $(STAMP) browser redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# `make bench`: cdp-relay (from .venv) against the peer SDKs, which live in their
+# `make bench`: cdp-relay (from .venv, and its plain install from .bench-plain-venv)
+# against the peer SDKs, which live in their
 # own virtualenv so they never touch .venv. BENCH_RUNS=N, BENCH_QUICK=1 and
 # BENCH_ARGS (e.g. --rst, --sdk posthog) pass through to benchmarks/run.py.
 BENCH_VENV  ?= .bench-venv
