@@ -41,9 +41,9 @@ test: $(STAMP) browser redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make bench`: cdp-relay (from .venv, and its plain install from .bench-plain-venv)
-# against the peer SDKs, which live in their
-# own virtualenv so they never touch .venv. BENCH_RUNS=N, BENCH_QUICK=1 and
-# BENCH_ARGS (e.g. --rst, --sdk posthog) pass through to benchmarks/run.py.
+# against the peer SDKs, which live in their own virtualenv so they never touch
+# .venv. BENCH_RUNS=N, BENCH_QUICK=1 and BENCH_ARGS (e.g. --rst, --sdk posthog)
+# pass through to benchmarks/run.py.
 BENCH_VENV  ?= .bench-venv
 BENCH_REQS  := benchmarks/requirements-peers.txt
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat $(BENCH_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
