@@ -40,9 +40,10 @@ redis:
 test: $(STAMP) browser redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# `make bench`: cdp-relay (from .venv) against the peer SDKs, which live in their
-# own virtualenv so they never touch .venv. BENCH_RUNS=N, BENCH_QUICK=1 and
-# BENCH_ARGS (e.g. --rst, --sdk posthog) pass through to benchmarks/run.py.
+# `make bench`: cdp-relay (from .venv, and its plain install from .bench-plain-venv)
+# against the peer SDKs, which live in their own virtualenv so they never touch
+# .venv. BENCH_RUNS=N, BENCH_QUICK=1 and BENCH_ARGS (e.g. --rst, --sdk posthog)
+# pass through to benchmarks/run.py.
 BENCH_VENV  ?= .bench-venv
 BENCH_REQS  := benchmarks/requirements-peers.txt
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat $(BENCH_REQS) 2>/dev/null | cksum | cut -d' ' -f1)
@@ -56,7 +57,21 @@ $(BENCH_STAMP): $(BENCH_VENV)/bin/python $(BENCH_REQS)
 	rm -f $(BENCH_VENV)/.installed-*
 	touch $(BENCH_STAMP)
 
-bench: $(STAMP) $(BENCH_STAMP)
+# The plain install (no extras: no orjson), as most users have it, for the
+# "plain" column of cdp-relay; .venv (with [fast]) gives the "fast" one.
+BENCH_PLAIN_VENV  ?= .bench-plain-venv
+BENCH_PLAIN_STAMP := $(BENCH_PLAIN_VENV)/.installed-$(shell cat setup.cfg setup.py | cksum | cut -d' ' -f1)
+
+$(BENCH_PLAIN_VENV)/bin/python:
+	$(PYTHON) -m venv $(BENCH_PLAIN_VENV)
+	$(BENCH_PLAIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+$(BENCH_PLAIN_STAMP): $(BENCH_PLAIN_VENV)/bin/python setup.cfg setup.py
+	$(BENCH_PLAIN_VENV)/bin/python -m pip install --quiet -e .
+	rm -f $(BENCH_PLAIN_VENV)/.installed-*
+	touch $(BENCH_PLAIN_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP) $(BENCH_PLAIN_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:

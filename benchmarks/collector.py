@@ -17,6 +17,11 @@ changed; everything here is a subclass) it:
   the first accepted message, the last accepted message and the last *new*
   unique message, plus ``now``, so the benchmark can compute end-to-end rates
   and "no new message for 1 s" without polling fast.
+
+The collector's ``delay`` (``POST /_collector/faults {"delay": 0.1}``) applies
+to the PostHog route too: every request is answered after it, each in its own
+connection's thread, so requests on different connections wait in parallel,
+as they would over a long round trip.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ class _BenchHandler(_server._Handler):
     def _post_posthog(self, body: bytes) -> None:
         collector = self.server.collector
         received_at = time.time()
-        collector._begin()  # counts the request (faults are not applied to this route)
+        collector._begin()  # counts the request, in flight (faults are not applied to this route)
+        if collector.delay > 0:  # the round trip, as on the collector's own routes
+            time.sleep(collector.delay)
         encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
         compressed: Optional[int] = None
         raw = body

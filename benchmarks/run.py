@@ -3,13 +3,16 @@
 Starts the collector (``benchmarks/collector.py``, from ``.venv``) and the
 blackhole endpoint (``benchmarks/blackhole.py``) in their own processes, then
 runs every scenario for every SDK in a fresh subprocess
-(``benchmarks/sdk_runner.py``, with ``.venv``'s Python for cdp-relay and
-``.bench-venv``'s for the peers), takes the median of the runs, and prints one
-table: rows are figures, columns are SDKs.  The figures follow
+(``benchmarks/sdk_runner.py``, with ``.venv``'s Python for cdp-relay with the
+fast extra, ``.bench-plain-venv``'s for its plain install and ``.bench-venv``'s
+for the peers), takes the median of the runs, and prints one table: rows are
+figures, columns are SDKs.  The rows with a round trip (20, 100, 250 ms) run
+against the same collector told to delay each answer (``POST
+/_collector/faults {"delay": ...}`` after its reset), once each.  The figures follow
 ``shared/reference/benchmark-method.md``; ``benchmarks/README.md`` says how each
 is taken.  Results go to ``benchmarks/results/`` as JSON.
 
-    python benchmarks/run.py [--runs N] [--quick] [--sdk NAME ...] [--rst]
+    python benchmarks/run.py [--runs N] [--quick] [--sdk NAME ...] [--rst] [--steady-seconds S] [--window S]
     python benchmarks/run.py --from-json benchmarks/results/latest.json [--rst]
 
 ``BENCH_RUNS`` and ``BENCH_QUICK=1`` in the environment work like ``--runs``
@@ -43,12 +46,17 @@ RESULTS = HERE / "results"
 RUNNER = HERE / "sdk_runner.py"
 OUR_PYTHON = Path(os.environ.get("BENCH_OUR_PYTHON", ROOT / ".venv" / "bin" / "python"))
 PEER_PYTHON = Path(os.environ.get("BENCH_PEER_PYTHON", ROOT / ".bench-venv" / "bin" / "python"))
+PLAIN_PYTHON = Path(os.environ.get("BENCH_PLAIN_PYTHON", ROOT / ".bench-plain-venv" / "bin" / "python"))
 
-OURS = "cdp-relay"
-SDKS = [OURS, "customerio-cdp-analytics", "segment-analytics-python", "posthog"]
-HEADINGS = {OURS: "cdp-relay (ours)"}
+OURS = "cdp-relay"  # with the fast extra (orjson), from .venv
+PLAIN = "cdp-relay-plain"  # the plain install (no extras), from .bench-plain-venv
+SDKS = [PLAIN, OURS, "customerio-cdp-analytics", "segment-analytics-python", "posthog"]
+HEADINGS = {PLAIN: "cdp-relay plain", OURS: "cdp-relay fast"}
 EVENTS = 50_000
 BIG_QUEUE = 100_000  # "a queue large enough that nothing is dropped"
+ROUND_TRIPS = (20, 100, 250)  # ms the collector waits before each answer (quick: QUICK_ROUND_TRIPS)
+QUICK_ROUND_TRIPS = (100, 250)
+STEPS = (50_000, 20_000, 5_000, 1_000)  # steady rates tried, highest first, until one passes
 
 
 # --- what is run ------------------------------------------------------------------
@@ -66,10 +74,18 @@ class Case:
     timeout: float = 150.0
     extra: Dict[str, Any] = field(default_factory=dict)
     only: Optional[str] = None  # run for this SDK only (the others show n/a)
+    delay: float = 0.0  # the collector answers each request after this many seconds
+    once: bool = False  # run in the first run only (the round-trip rows: each is long)
 
     @property
     def label(self) -> str:
         return f"{self.threads} thr, gzip {'on' if self.gzip else 'off'}"
+
+    def runs_for(self, sdk: str) -> bool:
+        """Whether this case runs for ``sdk`` (the plain install: where encoding matters)."""
+        if sdk == PLAIN and self.scenario in ("redis", "flush", "shutdown"):  # orjson plays no part there
+            return False
+        return self.only in (None, sdk, OURS if sdk == PLAIN else None)
 
 
 @dataclass
@@ -82,9 +98,23 @@ class Figure:
     unit: str
     better: str  # "low" or "high"
     label: str = ""
+    zero: str = ""  # shown instead of 0 (the steady row when no step passed)
 
 
-def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
+def round_trip_settings(quick: bool, steady_seconds: float = 0.0, window: float = 0.0,
+                        round_trips: Sequence[int] = ()) -> Dict[str, Any]:
+    """The round-trip rows' settings, defaults filled in: ``steady_seconds``, the length of
+    each step of the steady row (30 s; 3 s quick); ``window``, how long a round-trip run may
+    take to deliver after its producer loop (15 s; 4 s quick: what has not arrived then is
+    lost); ``round_trips`` in ms (20, 100, 250; 100 and 250 quick)."""
+    return {"steady_seconds": steady_seconds or (3.0 if quick else 30.0), "window": window or (4.0 if quick else 15.0),
+            "round_trips": sorted(round_trips or (QUICK_ROUND_TRIPS if quick else ROUND_TRIPS))}
+
+
+def plan(quick: bool, rtt: Optional[Dict[str, Any]] = None) -> Tuple[List[Case], List[Figure]]:
+    """The cases to run and the rows to show; ``rtt`` as from :func:`round_trip_settings`."""
+    rtt = rtt or round_trip_settings(quick)
+    steady_seconds, window, rtts = rtt["steady_seconds"], rtt["window"], rtt["round_trips"]
     combos = [(1, False), (4, True)] if quick else [(1, False), (1, True), (4, False), (4, True)]
     cases: List[Case] = []
     for threads, gzip in combos:
@@ -98,6 +128,13 @@ def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
     for consumers in (1, 4):
         cases.append(Case(f"redis-{consumers}c", "redis", timeout=150.0, only=OURS,
                           extra={"events": EVENTS, "consumers": consumers}))
+
+    for ms in rtts:
+        cases.append(Case(f"rtt{ms}-burst", "produce", delay=ms / 1000, once=True, timeout=window + 120.0,
+                          extra={"events": EVENTS, "window": window}))
+        cases.append(Case(f"rtt{ms}-steady", "steady", delay=ms / 1000, once=True,
+                          timeout=steady_seconds + window + 60.0,
+                          extra={"seconds": steady_seconds, "window": window}))
 
     bursts = [c for c in cases if c.key.startswith("burst-")]
     figures: List[Figure] = []
@@ -122,6 +159,22 @@ def plan(quick: bool) -> Tuple[List[Case], List[Figure]]:
                "1 consumer process"),
         Figure("delivered through Redis", "redis-4c", "through_redis_per_s", "events/s", "high",
                "4 consumer processes"),
+    ]
+    for name, kind, fld, unit, better in (
+        (f"lost from a {EVENTS:,} burst", "burst", "lost", "events", "low"),
+        ("end-to-end", "burst", "end_to_end_per_s", "events/s", "high"),
+        (f"highest steady rate, nothing lost for {steady_seconds:g} s", "steady", "steady_max_per_s",
+         "events/s", "high"),
+        ("most requests in flight at once", "burst", "max_in_flight", "requests", "high"),
+    ):
+        for ms in rtts:
+            figures.append(Figure(name, f"rtt{ms}-{kind}", fld, unit, better, f"{ms} ms round trip",
+                                  zero=f"< {STEPS[-1]:,}" if kind == "steady" else ""))
+    figures += [
+        Figure("RSS at the end of the burst", f"rtt{rtts[-1]}-burst", "rss_at_loop_end_mib", "MiB", "low",
+               f"{rtts[-1]} ms round trip, default queue"),
+        Figure("peak RSS", f"rtt{rtts[-1]}-burst", "peak_rss_mib", "MiB", "low",
+               f"{rtts[-1]} ms round trip, default queue"),
     ]
     return cases, figures
 
@@ -191,26 +244,66 @@ def start_redis() -> Optional[Tuple[subprocess.Popen, str]]:
     return None
 
 
-def control(url: str, route: str, method: str = "GET") -> Dict[str, Any]:
-    req = urllib.request.Request(url + route, method=method, data=b"{}" if method == "POST" else None,
-                                 headers={"Content-Type": "application/json"})
+def control(url: str, route: str, method: str = "GET", body: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    data = json.dumps(body or {}).encode() if method == "POST" else None
+    req = urllib.request.Request(url + route, method=method, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read() or b"{}")
 
 
 def python_for(sdk: str) -> Path:
-    return OUR_PYTHON if sdk == OURS else PEER_PYTHON
+    return {OURS: OUR_PYTHON, PLAIN: PLAIN_PYTHON}.get(sdk, PEER_PYTHON)
 
 
-def run_one(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str) -> Dict[str, Any]:
+def prepare_collector(url: str, delay: float) -> Optional[str]:
+    """Wait until no request of the last run is still being answered (a delayed one would
+    land after the reset and count for the next run), reset, set ``delay``; why not, or None."""
+    try:
+        deadline = time.monotonic() + max(ROUND_TRIPS) / 1000 + 15
+        while control(url, "/_collector/stats").get("in_flight") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        control(url, "/_collector/reset", "POST")
+        if delay:
+            control(url, "/_collector/faults", "POST", {"delay": delay})
+    except (OSError, ValueError) as exc:
+        return f"collector reset failed: {exc}"
+    return None
+
+
+def run_case(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str) -> Dict[str, Any]:
+    """Run one SDK on one case; the steady case is a run per step, highest rate first."""
+    if case.scenario != "steady":
+        return run_one(sdk, case, urls, log_dir, tag)
+    steps: List[Dict[str, Any]] = []
+    best: Optional[int] = None
+    for rate in STEPS:
+        r = run_one(sdk, case, urls, log_dir, f"{tag}-{rate}", {"rate": rate})
+        steps.append(r)
+        print(f"bench:     {case.key} {sdk} at {rate:,} events/s: "
+              f"{'passed' if r.get('passed') else r.get('why') or r.get('error') or 'failed'}",
+              file=sys.stderr, flush=True)
+        if r.get("passed"):
+            best = rate
+            break
+    failed = [r for r in steps if "passed" not in r]  # a run that gave no verdict (killed, crashed)
+    result: Dict[str, Any] = {"steps": steps, "wall_s": sum(r["wall_s"] for r in steps),
+                              "versions": next((r["versions"] for r in steps if r.get("versions")), None)}
+    result["steady_max_per_s"] = best if best is not None else (None if failed else 0)
+    if failed:
+        result["error"] = f"{len(failed)} step(s) gave no verdict: {failed[0].get('error')}"
+    result.update(sdk=sdk, case=case.key)
+    return result
+
+
+def run_one(sdk: str, case: Case, urls: Dict[str, str], log_dir: Path, tag: str,
+            more: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Run one SDK on one case in a fresh process; its result dict (with ``error`` when it failed)."""
     url = urls[case.target]
-    try:
-        control(urls["collector"], "/_collector/reset", "POST")
-    except (OSError, ValueError) as exc:
-        return {"sdk": sdk, "case": case.key, "wall_s": 0.0, "error": f"collector reset failed: {exc}"}
-    cfg = {"sdk": sdk, "scenario": case.scenario, "url": url, "collector": urls["collector"],
-           "threads": case.threads, "gzip": case.gzip, **case.extra}
+    problem = prepare_collector(urls["collector"], case.delay)
+    if problem:
+        return {"sdk": sdk, "case": case.key, "wall_s": 0.0, "error": problem}
+    cfg = {"sdk": OURS if sdk == PLAIN else sdk, "scenario": case.scenario, "url": url,
+           "collector": urls["collector"], "threads": case.threads, "gzip": case.gzip, **case.extra, **(more or {})}
     if case.scenario == "redis":
         cfg["redis"] = urls["redis"]
     err_path = log_dir / f"{tag}.stderr"
@@ -275,12 +368,14 @@ def figure_id(f: Figure) -> str:
 def fmt(value: Optional[float], unit: str) -> str:
     if value is None:
         return "n/a"
-    if unit in ("events/s", "events", "bytes"):
+    if unit in ("events/s", "events", "bytes", "requests"):
         return f"{value:,.0f}"
     if unit == "µs":
         return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
     if unit == "ms":
         return f"{value:,.2f}" if value < 10 else f"{value:,.1f}" if value < 100 else f"{value:,.0f}"
+    if unit == "MiB":
+        return f"{value:,.1f}"
     return f"{value:g}"
 
 
@@ -291,7 +386,7 @@ def rows(figures: List[Figure], table: Dict[str, Dict[str, Any]], sdks: Sequence
         cells = []
         for sdk in sdks:
             cell = table.get(figure_id(f), {}).get(sdk) or {"value": None, "n": 0, "runs": 0}
-            text = fmt(cell["value"], f.unit)
+            text = f.zero if f.zero and cell["value"] == 0 else fmt(cell["value"], f.unit)
             if cell["runs"] and cell["n"] < cell["runs"]:
                 text += f" [{cell['n']}/{cell['runs']}]"
             cells.append(text)
@@ -382,7 +477,7 @@ def header(doc: Dict[str, Any]) -> List[str]:
     ]
     for sdk, v in doc["versions"].items():
         extra = ", ".join(f"{k} {v[k]}" for k in ("requests", "urllib3", "orjson") if k in v)
-        lines.append(f"  {sdk} {v.get(sdk, '?')} on Python {v.get('python', '?')} ({extra})")
+        lines.append(f"  {sdk} {v.get(sdk) or v.get(OURS, '?')} on Python {v.get('python', '?')} ({extra})")
     return lines
 
 
@@ -393,15 +488,23 @@ def notes(doc: Dict[str, Any]) -> List[str]:
         where = f"{r['sdk']} / {r['case']}"
         if r.get("error"):
             out.append(f"{where}: {r['error']}" + (f" | {r['stderr_tail'][-1]}" if r.get("stderr_tail") else ""))
+        window_ended = r["case"].startswith("rtt") and r.get("quiet_reached") is False
+        if window_ended:
+            out.append(f"{r['case']}: the window ended before everything had arrived (what had not counts as lost): "
+                       + ", ".join(x["sdk"] for x in doc["results"] if x["case"] == r["case"]
+                                   and x.get("quiet_reached") is False))
         for key in ("flush_problem", "shutdown_problem"):
-            if r.get(key):
+            if r.get(key) and not window_ended:
                 out.append(f"{where}: {key.replace('_', ' ')}: {r[key]}")
         if r.get("blocked_network"):
             out.append(f"{where}: NON-LOOPBACK NETWORK ATTEMPTED AND BLOCKED: {r['blocked_network'][:3]}")
         if r.get("duplicates"):
             out.append(f"{where}: {r['duplicates']} duplicate messages at the collector")
-        if r.get("quiet_reached") is False:
+        if r.get("quiet_reached") is False and not window_ended:
             out.append(f"{where}: messages were still arriving at the time limit")
+        for step in r.get("steps", []):
+            if step.get("blocked_network"):
+                out.append(f"{where}: NON-LOOPBACK NETWORK ATTEMPTED AND BLOCKED: {step['blocked_network'][:3]}")
         if r["case"] == "e2e" and r.get("lost"):
             out.append(f"{where}: lost {r['lost']} with a {BIG_QUEUE:,} queue (end-to-end run)")
         if r["case"] == "flush" and r.get("delivered_at_return") and not all(r["delivered_at_return"]):
@@ -410,17 +513,21 @@ def notes(doc: Dict[str, Any]) -> List[str]:
     if doc["config"].get("stopped_at_budget") is not None:
         out.append(f"stopped at the time budget after {doc['config']['stopped_at_budget']} runs: "
                    "the figures of the runs not started are n/a or rest on fewer runs")
-    sources = sorted({r["versions"]["source_sha1"] for r in doc["results"]
-                      if r["sdk"] == OURS and r.get("versions", {}).get("source_sha1")})
-    if len(sources) > 1:
-        out.insert(0, f"{OURS}: its source changed while the bench ran ({len(sources)} versions measured: "
-                      f"{', '.join(sources)}); its figures mix them")
+    for ours in (PLAIN, OURS):
+        sources = sorted({r["versions"]["source_sha1"] for r in doc["results"]
+                          if r["sdk"] == ours and (r.get("versions") or {}).get("source_sha1")})
+        if len(sources) > 1:
+            out.insert(0, f"{ours}: its source changed while the bench ran ({len(sources)} versions measured: "
+                          f"{', '.join(sources)}); its figures mix them")
     seen = set()
     return [n for n in out if not (n in seen or seen.add(n))]
 
 
 def report(doc: Dict[str, Any], rst: bool) -> str:
-    cases, figures = plan(doc["config"]["quick"])
+    config = doc["config"]
+    cases, figures = plan(config["quick"], config.get("round_trip") or round_trip_settings(config["quick"]))
+    ran = {c["key"] for c in config["cases"]}  # --case may have left some out
+    figures = [f for f in figures if f.case in ran]
     sdks = doc["config"]["sdks"]
     grid = rows(figures, doc["table"], sdks)
     # In RST the header is a line block and the notes a list, so the output pastes as is.
@@ -447,8 +554,16 @@ def check_environment(sdks: Sequence[str]) -> None:
     for sdk in sdks:
         py = python_for(sdk)
         if not py.exists():
-            hint = "make venv" if sdk == OURS else "make bench (it creates .bench-venv)"
+            hint = {OURS: "make venv", PLAIN: "make bench (it creates .bench-plain-venv)"}.get(
+                sdk, "make bench (it creates .bench-venv)")
             raise SystemExit(f"bench: {py} is missing: run {hint}")
+    if PLAIN in sdks:
+        probe = subprocess.run([str(PLAIN_PYTHON), "-I", "-c",
+                                "import importlib.util as u; print(u.find_spec('orjson') is None)"],
+                               capture_output=True, text=True, timeout=60, env=child_env())
+        if probe.stdout.strip() != "True":
+            print("bench: warning: orjson is importable from .bench-plain-venv; its column is not the plain install",
+                  file=sys.stderr)
     if OURS in sdks:
         probe = subprocess.run([str(OUR_PYTHON), "-I", "-c",
                                 "import importlib.util as u; print(u.find_spec('posthog') is None "
@@ -474,9 +589,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 run, fewer rows (or BENCH_QUICK=1)")
     parser.add_argument("--sdk", action="append", choices=SDKS, help="only this SDK (repeatable)")
     parser.add_argument("--rst", action="store_true", help="print the table as reStructuredText")
+    parser.add_argument("--case", action="append", metavar="PREFIX",
+                        help="only the cases whose key starts with PREFIX (repeatable; e.g. rtt100, burst-1t)")
     parser.add_argument("--from-json", type=Path, help="print the table of a saved result, run nothing")
-    parser.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_BUDGET") or 1800),
-                        help="stop starting runs after this many seconds (default BENCH_BUDGET or 1800)")
+    parser.add_argument("--budget", type=float, default=float(os.environ.get("BENCH_BUDGET") or 2700),
+                        help="stop starting runs after this many seconds (default BENCH_BUDGET or 2700)")
+    parser.add_argument("--steady-seconds", type=float, default=float(os.environ.get("BENCH_STEADY_SECONDS") or 0),
+                        help="length of each step of the steady-rate rows (default BENCH_STEADY_SECONDS, "
+                             "or 30; 3 with --quick)")
+    parser.add_argument("--window", type=float, default=float(os.environ.get("BENCH_WINDOW") or 0),
+                        help="seconds a round-trip run may take to deliver after its loop (default BENCH_WINDOW, "
+                             "or 15; 4 with --quick)")
+    parser.add_argument("--round-trip", type=int, action="append", metavar="MS",
+                        help="a round trip to measure, in ms (repeatable; default 20, 100, 250; 100, 250 with --quick)")
     args = parser.parse_args(argv)
 
     if args.from_json:
@@ -487,9 +612,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     runs = args.runs if args.runs is not None else int(os.environ.get("BENCH_RUNS") or (1 if quick else 3))
     if runs < 1:
         parser.error("--runs must be at least 1")
+    if args.steady_seconds < 0 or args.window < 0:
+        parser.error("--steady-seconds and --window must be positive")
     sdks = [s for s in SDKS if not args.sdk or s in args.sdk]
     check_environment(sdks)
-    cases, figures = plan(quick)
+    rtt = round_trip_settings(quick, args.steady_seconds, args.window, args.round_trip or ())
+    cases, figures = plan(quick, rtt)
+    if args.case:
+        cases = [c for c in cases if c.key.startswith(tuple(args.case))]
     redis_server = None
     if OURS in sdks and any(c.scenario == "redis" for c in cases):
         redis_server = start_redis()
@@ -502,10 +632,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
         "config": {"runs": runs, "quick": quick, "sdks": sdks, "events": EVENTS, "big_queue": BIG_QUEUE,
-                   "event_bytes": _event_bytes(), "cases": [c.__dict__ for c in cases]},
+                   "event_bytes": _event_bytes(), "cases": [c.__dict__ for c in cases],
+                   "round_trip": rtt, "steps": STEPS},
         "results": [],
     }
-    total = runs * sum(1 for c in cases for s in sdks if c.only in (None, s))
+    total = sum(1 for run in range(1, runs + 1) for c in cases for s in sdks
+                if c.runs_for(s) and not (c.once and run > 1))
     n = 0
     began = time.monotonic()
     collector = blackhole = None
@@ -522,12 +654,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         for run in range(1, runs + 1):
             for case in cases:
                 for sdk in sdks:  # SDKs interleaved, so drifting machine load spreads over all of them
-                    if case.only not in (None, sdk):
+                    if not case.runs_for(sdk) or (case.once and run > 1):
                         continue
                     if time.monotonic() - began > args.budget:
                         raise TimeoutError
                     n += 1
-                    result = run_one(sdk, case, urls, log_dir, f"{run}-{case.key}-{sdk}")
+                    result = run_case(sdk, case, urls, log_dir, f"{run}-{case.key}-{sdk}")
                     result["run"] = run
                     doc["results"].append(result)
                     status = result.get("error") or "ok"

@@ -20,7 +20,15 @@ Scenarios (the figures are defined in shared/reference/benchmark-method.md):
     the loop ends; then ``flush()``; then a wait until the collector has seen
     no new message for 1 s.  With ``max_queue_size`` unset each SDK keeps its
     default queue (the burst-loss rows); with it set large, nothing should be
-    dropped (the end-to-end and CPU rows).
+    dropped (the end-to-end and CPU rows).  With ``window`` (the rows with a
+    delaying collector) ``flush()`` and the quiet wait together get at most
+    ``window`` seconds from the end of the loop: what has not arrived by then
+    counts as lost.  RSS at the end of the loop and the peak RSS are recorded.
+``steady``
+    one producer thread that paces itself to ``rate`` events/s for ``seconds``
+    s; it stops at the first call the SDK refuses or once it falls behind the
+    rate by more than 5 %; then ``flush()`` and the quiet wait (``window``).
+    The step passes when every event was sent on time and arrived.
 ``bigqueue``
     ``events`` calls against an endpoint that accepts connections and never
     answers, with a queue large enough to hold them all: RSS growth per queued
@@ -56,6 +64,7 @@ EVENT = "Product Purchased"
 USER_IDS = [f"user-{i:04d}" for i in range(1000)]
 PRODUCT_IDS = [f"sku-{(i * 7919) % 100000:05d}" for i in range(1000)]
 NAME = "Wireless Noise-Cancelling Headphones, black"
+MIB = 1024 * 1024
 
 
 def make_properties(i: int) -> Dict[str, Any]:
@@ -146,6 +155,10 @@ class SDK:
         q = getattr(self.client, "queue", None)
         return q.qsize() if q is not None else None
 
+    def dropped(self) -> int:
+        """Messages the SDK has dropped so far that its calls did not refuse (0 where it cannot say)."""
+        return 0
+
     def source(self) -> str:
         return ""
 
@@ -163,6 +176,10 @@ class CdpRelay(SDK):
 
     def queued(self) -> Optional[int]:
         return self.client.stats()["queued"]
+
+    def dropped(self) -> int:
+        dropped = self.client.stats().get("dropped", 0)  # {reason: count}
+        return sum(dropped.values()) if isinstance(dropped, dict) else int(dropped)
 
     def source(self) -> str:
         """A hash of the package's source files: the work tree may change between runs."""
@@ -251,6 +268,11 @@ class Collector:
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def peak_rss_bytes() -> int:
+    """The most RSS this process has had (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def rss_bytes() -> int:
@@ -376,17 +398,13 @@ def scenario_produce(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[st
     gc.collect()
     run = produce(sdk, events, threads)
     loop_s = run["loop_s"]
-    out.update(loop_s=loop_s, refused_at_call=run["refused_at_call"], **percentiles(run["lat"]))
+    out.update(loop_s=loop_s, refused_at_call=run["refused_at_call"], rss_at_loop_end_mib=rss_bytes() / MIB,
+               **percentiles(run["lat"]))
     s = col.stats()
     out.update(unique_at_loop_end=s["unique"], queued_at_loop_end=sdk.queued(),
                delivered_while_producing_per_s=s["unique"] / loop_s if loop_s > 0 else None)
     emit("BENCH-PARTIAL", dict(out))
-
-    took, problem = bounded(sdk.flush, cfg.get("flush_limit", 60.0))
-    out["flush_s"] = took
-    if problem:
-        out["flush_problem"] = problem
-    s, quiet = col.wait_quiet(run["t0_wall"] + loop_s, limit=cfg.get("quiet_limit", 60.0))
+    s, quiet = drain(sdk, cfg, col, out, run["t0_wall"] + loop_s)
     cpu = cpu_seconds() - run["cpu0"] - col.poll_cpu
     unique = s["unique"]
     span = s["last_new_unique_at"] - run["t0_wall"]
@@ -395,8 +413,64 @@ def scenario_produce(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[st
         lost=events - unique, quiet_reached=quiet, requests=s["requests"], refused_requests=s["refused"],
         raw_bytes=s["raw_bytes"], compressed_bytes=s["compressed_bytes"],
         end_to_end_per_s=unique / span if unique and span > 0 else None,
-        cpu_us_per_event=cpu / events * 1e6, queued_at_end=sdk.queued(),
+        cpu_us_per_event=cpu / events * 1e6, queued_at_end=sdk.queued(), peak_rss_mib=peak_rss_bytes() / MIB,
+        max_in_flight=s.get("max_in_flight"),
     )
+
+
+def drain(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str, Any],
+          loop_end_wall: float) -> Tuple[Dict[str, Any], bool]:
+    """``flush()``, then wait until the collector has seen no new message for 1 s; both
+    within ``window`` s of the loop's end when the config has one (the delayed rows)."""
+    window = cfg.get("window")
+    took, problem = bounded(sdk.flush, window or cfg.get("flush_limit", 60.0))
+    out["flush_s"] = took
+    if problem:
+        out["flush_problem"] = problem
+    limit = cfg.get("quiet_limit", 60.0) if window is None else max(0.0, loop_end_wall + window - time.time())
+    return col.wait_quiet(loop_end_wall, limit=limit)
+
+
+def scenario_steady(sdk: SDK, cfg: Dict[str, Any], col: Collector, out: Dict[str, Any]) -> None:
+    """One step of the steady-rate row: ``rate`` events/s from one self-pacing thread for ``seconds``."""
+    rate, seconds = float(cfg["rate"]), float(cfg["seconds"])
+    call, positional, props = sdk.call(), sdk.positional, make_properties
+    tick = 0.005  # the producer catches up with its schedule every 5 ms
+    sent = refused = 0
+    why = ""
+    t0_wall, t0 = time.time(), time.perf_counter()
+    while True:
+        now = time.perf_counter() - t0
+        if now >= seconds:
+            break
+        due = int(now * rate)
+        while sent < due:
+            if positional:
+                r = call(USER_IDS[sent % 1000], EVENT, props(sent))
+                refused += not r[0]
+            else:
+                r = call(EVENT, distinct_id=USER_IDS[sent % 1000], properties=props(sent))
+                refused += r is None
+            sent += 1
+        if refused or sdk.dropped():
+            why = "the SDK dropped events"
+            break
+        if now >= 2.0 and sent < 0.95 * rate * now:
+            why = "the producer fell more than 5 % behind the rate"
+            break
+        time.sleep(tick)
+    loop_s = time.perf_counter() - t0
+    out.update(rate=rate, seconds=seconds, sent=sent, loop_s=loop_s, produced_per_s=sent / loop_s,
+               refused_at_call=refused)
+    if why:  # failed already: no need to wait for the backlog
+        out.update(passed=False, why=why)
+        return
+    s, quiet = drain(sdk, cfg, col, out, t0_wall + loop_s)
+    lost = sent - s["unique"]
+    out.update(unique=s["unique"], duplicates=s["duplicates"], lost=lost, quiet_reached=quiet,
+               max_in_flight=s.get("max_in_flight"), passed=lost == 0 and sent >= 0.95 * rate * seconds)
+    if not out["passed"]:
+        out["why"] = f"{lost} of {sent} not delivered within the window" if lost else "too few events sent"
 
 
 def scenario_bigqueue(sdk: SDK, cfg: Dict[str, Any], out: Dict[str, Any]) -> None:
@@ -557,6 +631,8 @@ def main() -> int:
         scenario = cfg["scenario"]
         if scenario == "produce":
             scenario_produce(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
+        elif scenario == "steady":
+            scenario_steady(sdk, cfg, Collector(cfg.get("collector", cfg["url"])), out)
         elif scenario == "bigqueue":
             scenario_bigqueue(sdk, cfg, out)
         elif scenario == "flush":

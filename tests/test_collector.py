@@ -365,6 +365,29 @@ def test_delay_slows_every_answer(collector: Collector) -> None:
     assert time.monotonic() - start >= 0.3
 
 
+def test_stats_count_requests_in_flight_and_their_maximum(collector: Collector) -> None:
+    """Two delayed requests on two connections are both in flight at once; reset() clears the maximum."""
+    collector.delay = 1.5
+    answers: "queue.Queue[int]" = queue.Queue()
+    senders = [threading.Thread(target=lambda i=i: answers.put(post(collector, [track(i)]).status_code))
+               for i in range(2)]
+    for t in senders:
+        t.start()
+    deadline = time.monotonic() + 10
+    while collector.stats()["in_flight"] < 2 and time.monotonic() < deadline:  # the polls are not counted
+        time.sleep(0.01)
+    assert collector.stats()["in_flight"] == 2
+    assert sorted(answers.get(timeout=10) for _ in senders) == [200, 200]
+    for t in senders:
+        t.join(10)
+    while collector.stats()["in_flight"] and time.monotonic() < deadline:  # a handler ends just after its answer
+        time.sleep(0.01)
+    stats = collector.stats()
+    assert (stats["in_flight"], stats["max_in_flight"], stats["requests"]) == (0, 2, 2)
+    collector.reset()
+    assert (collector.stats()["in_flight"], collector.stats()["max_in_flight"]) == (0, 0)
+
+
 def test_chaos_is_reproducible_with_a_seed() -> None:
     """set_chaos draws faults from a seeded Random: the same seed gives the same answers."""
     outcomes = []

@@ -1047,7 +1047,10 @@ class Collector:
         counts connections reset instead of answered; ``inside_retry_after``
         counts batch requests that arrived while a Retry-After the collector sent
         was still running (see :meth:`retry_after_violations` for the details);
-        ``listening`` is False during an outage, ``outages`` counts them.
+        ``listening`` is False during an outage, ``outages`` counts them;
+        ``in_flight`` is how many of those requests are being served now (from
+        when the request is counted, before any ``delay``, until it is answered
+        or dropped) and ``max_in_flight`` the most there were at once.
         """
         with self._lock:
             return {
@@ -1070,6 +1073,8 @@ class Collector:
                 "pending_faults": sum(n for _, n in self._faults),
                 "listening": self._server is not None,
                 "outages": len(self._outages),
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
             }
 
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
@@ -1128,6 +1133,9 @@ class Collector:
         self._largest_bytes = self._largest_messages = 0
         self._dropped = self._inside_retry_after = self._connections = 0
         self._refusal_count = 0
+        # requests being served now: a reset does not end them, so their ends must still count
+        self._in_flight = getattr(self, "_in_flight", 0)
+        self._max_in_flight = self._in_flight
         self._retry_until = 0.0
         self._request_log: List[Request] = []
         self._outages: List[List[Any]] = []
@@ -1141,9 +1149,13 @@ class Collector:
     # -- called by the handler --------------------------------------------
 
     def _begin(self) -> Optional[_Fault]:
-        """Count a batch request and pick its fault, if any."""
+        """Count a batch request, in flight until its handler returns, and pick its fault, if any."""
         with self._lock:
             self._requests += 1
+            if not getattr(_current, "in_flight", True):
+                _current.in_flight = True
+                self._in_flight += 1
+                self._max_in_flight = max(self._max_in_flight, self._in_flight)
             if self._retry_until and time.time() < self._retry_until:
                 self._inside_retry_after += 1
             if self._faults:
@@ -1164,6 +1176,13 @@ class Collector:
             if draw < chaos.fail_rate + chaos.drop_rate:
                 return _STORE_DROP
             return None
+
+    def _landed(self) -> None:
+        """The request this handler thread counted in :meth:`_begin` is answered (or dropped)."""
+        if getattr(_current, "in_flight", False):
+            _current.in_flight = False
+            with self._lock:
+                self._in_flight -= 1
 
     def _count_request(self) -> None:
         with self._lock:
@@ -1451,6 +1470,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             self.request_version = "HTTP/1.1"
             self._send(400, _error("bad_request", problem))
             return
+        _current.in_flight = False  # set by collector._begin, cleared by collector._landed
         try:
             self._route()
         except _Drop:
@@ -1461,6 +1481,8 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             logger.exception("collector failed on %s %s", self.command, self.path.partition("?")[0])
             self.close_connection = True
             self._send(500, _error("internal", "the collector failed on this request"))
+        finally:
+            collector._landed()
 
     def _read_head(self) -> Optional[str]:
         """Parse the request line and headers (the stdlib's email parser is slow).
