@@ -99,6 +99,7 @@ max_queue_wait: Optional[float] = _DEFAULTS["max_queue_wait"]
 max_retry_time: float = _DEFAULTS["max_retry_time"]
 exit_timeout: Optional[float] = _DEFAULTS["exit_timeout"]
 pace_wait: float = _DEFAULTS["pace_wait"]
+max_in_flight: int = _DEFAULTS["max_in_flight"]
 #: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
 spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: Deliver the shared client's messages to another batch API (read when it is

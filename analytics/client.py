@@ -82,9 +82,6 @@ def _set_debug(client: "Client", on: bool) -> None:
             _saved_level = None
 
 
-#: Calls pace every this many batches' worth of calls (see Consumer.pace).
-_PACE_BATCHES = 2
-
 # --- fork safety --------------------------------------------------------------
 
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
@@ -187,11 +184,14 @@ class Client:
         Seconds the interpreter-exit hook spends delivering what is still
         queued (default 5); ``None`` waits for every retry.
     ``pace_wait``
-        Seconds a call may wait, once per two batches' worth of calls, for
-        the consumer to finish two batches, when a quarter of the queue is
-        used (default 0.004; 0 turns pacing off).  A thread calling
-        in a tight loop otherwise starves the consumer of the GIL and the
-        queue overflows.  Never waits while the consumer backs off.
+        The most one call is slowed while the queue fills faster than it
+        drains (default 0.004 s; 0 turns pacing off): past a quarter of the
+        queue, calls are spaced to the measured delivery rate (see
+        :mod:`analytics.engine.backpressure`).  Never waits while delivery is
+        impossible (a retry pending, ``Retry-After``, no answer for a second).
+    ``max_in_flight``
+        Requests sent at once while a backlog exists (default 4), each on a
+        pooled keep-alive connection; 1 keeps batches in call order.
     ``retry_policy``
         A :class:`~analytics.retry.RetryPolicy` for full control of waits.
     ``transport``
@@ -242,6 +242,7 @@ class Client:
     max_retry_time: float = _setting()
     exit_timeout: Optional[float] = _setting()
     pace_wait: float = _setting()
+    max_in_flight: int = _setting()
     _given: FrozenSet[str]  # the names of the arguments passed to __init__ (see options.records_given)
 
     @_options.records_given
@@ -266,6 +267,7 @@ class Client:
         max_retry_time: float = 60.0,
         exit_timeout: Optional[float] = 5.0,
         pace_wait: float = 0.004,
+        max_in_flight: int = 4,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         user_agent: Optional[str] = None,
@@ -290,7 +292,7 @@ class Client:
         if cfg.spool_path is not None and cfg.queue is not None:
             raise ConfigurationError("use either spool_path or queue='redis://...', not both")
         self._own_transport = cfg.transport is None
-        self._transport: Transport = cfg.transport if cfg.transport is not None else HTTPTransport()
+        self._transport: Transport = HTTPTransport() if cfg.transport is None else cfg.transport
         self._closed = False
         self._mp_registered = False
         self._spool: Optional[Dict[str, Any]] = None if cfg.spool_path is None else dict(
@@ -354,7 +356,6 @@ class Client:
         self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
         self._dropping = False
         self._burst_drops = 0
-        self._credits = 0
         self._set_pace_from()
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
         if self._config.send and (len(queue) or getattr(queue, "consume", False)):
@@ -418,9 +419,7 @@ class Client:
         if self._own_transport:
             self._transport = HTTPTransport()  # never share a socket with the parent
         else:
-            after_fork = getattr(self._transport, "after_fork", None)
-            if callable(after_fork):
-                after_fork()
+            self._transport.after_fork()
         old = self._queue
         queue = self._make_queue()
         if not hooked and not old.durable:
@@ -673,14 +672,7 @@ class Client:
         if self._dropping and n <= self._queue.maxsize // 2:
             self._end_burst()
         if n >= self._pace_from:
-            if self._consumer.pacing:
-                self._consumer.follow(cfg.pace_wait)
-            else:
-                self._credits -= 1
-                if self._credits <= 0:
-                    # a longer wait every other batch keeps waiting calls under 1 %
-                    self._credits = _PACE_BATCHES * cfg.upload_size
-                    self._consumer.pace(cfg.pace_wait, _PACE_BATCHES)
+            self._consumer.pace(n)
         if n == 1 or n == cfg.upload_size:
             self._check_pid()  # the fallback when a fork bypassed os.register_at_fork
             consumer = self._consumer

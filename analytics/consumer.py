@@ -35,6 +35,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .engine.backpressure import Backpressure
 from .errors import APIError, DeliveryError, ShutdownError, TransportError
 from .formats import BatchFormat
 from .options import Config
@@ -47,9 +48,16 @@ __all__ = ["Consumer", "Config"]
 
 log = logging.getLogger("customerio.analytics")
 
-#: Pacing waits in a row that time out before pacing is suspended, and for how long.
-_PACE_MISSES = 3
-_PACE_SUSPEND_S = 1.0
+#: With no answer for this long to any request in flight, producers are not held back (the
+#: server is slow or down: waiting would only slow the app, and the drop policy applies).
+_STALL_S = 1.0
+#: Past this share of the queue in use a producer waits for room rather than for the rate.
+_NEARLY_FULL = 0.9
+#: A worker beyond ``thread`` that found nothing to send for this long ends (the pool shrinks).
+_IDLE_EXIT_S = 5.0
+#: While a backlog exists a batch takes at most this many messages (the byte limit usually cuts
+#: it first: about 1,600 events of 300 bytes fit in 500 KB); an explicit ``upload_size`` caps it.
+_MAX_BATCH_ITEMS = 5000
 #: How long stop() waits for workers to report after aborting their hung requests.
 _ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
@@ -69,6 +77,7 @@ class Consumer:
         stats: Stats,
         threads: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.queue = queue
@@ -77,6 +86,8 @@ class Consumer:
         self.stats = stats
         self.thread_count = threads
         self._clock = clock
+        self._sleep_for = sleep  # producers' pacing sleeps (a fake clock's in unit tests)
+        self.backpressure = Backpressure(clock)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for messages
         self._looking = 0  # workers choosing or waiting for a batch (see wake)
@@ -97,9 +108,8 @@ class Consumer:
         self._not_before = 0.0  # no request before this clock time (Retry-After, shared by the workers)
         self._backing_off = 0  # workers waiting before a retry: producers must not wait for them
         self._completed = 0  # batches finished, for pacing
-        self.pacing = False  # a producer is waiting for the workers (Consumer.pace)
-        self._pace_misses = 0  # pacing waits in a row that ended before the batches did
-        self._pace_resume_at = 0.0  # no pacing before this clock time
+        self._grow = False  # a worker saw more to send than the workers can take: start another
+        self.idle_exit_s = _IDLE_EXIT_S
         self.started = False
         self.stopped = False
         self.durable = bool(getattr(queue, "durable", False))
@@ -146,13 +156,28 @@ class Consumer:
                 return
             self._threads = [t for t in self._threads if t.is_alive()]
             while len(self._threads) < self.thread_count:
-                t = threading.Thread(
-                    target=self._run, name=f"cdp-relay-consumer-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(t)
-                t.start()
-                self._worker_ids.add(t.ident)
+                self._start_worker()
             self.started = True
+
+    def _start_worker(self) -> None:
+        # (lock held) one more worker thread, with a connection of its own
+        t = threading.Thread(target=self._run, name=f"cdp-relay-consumer-{len(self._threads)}", daemon=True)
+        self._threads.append(t)
+        t.start()
+        self._worker_ids.add(t.ident)
+
+    def _max_workers(self) -> int:
+        return max(self.thread_count, self.config.max_in_flight)
+
+    def _add_worker(self) -> None:
+        """A backlog exists and every worker is busy sending: one more request may be in flight."""
+        with self._lock:
+            self._grow = False
+            if self._stopping or self._abandoning:
+                return
+            self._threads = [t for t in self._threads if t.is_alive()]
+            if len(self._threads) < self._max_workers():
+                self._start_worker()
 
     def alive_threads(self) -> int:
         """How many worker threads are running."""
@@ -162,62 +187,51 @@ class Consumer:
         """True when called from one of this consumer's workers (for example inside ``on_error``)."""
         return threading.get_ident() in self._worker_ids
 
-    def pace(self, max_wait: float, batches: int = 1) -> None:
-        """Let a busy producer give the workers a turn: wait until a batch finishes, at most ``max_wait``.
+    def pace(self, queued: int) -> None:
+        """Slow a producer whose call found ``queued`` messages waiting (past a quarter of the queue).
 
-        A thread that calls ``track()`` in a tight loop holds the GIL; each
-        time a worker needs it back (after every socket call) it waits a whole
-        switch interval (5 ms), so the worker delivers a few thousand messages
-        a second while the queue overflows.  The client calls this once per
-        ``batches * upload_size`` calls while the queue is filling up (waiting
-        for ``batches`` to finish); it returns at once while a worker waits
-        to retry (the server, not the GIL, holds it up).
+        The calls are spaced to the rate at which the server takes messages
+        now (see :mod:`analytics.engine.backpressure`); once the queue is
+        :data:`_NEARLY_FULL`, a call waits for a worker to take a batch
+        instead.  One call waits at most ``pace_wait`` seconds.  While a
+        worker waits to retry or the server asked for a pause
+        (``Retry-After``), or no request in flight was answered for
+        :data:`_STALL_S`, delivery is impossible for now: the call does not
+        wait at all and the queue's drop policy applies.
         """
-        with self._lock:
-            if self._backing_off or not self.started or self.pacing:
-                return
-            started = self._clock()
-            if started < self._pace_resume_at:
-                return  # the server proved slow: waiting would only slow the caller
-            target = self._completed + batches
-            deadline = started + max_wait
-            self.pacing = True  # other producer threads wait too (see follow)
-            try:
-                while self._completed < target and not self._backing_off:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
-                        break
-                    self._progress.wait(remaining)
-            finally:
-                self.pacing = False
-                self._progress.notify_all()
-                now = self._clock()
-                self.stats.count_paced(now - started)
-                if self._completed >= target or self._backing_off:
-                    self._pace_misses = 0
-                else:
-                    # The batch did not finish although the caller gave up the GIL: the
-                    # server is slow or hanging, not the GIL.  After a few such misses,
-                    # stop pacing for a while.
-                    self._pace_misses += 1
-                    if self._pace_misses >= _PACE_MISSES:
-                        self._pace_misses = 0
-                        self._pace_resume_at = now + _PACE_SUSPEND_S
+        max_wait = self.config.pace_wait
+        if not max_wait or self._stopping or not self.started:
+            return
+        if self._backing_off or self._not_before > self._clock():
+            self.backpressure.reset()
+            return
+        fill = queued / max(1, self.queue.maxsize)
+        if fill >= _NEARLY_FULL:
+            self._wait_for_room(max_wait)
+            return
+        wait = self.backpressure.delay(fill)
+        if wait:
+            wait = min(wait, max_wait)
+            self._sleep_for(wait)
+            self.stats.count_paced(wait)
 
-    def follow(self, max_wait: float) -> None:
-        """Another producer thread is pacing: wait with it (at most ``max_wait``), or the
-        remaining producers would keep the GIL from the workers all the same."""
+    def _wait_for_room(self, max_wait: float) -> None:
+        """The queue is nearly full: wait until a worker takes a batch (at most ``max_wait``), unless
+        the requests in flight have had no answer for :data:`_STALL_S` (a slow or hanging server)."""
+        q = self.queue
         with self._lock:
-            if not self.pacing:
-                return
             started = self._clock()
+            oldest = min((b.taken_at for b in self._inflight.values()), default=started)
+            if started - oldest >= _STALL_S:
+                return
             deadline = started + max_wait
-            while self.pacing:
+            while len(q) >= _NEARLY_FULL * q.maxsize and not self._backing_off and not self._stopping:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     break
                 self._progress.wait(remaining)
-        self.stats.count_paced(self._clock() - started)
+            waited = self._clock() - started
+        self.stats.count_paced(waited)
 
     # --- progress -------------------------------------------------------------
 
@@ -337,14 +351,12 @@ class Consumer:
         # Past the deadline a worker still waits for an answer: wake it by
         # aborting the connections (it then reports its batch itself), and
         # report for those that stay stuck (a transport that cannot abort).
-        abort = getattr(self.transport, "abort", None)
-        if callable(abort):
-            try:
-                abort()
-            except Exception:  # pragma: no cover
-                log.exception("could not abort the transport's connections")
-            for t in workers:
-                t.join(_ABORT_GRACE_S)
+        try:
+            self.transport.abort()
+        except Exception:  # pragma: no cover
+            log.exception("could not abort the transport's connections")
+        for t in workers:
+            t.join(_ABORT_GRACE_S)
         lost = []
         with self._lock:
             # Only what the workers have not settled yet: a worker still reporting its batch
@@ -408,6 +420,8 @@ class Consumer:
                     return
                 token, items, keys, drop = got
                 self._current.token = token
+                if self._grow:
+                    self._add_worker()
                 try:
                     if drop is not None:
                         self._lose(items, drop, "shutdown")
@@ -424,6 +438,8 @@ class Consumer:
         finally:
             with self._lock:
                 self._worker_ids.discard(threading.get_ident())
+                current = threading.current_thread()
+                self._threads = [t for t in self._threads if t is not current]
                 self._progress.notify_all()
 
     def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
@@ -439,6 +455,7 @@ class Consumer:
     def _choose_batch(self, cfg: Config, q: Any) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
         """The body of :meth:`_next_batch`, under the lock."""
         first_seen: Optional[float] = None
+        idle_since: Optional[float] = None
         drop: Optional[DeliveryError] = None
         while True:
             if self._abandoning:
@@ -448,8 +465,18 @@ class Consumer:
                 if self._stopping and (not self.durable or not len(q) or self._past_deadline()):
                     return None
                 first_seen = None
+                if len(self._threads) > self.thread_count:
+                    # a worker added for a backlog: it ends once it has had nothing to do for a while
+                    now = self._clock()
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= self.idle_exit_s:
+                        self._threads = [t for t in self._threads if t is not threading.current_thread()]
+                        return None
+                    self._work.wait(self.idle_exit_s - (now - idle_since))
+                    continue
                 self._work.wait(None if not len(q) else cfg.upload_interval)
                 continue
+            idle_since = None
             if self._stopping:
                 if self._past_deadline():
                     if self.durable:
@@ -474,16 +501,25 @@ class Consumer:
         if drop is not None:
             items = q.take_all()
         else:
-            items, keys = q.take_batch(
-                min(cfg.upload_size, self.format.max_items), self.format.max_body_bytes - self.format.overhead()
-            )
+            items, keys = q.take_batch(self._batch_items(cfg), self.format.max_body_bytes - self.format.overhead())
         token = self._next_token
         self._next_token += 1
-        self._inflight[token] = _Batch(start, items, keys)
+        self._inflight[token] = _Batch(start, items, keys, self._clock())
+        self._progress.notify_all()  # room was made: producers waiting for it go on
         ready = q.ready()
         if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
-            self._work.notify()  # more ready: let another worker start on it
+            # more ready: let another worker start on it, or add one (up to max_in_flight)
+            if self._looking > 1:
+                self._work.notify()
+            elif not self._backing_off and not self._stopping and len(self._threads) < self._max_workers():
+                self._grow = True
         return token, items, keys, drop
+
+    def _batch_items(self, cfg: Config) -> int:
+        """The most messages the next batch may hold: all that is ready up to the byte limit
+        (a backlog makes batches grow), at most an explicit ``upload_size``."""
+        limit = min(self.format.max_items, _MAX_BATCH_ITEMS)
+        return min(limit, cfg.upload_size) if "upload_size" in cfg.explicit else limit
 
     # --- delivery -------------------------------------------------------------
 
@@ -607,6 +643,7 @@ class Consumer:
                         if refused:
                             return len(part) - refused
                     self._account(part, lambda: self.stats.count_delivered(len(part)))
+                    self.backpressure.delivered(len(part), started)
                     log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
                     return True
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -726,10 +763,11 @@ class Consumer:
 class _Batch:
     """A batch a worker took: where it starts in the queue's order, and what is not settled yet."""
 
-    __slots__ = ("start", "items", "keys", "left", "_settled")
+    __slots__ = ("start", "items", "keys", "left", "taken_at", "_settled")
 
-    def __init__(self, start: int, items: List[bytes], keys: Optional[list]) -> None:
+    def __init__(self, start: int, items: List[bytes], keys: Optional[list], taken_at: float) -> None:
         self.start = start
+        self.taken_at = taken_at
         self.items = items
         self.keys = keys
         self.left = len(items)

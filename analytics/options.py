@@ -32,7 +32,7 @@ from ._checks import flag, header_text, http_url, number, quote, redact_url
 from .destinations import Destination
 from .errors import ConfigurationError
 from .retry import RetryPolicy
-from .transport import Transport
+from .transport import Transport, as_transport
 from .version import VERSION
 
 __all__ = ["Option", "Config", "OPTIONS", "BY_NAME", "DEFAULTS", "DEFAULT_HOST", "DEFAULT_USER_AGENT"]
@@ -124,7 +124,8 @@ def _retry_policy(name: str, value: Any) -> Optional[RetryPolicy]:
 
 
 def _transport(name: str, value: Any) -> Optional[Transport]:
-    return value  # any object with the transport's methods (duck-typed)
+    # adapted once, here: the engine then calls abort() and after_fork() without probing
+    return None if value is None else as_transport(value)
 
 
 def _user_agent(name: str, value: Any) -> str:
@@ -198,7 +199,8 @@ class Config:
                              doc="Seconds to wait to connect and for each read.")
     proxies: Optional[dict] = _option(None, _proxies, live=True, facade=True, doc="A requests proxies dict.")
     thread: int = _option(1, _count(1), facade=True, doc="Consumer threads sending batches in parallel.")
-    upload_size: int = _option(100, _count(1), live=True, facade=True, doc="Messages per batch at most.")
+    upload_size: int = _option(100, _count(1), live=True, facade=True,
+                               doc="Messages that make a batch go out; if given, also the most a batch holds.")
     upload_interval: float = _option(0.5, _seconds(), live=True, facade=True,
                                      doc="Seconds a partial batch waits for more messages.")
     # This library's keyword-only options.
@@ -209,7 +211,9 @@ class Config:
     exit_timeout: Optional[float] = _option(5.0, _seconds(allow_none=True), live=True, facade=True,
                                             doc="Seconds spent delivering at interpreter exit (None: no limit).")
     pace_wait: float = _option(0.004, _seconds(), live=True, facade=True,
-                               doc="Seconds a busy producer may wait for the consumer (0: no pacing).")
+                               doc="Seconds one call may be slowed while the queue fills (0: no pacing).")
+    max_in_flight: int = _option(4, _count(1), live=True, facade=True,
+                                 doc="Requests in flight at once while a backlog exists (1: in call order).")
     retry_policy: Optional[RetryPolicy] = _option(None, _retry_policy, doc="Full control of retry waits.")
     transport: Optional[Transport] = _option(None, _transport, doc="Used instead of the built-in HTTP session.")
     user_agent: str = _option(None, _user_agent, doc="The User-Agent header (None: cdp-relay/<version> (python)).")

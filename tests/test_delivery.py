@@ -112,7 +112,7 @@ def test_batches_by_interval(make_client, collector):
 
 
 def _big_message_client(make_client, size: int, n: int, upload_size: int = 100):
-    client = make_client(upload_size=upload_size, upload_interval=60)
+    client = make_client(upload_size=upload_size, upload_interval=60, max_in_flight=1)  # order kept
     pad = "x" * size
     sent = []
     for i in range(n):

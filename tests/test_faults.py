@@ -198,18 +198,19 @@ def assert_retry_after_respected(collector: Collector, grace: float = 0.0) -> No
 # --- 1. 500s and resets after the batch was stored ------------------------------------------
 
 
-@pytest.mark.parametrize("seed, gzip", [(1, False), (2, False), (3, True)])
-def test_500s_and_resets_after_store(make_client, collector, errors, seed, gzip):
-    """5,000 events; 20 % of requests get 500, 5 % are stored then reset: nothing lost, order
-    kept, and the only duplicates are the batches whose answer was lost."""
+@pytest.mark.parametrize("seed, gzip, in_flight", [(1, False, 1), (2, False, 4), (3, True, 4), (4, True, 1)])
+def test_500s_and_resets_after_store(make_client, collector, errors, seed, gzip, in_flight):
+    """5,000 events; 20 % of requests get 500, 5 % are stored then reset: nothing lost, the only
+    duplicates are the batches whose answer was lost, and with one request in flight, call order kept."""
     collector.set_chaos(fail_rate=0.2, drop_rate=0.05, seed=seed)
-    client = make_client(gzip=gzip)
+    client = make_client(gzip=gzip, max_in_flight=in_flight, upload_size=100)
     sent = produce(client, 5000)
     drain(client, within=30)
 
     assert_nothing_lost(client, collector, errors, sent)
     assert_duplicates_only_from_ambiguity(collector)
-    assert_first_arrival_in_call_order(collector, len(sent))
+    if in_flight == 1:
+        assert_first_arrival_in_call_order(collector, len(sent))
     log = collector.request_log
     assert any(r.status == 500 for r in log) and any(r.ambiguous for r in log)  # both faults happened
     assert collector.duplicates > 0
@@ -229,7 +230,8 @@ def test_429_retry_after_is_respected(make_client, collector, errors, thread):
     collector.set_chaos(status=429, retry_after=2, fail_every=10)
     # 50 ms answers: the other thread's requests are spread out, not all inside the grace below
     collector.delay = 0.05
-    client = make_client(thread=thread)
+    # upload_size 100 (a hard cap when given): 20 requests, so every 10th one is refused
+    client = make_client(thread=thread, max_in_flight=thread, upload_size=100)
     sent = produce(client, 2000)
     if thread == 1:
         waited = drain(client, within=30)
@@ -260,7 +262,7 @@ def test_slow_server(make_client, collector, errors):
     """Every answer takes 200 ms: calls do not wait for it, flush reports progress honestly,
     nothing is lost, duplicated or reordered, and no attempt times out."""
     collector.delay = 0.2
-    client = make_client()
+    client = make_client(max_in_flight=1, upload_size=100)  # one at a time: call order kept
     start = time.monotonic()
     sent = produce(client, 2000)
     producing = time.monotonic() - start
@@ -280,10 +282,11 @@ def test_slow_server(make_client, collector, errors):
 # --- 4. the server down for 5 s ----------------------------------------------------------
 
 
-def test_server_down_for_5_seconds_then_back(make_client, collector, errors):
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_server_down_for_5_seconds_then_back(make_client, collector, errors, in_flight):
     """While the collector is down flush(timeout) returns exactly what is undelivered; once it is
-    back on the same port everything arrives, once, in order."""
-    client = make_client(max_retries=10_000, max_retry_time=30)
+    back on the same port everything arrives, once (in order with one request in flight)."""
+    client = make_client(max_retries=10_000, max_retry_time=30, max_in_flight=in_flight)
     sent = produce(client, 1000)
     drain(client, within=10)
     assert client.stats()["delivered"] == 1000
@@ -305,7 +308,8 @@ def test_server_down_for_5_seconds_then_back(make_client, collector, errors):
 
     assert_nothing_lost(client, collector, errors, sent)
     assert collector.duplicates == 0 and not any(r.ambiguous for r in collector.request_log)
-    assert_first_arrival_in_call_order(collector, len(sent))
+    if in_flight == 1:
+        assert_first_arrival_in_call_order(collector, len(sent))
     (down_at, up_at), = collector.outages
     assert up_at - down_at >= 5.0
     assert not any(down_at <= r.received_at <= up_at for r in collector.request_log)

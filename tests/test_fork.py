@@ -167,7 +167,7 @@ def test_fork_child_and_parent_each_deliver_their_own_events_once(make_client, c
     else:
         # small batches, a slow server: at the fork one batch is in flight and the rest are queued
         collector.delay = 0.3
-        client = make_client(upload_size=10, upload_interval=0.01)
+        client = make_client(upload_size=10, upload_interval=0.01, max_in_flight=1)
         pre = _track_many(client.track, "parent-pre", 40)
         _poll(lambda: client._consumer.in_flight() > 0, 5, "a batch in flight")
         assert len(client._queue) > 0

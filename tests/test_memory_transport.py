@@ -297,7 +297,7 @@ def test_client_delivers_every_message_through_a_memory_transport(clients, gzip_
     for i in range(250):
         client.track("u1", f"E{i}")
     assert client.flush(timeout=10) == 0
-    assert _events(t) == [f"E{i}" for i in range(250)]
+    assert sorted(_events(t)) == sorted(f"E{i}" for i in range(250))  # batches may overlap: any order
     requests = t.requests
     assert len(requests) >= 5 and all(0 < len(r.messages) <= 50 for r in requests)
     assert all((r.headers.get("Content-Encoding") == "gzip") is gzip_on for r in requests)

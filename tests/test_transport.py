@@ -19,7 +19,8 @@ def test_default_transport_is_http_client(make_client):
 
 
 def test_batches_reuse_one_connection(make_client, collector):
-    client = make_client(upload_size=10)
+    """Batches sent one at a time share one keep-alive connection."""
+    client = make_client(upload_size=10, max_in_flight=1)
     for i in range(50):
         client.track("u1", "Reuse", {"i": i})
     assert client.flush(timeout=10) == 0
@@ -85,8 +86,10 @@ def test_transport_errors_name_the_cause():
 
 
 def test_close_closes_every_thread_connection(collector):
+    """Three requests at once use three pooled connections; close() closes them all."""
     import threading
 
+    collector.delay = 0.2  # the three are in flight together
     t = HTTPTransport()
     body = b'{"batch":[]}'
     hdrs = dict(HEADERS, Authorization="Basic " + __import__("base64").b64encode(f"{WRITE_KEY}:".encode()).decode())
@@ -95,10 +98,10 @@ def test_close_closes_every_thread_connection(collector):
         th.start()
     for th in threads:
         th.join(10)
-    conns = list(t._all)
+    conns = t.connections()
     assert len(conns) == 3 and all(c.sock is not None for c in conns)
     t.close()
-    assert all(c.sock is None for c in conns) and t._all == []
+    assert all(c.sock is None for c in conns) and t.connections() == []
 
 
 def test_close_reaches_a_connection_reopened_after_an_earlier_close(collector):
@@ -110,7 +113,7 @@ def test_close_reaches_a_connection_reopened_after_an_earlier_close(collector):
     t.close()
     t.close()  # idempotent
     t.post(collector.url + "/v1/batch", body, hdrs, 5, None)
-    (conn,) = t._local.conns.values()
+    (conn,) = t.connections()
     assert conn.sock is not None
     t.close()
     assert conn.sock is None
@@ -177,17 +180,43 @@ def test_after_fork_leaves_the_parents_connection_alone(collector):
     url = collector.url + "/v1/batch"
     try:
         assert t.post(url, BODY, _auth_headers(), 5, None).status == 200
-        (conn,) = t._local.conns.values()
+        (conn,) = t.connections()
         sock = conn.sock
 
         def child() -> list:
             t.after_fork()
             status = t.post(url, BODY, _auth_headers(), 5, None).status
-            return [status, conn.sock is None, len(t._all)]
+            return [status, conn.sock is None, len(t.connections())]
 
         assert _fork_call(child) == [200, True, 1]
         assert collector.stats()["connections"] == 2  # the parent's and the child's own
         assert t.post(url, BODY, _auth_headers(), 5, None).status == 200
         assert conn.sock is sock and collector.stats()["connections"] == 2
+    finally:
+        t.close()
+
+
+def test_the_pool_reuses_idle_connections_and_keeps_at_most_max_idle(collector):
+    """Requests one after another share one connection; after a burst of parallel requests the pool
+    keeps at most MAX_IDLE idle connections and closes the rest."""
+    import threading
+
+    from analytics.transport.http import MAX_IDLE
+
+    t = HTTPTransport()
+    url = collector.url + "/v1/batch"
+    try:
+        for _ in range(5):
+            assert t.post(url, BODY, _auth_headers(), 5, None).status == 200
+        assert len(t.connections()) == 1 and collector.stats()["connections"] == 1
+        collector.delay = 0.3  # MAX_IDLE + 4 requests in flight together
+        threads = [threading.Thread(target=t.post, args=(url, BODY, _auth_headers(), 5, None))
+                   for _ in range(MAX_IDLE + 4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(10)
+        assert collector.stats()["connections"] == MAX_IDLE + 4
+        assert len(t.connections()) == MAX_IDLE
     finally:
         t.close()

@@ -1,7 +1,7 @@
 """HTTP transports: one attempt per call, no retries, no knowledge of batches.
 
-:class:`HTTPTransport`, the default, keeps one ``http.client`` connection per
-consumer thread and host: a request costs about a sixth of the CPU of a
+:class:`HTTPTransport`, the default, keeps a pool of ``http.client``
+keep-alive connections per host, one for each request in flight: a request costs about a sixth of the CPU of a
 ``requests.Session`` post, and far fewer trips through the GIL, which is what
 a busy application thread competes for.  Whenever a proxy applies (the
 ``proxies`` setting, or ``HTTPS_PROXY``/``HTTP_PROXY`` in the environment and
@@ -18,7 +18,8 @@ import select
 import socket
 import ssl
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 import requests
@@ -76,15 +77,31 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile)
 
 
+#: An idle connection unused for this long is closed instead of reused (servers close theirs
+#: sooner or later; a request on a socket the server just closed would fail).
+IDLE_CLOSE_S = 30.0
+#: Idle connections kept per host; more are closed when returned (the pool shrinks after a backlog).
+MAX_IDLE = 8
+
+_Key = Tuple[str, str]
+
+
 class HTTPTransport(BaseTransport):
-    """Keep-alive ``http.client`` connections, one per thread and host; ``requests`` for proxies."""
+    """A pool of keep-alive ``http.client`` connections per host; ``requests`` for proxies.
+
+    Each request takes the most recently used idle connection (or opens one)
+    and gives it back when its answer is read, so as many connections exist as
+    requests were in flight at once, and they are shared by whichever threads
+    send.  Safe to call from several threads at once.
+    """
 
     def __init__(self) -> None:
-        self._local = threading.local()
         self._tls: Optional[ssl.SSLContext] = None
-        self._proxied: Dict[Tuple[str, str], bool] = {}
+        self._proxied: Dict[_Key, bool] = {}
         self._fallback: Optional[RequestsTransport] = None
-        self._all: List[http.client.HTTPConnection] = []  # every connection made, for close() and abort()
+        self._idle: Dict[_Key, List[Tuple[http.client.HTTPConnection, float]]] = {}  # LIFO, with when returned
+        self._busy: Set[http.client.HTTPConnection] = set()  # in use now: for abort() and close()
+        self._generation = 0  # close() moves it on: a connection taken before is not reused
         self._lock = threading.Lock()
 
     def post(
@@ -93,7 +110,8 @@ class HTTPTransport(BaseTransport):
         parts = urlsplit(url)
         if proxies or self._env_proxy(parts.scheme, parts.netloc, url):
             return self._requests().post(url, body, headers, timeout, proxies)
-        conn = self._connection(parts.scheme, parts.netloc, timeout)
+        key = (parts.scheme, parts.netloc)
+        conn, generation = self._take(key, timeout)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -102,10 +120,9 @@ class HTTPTransport(BaseTransport):
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            conn.close()  # the next request opens a new one
+            self._give_back(key, conn, generation, reuse=False)  # the next request opens a new one
             raise TransportError(f"{type(exc).__name__}: {str(exc)[:300] or 'connection lost'}", cause=exc) from exc
-        if resp.will_close:
-            conn.close()
+        self._give_back(key, conn, generation, reuse=not resp.will_close)
         return Response(resp.status, resp.headers, data)
 
     def _env_proxy(self, scheme: str, netloc: str, url: str) -> bool:
@@ -120,41 +137,69 @@ class HTTPTransport(BaseTransport):
             self._fallback = RequestsTransport()
         return self._fallback
 
-    def _connection(self, scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
-        conns = getattr(self._local, "conns", None)
-        if conns is None:
-            conns = self._local.conns = {}
-        key = (scheme, netloc)
-        conn = conns.get(key)
-        if conn is not None and conn.sock is not None:
-            # an idle keep-alive socket that is readable was closed by the server
-            try:
-                readable = select.select([conn.sock], [], [], 0)[0]
-            except (OSError, ValueError):
-                readable = True
-            if readable:
-                conn.close()
-            else:
-                conn.sock.settimeout(timeout)
-                return conn
-        if conn is None:
-            if scheme == "https":
-                if self._tls is None:
-                    self._tls = _tls_context()
-                conn = http.client.HTTPSConnection(netloc, timeout=timeout, context=self._tls)
-            else:
-                conn = http.client.HTTPConnection(netloc, timeout=timeout)
-            conns[key] = conn
+    def _take(self, key: _Key, timeout: float) -> Tuple[http.client.HTTPConnection, int]:
+        """An idle connection to ``key`` that is still open, or a new one; marked busy."""
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                entry = idle.pop() if idle else None
+                generation = self._generation
+                if entry is None:
+                    conn = self._new(key, timeout)
+                    self._busy.add(conn)
+                    return conn, generation
+                conn, returned_at = entry
+                self._busy.add(conn)
+            if self._usable(conn, returned_at):
+                conn.sock.settimeout(timeout)  # type: ignore[union-attr]
+                conn.timeout = timeout
+                return conn, generation
+            with self._lock:
+                self._busy.discard(conn)
+            conn.close()
+
+    @staticmethod
+    def _usable(conn: http.client.HTTPConnection, returned_at: float) -> bool:
+        if conn.sock is None or time.monotonic() - returned_at > IDLE_CLOSE_S:
+            return False
+        # an idle keep-alive socket that is readable was closed by the server
+        try:
+            return not select.select([conn.sock], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
+
+    def _new(self, key: _Key, timeout: float) -> http.client.HTTPConnection:
+        scheme, netloc = key
+        if scheme == "https":
+            if self._tls is None:
+                self._tls = _tls_context()
+            return http.client.HTTPSConnection(netloc, timeout=timeout, context=self._tls)
+        return http.client.HTTPConnection(netloc, timeout=timeout)
+
+    def _give_back(self, key: _Key, conn: http.client.HTTPConnection, generation: int, reuse: bool) -> None:
+        surplus: List[http.client.HTTPConnection] = []
         with self._lock:
-            if conn not in self._all:  # again after a close(): it must reach the socket opened next
-                self._all.append(conn)
-        conn.timeout = timeout
-        return conn
+            self._busy.discard(conn)
+            if reuse and generation == self._generation and conn.sock is not None:
+                idle = self._idle.setdefault(key, [])
+                idle.append((conn, time.monotonic()))
+                if len(idle) > MAX_IDLE:
+                    surplus = [c for c, _ in idle[:-MAX_IDLE]]
+                    del idle[:-MAX_IDLE]
+            else:
+                surplus = [conn]
+        for c in surplus:
+            c.close()
+
+    def connections(self) -> List[http.client.HTTPConnection]:
+        """The connections the pool holds now, idle and in use (for diagnostics and tests)."""
+        with self._lock:
+            return [c for idle in self._idle.values() for c, _ in idle] + list(self._busy)
 
     def abort(self) -> None:
         """Wake any thread waiting for an answer: its request fails at once (used at a shutdown deadline)."""
         with self._lock:
-            conns = list(self._all)
+            conns = list(self._busy)
         for conn in conns:
             sock = conn.sock
             if sock is not None:
@@ -170,18 +215,24 @@ class HTTPTransport(BaseTransport):
         fork); a shutdown would end the parent's connections, a close only
         releases the child's descriptors.  The next request connects anew.
         """
-        conns, self._all = self._all, []
-        self._local = threading.local()
+        conns = [c for idle in self._idle.values() for c, _ in idle] + list(self._busy)
+        self._idle, self._busy = {}, set()
         self._lock = threading.Lock()
+        self._generation += 1
         for conn in conns:
             conn.close()
         if self._fallback is not None:
             self._fallback.after_fork()
 
     def close(self) -> None:
-        """Close every connection; idempotent (each socket is closed once)."""
+        """Close every connection, idle or in use; idempotent (each socket is closed once).
+
+        The transport stays usable: a later request opens a new connection.
+        """
         with self._lock:
-            conns, self._all = self._all, []
+            conns = [c for idle in self._idle.values() for c, _ in idle] + list(self._busy)
+            self._idle, self._busy = {}, set()
+            self._generation += 1
             fallback, self._fallback = self._fallback, None
         for conn in conns:
             try:

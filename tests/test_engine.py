@@ -1,0 +1,154 @@
+"""The engine against a server that is far away: requests in flight at once, batches that grow,
+backpressure that follows the delivery rate.  A real collector on 127.0.0.1 delays each answer
+(requests on different connections are answered in parallel, so the delay models a round trip);
+every assertion is by counts, never by timing."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import List
+
+import pytest
+
+from analytics.collector import Collector
+from analytics.transport import HTTPTransport
+
+from .test_faults import assert_stats_sum
+
+PROPS = {"sku": "sku-1", "price": 19.99, "qty": 3, "tags": ["a", "b"], "meta": {"color": "red"}}
+
+
+def burst(client, n: int) -> List[dict]:
+    """``n`` calls in a tight loop; the messages accepted."""
+    sent = []
+    for i in range(n):
+        ok, msg = client.track(f"user-{i % 1000}", "Product Purchased", dict(PROPS, seq=i))
+        if ok:
+            sent.append(msg)
+    return sent
+
+
+def most_in_flight(collector: Collector) -> int:
+    """The most batch requests the collector held at once."""
+    return collector.stats()["max_in_flight"]
+
+
+def test_a_burst_larger_than_the_queue_is_delivered_whole_through_a_slow_server(make_client, collector, errors):
+    """With every answer 100 ms late, 20,000 calls in a tight loop into a 4,000-message queue lose
+    nothing: several requests are in flight at once and batches grow past upload_size."""
+    collector.delay = 0.1
+    client = make_client(max_queue_size=4000, pace_wait=0.05)
+    sent = burst(client, 20_000)
+    assert len(sent) == 20_000
+    assert client.flush(timeout=60) == 0
+    stats = client.stats()
+    assert stats["dropped"]["queue_full"] == 0 and stats["delivered"] == 20_000, stats
+    assert collector.unique_ids == {m["messageId"] for m in sent}
+    assert most_in_flight(collector) > 1
+    assert max(len(b.messages) for b in collector.batches) > 100  # grew past the flush trigger
+    assert all(b.raw_size <= 500_000 for b in collector.batches)
+    assert errors.calls == []
+
+
+def test_light_traffic_is_sent_in_small_prompt_batches(make_client, collector):
+    """A few calls at a time go out at the flush trigger, one request at a time, never as one big batch."""
+    client = make_client()
+    for _ in range(5):
+        burst(client, 30)
+        assert client.flush(timeout=10) == 0
+    assert [len(b.messages) for b in collector.batches] == [30] * 5
+    assert most_in_flight(collector) == 1
+
+
+class Recording(HTTPTransport):
+    """The real HTTP transport, noting when each request left and when its answer came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: List[tuple] = []  # (sent at, answered at, status, Retry-After)
+        self._log_lock = threading.Lock()
+
+    def post(self, url, body, headers, timeout, proxies):  # type: ignore[no-untyped-def]
+        sent = time.monotonic()
+        resp = super().post(url, body, headers, timeout, proxies)
+        with self._log_lock:
+            self.log.append((sent, time.monotonic(), resp.status, resp.headers.get("Retry-After")))
+        return resp
+
+
+def test_retry_after_from_one_request_holds_back_the_others(make_client, collector, errors):
+    """A 429 with Retry-After on one connection: no request leaves on any connection before it is up."""
+    collector.delay = 0.05
+    collector.set_chaos(status=429, retry_after=1, fail_every=4)
+    transport = Recording()
+    client = make_client(max_queue_size=20_000, transport=transport)
+    sent = burst(client, 8000)
+    assert client.flush(timeout=60) == 0
+    assert collector.unique_ids == {m["messageId"] for m in sent}
+    log = sorted(transport.log)
+    limits = [(answered, answered + float(ra)) for _, answered, status, ra in log if status == 429 and ra]
+    assert limits
+    early = [sent_at for sent_at, _, _, _ in log for start, end in limits if start < sent_at < end - 0.01]
+    assert early == []
+    assert most_in_flight(collector) > 1
+    assert errors.calls == []
+
+
+def test_a_server_that_is_down_does_not_slow_the_producer(make_client, errors):
+    """Connections refused (the server is down): once that is known no call waits for delivery
+    (pace_wait 0.5 s would otherwise hold thousands); the drop policy applies, every message counted."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    client = make_client(host=f"http://127.0.0.1:{port}", max_queue_size=2000, pace_wait=0.5)
+    burst(client, 5000)
+    stats = client.stats()
+    # A call may wait (at most pace_wait) before the first attempt has failed; none after that.
+    assert stats["paced_seconds"] <= 0.5 + 0.1, stats
+    assert stats["dropped"]["queue_full"] > 0  # the queue's drop policy applied instead
+    client.shutdown(timeout=0.2)
+    assert_stats_sum(client.stats())
+
+
+def test_a_server_that_never_answers_holds_calls_back_for_at_most_about_a_second(make_client, errors):
+    """Requests that get no answer: once none was answered for a second, calls stop waiting for them."""
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)  # accepts connections (backlog), never answers
+    try:
+        client = make_client(host=f"http://127.0.0.1:{hole.getsockname()[1]}", max_queue_size=2000, pace_wait=0.05)
+        burst(client, 5000)
+        stats = client.stats()
+        # only calls past 90 % of the queue wait (for room), and only in the first second
+        assert stats["paced"] <= 1.0 / 0.05 + 2, stats
+        assert stats["dropped"]["queue_full"] > 0
+        client.shutdown(timeout=0.2)
+    finally:
+        hole.close()
+
+
+def test_extra_workers_end_when_idle(make_client, collector):
+    """Workers added for a backlog end once they have had nothing to send for a while; one stays."""
+    collector.delay = 0.1
+    client = make_client(max_queue_size=10_000)
+    client._consumer.idle_exit_s = 0.3
+    burst(client, 8000)
+    assert client.flush(timeout=60) == 0
+    assert most_in_flight(collector) > 1
+    consumer = client._consumer
+    assert wait_until(lambda: consumer.alive_threads() == 1, timeout=10)
+    burst(client, 10)  # and the one left still delivers
+    assert client.flush(timeout=10) == 0
+    assert len(collector.unique_ids) == 8010
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
