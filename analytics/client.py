@@ -12,10 +12,10 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from . import _checks, encoding, messages
 from . import options as _options
-from .consumer import Consumer, report
+from .engine import Consumer, report
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
-from .formats import CDPFormat
+from .destinations.cdp import DataPipelines
 from .options import DEFAULT_HOST, Config, OnError
 from .queues import MemoryQueue, SQLiteQueue
 from .queues.redis import RedisQueue, stream_key
@@ -307,6 +307,8 @@ class Client:
         self._spool_error: Optional[SpoolError] = None
         self._forked = False  # the at-fork hook left the parent's engine; the next call builds ours
         self._engine_locks: Dict[int, Any] = {}  # see _process_lock
+        #: Where messages go: the destination given, or Data Pipelines (host and write_key, read per batch).
+        self._dest: Destination = cfg.destination if cfg.destination is not None else DataPipelines(cfg)
         self._build_engine(self._make_queue())
         if cfg.debug:
             _set_debug(self, True)
@@ -351,7 +353,7 @@ class Client:
         self._pid = os.getpid()
         self._stats = Stats()
         self._queue = queue
-        fmt = self._config.destination if self._config.destination is not None else CDPFormat()
+        fmt = self._dest
         threads = self._config.thread if getattr(queue, "consume", True) else 0
         self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
         self._dropping = False
@@ -641,15 +643,10 @@ class Client:
     # --- the hot path ---------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
-        destination = self._config.destination
-        if destination is None:
-            data = encoding.dumps_message(msg)
-            if len(data) > CDPFormat.max_message_bytes:
-                raise MessageTooLargeError(len(data), CDPFormat.max_message_bytes)
-        else:
-            data = encoding.dumps(destination.translate(msg))
-            if len(data) > destination.max_message_bytes:
-                raise MessageTooLargeError(len(data), destination.max_message_bytes)
+        destination = self._dest
+        data = destination.encode(msg)
+        if len(data) > destination.max_message_bytes:
+            raise MessageTooLargeError(len(data), destination.max_message_bytes)
         cfg = self._config
         if cfg.debug:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])

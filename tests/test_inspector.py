@@ -35,7 +35,7 @@ def inspected(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Collec
 
 def send_mix(collector: Collector, gzip: bool = True) -> None:
     """30 tracks (10 'Signed Up', 20 'Viewed'), 5 identifies, 2 pages, in batches of 10."""
-    with Client(WRITE_KEY, host=collector.url, gzip=gzip, upload_size=10, retry_policy=FAST) as c:
+    with Client(WRITE_KEY, host=collector.url, gzip=gzip, upload_size=10, max_in_flight=1, retry_policy=FAST) as c:
         for i in range(30):
             c.track(f"user-{i % 3}", "Signed Up" if i % 3 == 0 else "Viewed", {"i": i}, message_id=f"t-{i}")
         for i in range(5):
@@ -225,7 +225,7 @@ def test_browser_shows_sdk_events_live(page: Any, inspected: Collector) -> None:
     assert shown[0]["messageId"] == "p-1" and shown[-1]["messageId"] == "t-0"
     assert shown[0]["type"] == "page" and shown[0]["event"] == "Home"
     page.wait_for_function("document.getElementById('c-messages').textContent === '37'")
-    with Client(WRITE_KEY, host=inspected.url, retry_policy=FAST) as c:
+    with Client(WRITE_KEY, host=inspected.url, max_in_flight=1, retry_policy=FAST) as c:
         c.track("late-user", "Arrived Later", message_id="late-1")
     wait_rows(page, 38)
     assert rows(page)[0]["messageId"] == "late-1"
@@ -278,7 +278,7 @@ def test_browser_opens_one_message(page: Any, inspected: Collector) -> None:
 def test_browser_shows_hostile_content_as_text(page: Any, inspected: Collector) -> None:
     """Event names, ids and properties holding HTML and script are shown as text and never run."""
     hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
-    with Client(WRITE_KEY, host=inspected.url, retry_policy=FAST) as c:
+    with Client(WRITE_KEY, host=inspected.url, max_in_flight=1, retry_policy=FAST) as c:
         c.track(hostile, hostile, {"html": hostile, "</pre><b>": "<svg onload=window.__xss=3>"},
                 message_id="<b>id</b>")
     page.goto(inspected.url + "/")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..encoding import dumps
+
 __all__ = ["Destination", "basic_auth"]
 
 
@@ -43,6 +45,8 @@ class Destination:
     max_items: int = 1_000_000
     #: Whether the API accepts ``Content-Encoding: gzip``.
     gzip: bool = True
+    #: Whether a 2xx answer says which items were refused (then :meth:`results` is read).
+    item_results: bool = True
 
     def base_url(self) -> str:
         """Scheme, host and port the requests go to (no trailing slash)."""
@@ -61,6 +65,10 @@ class Destination:
         nothing is queued).
         """
         raise NotImplementedError
+
+    def encode(self, message: Dict[str, Any]) -> bytes:
+        """The queued bytes of one message: the item :meth:`translate` makes of it, encoded once."""
+        return dumps(self.translate(message))
 
     def overhead(self) -> int:
         """Bytes of the body outside the items and the commas between them."""
