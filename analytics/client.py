@@ -190,7 +190,7 @@ class Client:
         :mod:`analytics.engine.backpressure`).  Never waits while delivery is
         impossible (a retry pending, ``Retry-After``, no answer for a second).
     ``max_in_flight``
-        Requests sent at once while a backlog exists (default 4), each on a
+        Requests sent at once while a backlog exists (default 8), each on a
         pooled keep-alive connection; 1 keeps batches in call order.
     ``retry_policy``
         A :class:`~analytics.retry.RetryPolicy` for full control of waits.
@@ -267,7 +267,7 @@ class Client:
         max_retry_time: float = 60.0,
         exit_timeout: Optional[float] = 5.0,
         pace_wait: float = 0.004,
-        max_in_flight: int = 4,
+        max_in_flight: int = 8,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         user_agent: Optional[str] = None,

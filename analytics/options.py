@@ -212,7 +212,7 @@ class Config:
                                             doc="Seconds spent delivering at interpreter exit (None: no limit).")
     pace_wait: float = _option(0.004, _seconds(), live=True, facade=True,
                                doc="Seconds one call may be slowed while the queue fills (0: no pacing).")
-    max_in_flight: int = _option(4, _count(1), live=True, facade=True,
+    max_in_flight: int = _option(8, _count(1), live=True, facade=True,
                                  doc="Requests in flight at once while a backlog exists (1: in call order).")
     retry_policy: Optional[RetryPolicy] = _option(None, _retry_policy, doc="Full control of retry waits.")
     transport: Optional[Transport] = _option(None, _transport, doc="Used instead of the built-in HTTP session.")
