@@ -152,3 +152,29 @@ def wait_until(condition, timeout: float) -> bool:
             return True
         time.sleep(0.02)
     return condition()
+
+
+def test_an_explicit_upload_size_is_never_exceeded_with_a_backlog(make_client, collector, errors):
+    """upload_size given (100): with a slow server and a backlog of thousands, no batch holds more,
+    while requests still go out in parallel."""
+    collector.delay = 0.1
+    client = make_client(max_queue_size=20_000, upload_size=100)
+    sent = burst(client, 6000)
+    assert client.flush(timeout=60) == 0
+    assert collector.unique_ids == {m["messageId"] for m in sent}
+    assert max(len(b.messages) for b in collector.batches) == 100
+    assert most_in_flight(collector) > 1
+    assert errors.calls == []
+
+
+def test_batches_grow_to_the_byte_limit_and_never_past_it(make_client, collector, errors):
+    """With a backlog and no explicit upload_size, batches fill up to 500,000 bytes: the next
+    message would not have fitted in any full batch."""
+    collector.delay = 0.1
+    client = make_client(max_queue_size=20_000)
+    sent = burst(client, 12_000)
+    assert client.flush(timeout=60) == 0
+    assert len(collector.unique_ids) == len(sent)
+    sizes = [b.raw_size for b in collector.batches]
+    assert max(sizes) <= 500_000
+    assert max(sizes) > 500_000 - 400  # one more ~320-byte message would not fit

@@ -4,6 +4,6 @@ A format knows its path, its limits and the bytes around the items, so the
 consumer can decide *before* adding a message whether the body would still fit.
 """
 
-from .cdp import CDPFormat, BatchFormat
+from .cdp import CDPFormat
 
-__all__ = ["BatchFormat", "CDPFormat"]
+__all__ = ["CDPFormat"]

@@ -5,32 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Sequence
 
-try:
-    from typing import Protocol
-except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
-    from typing_extensions import Protocol  # type: ignore
-
-__all__ = ["BatchFormat", "CDPFormat", "MAX_MESSAGE_BYTES", "MAX_BODY_BYTES"]
+__all__ = ["CDPFormat", "MAX_MESSAGE_BYTES", "MAX_BODY_BYTES"]
 
 #: The Data Pipelines API refuses a single message over 32 KB.
 MAX_MESSAGE_BYTES = 32 * 1024
 #: ... and a request body over 500 KB (decimal, before compression).
 MAX_BODY_BYTES = 500_000
-
-
-class BatchFormat(Protocol):
-    """What the consumer needs to know about a batch API."""
-
-    path: str
-    max_message_bytes: int
-    max_body_bytes: int
-    max_items: int
-
-    def overhead(self) -> int:
-        """Bytes of the body outside the items and the commas between them."""
-
-    def body(self, items: Sequence[bytes]) -> bytes:
-        """The request body for these already encoded items."""
 
 
 def _sent_at() -> bytes:
@@ -39,7 +19,11 @@ def _sent_at() -> bytes:
 
 
 class CDPFormat:
-    """``POST /v1/batch`` of Customer.io Data Pipelines (and Segment's tracking API)."""
+    """The body of ``POST /v1/batch`` of Customer.io Data Pipelines (and Segment's tracking API).
+
+    Pure: items in, bytes out; :class:`analytics.destinations.cdp.DataPipelines`
+    is the destination the engine uses, built on it.
+    """
 
     path = "/v1/batch"
     max_message_bytes = MAX_MESSAGE_BYTES
