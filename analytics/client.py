@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, cast
 
 from . import _checks, encoding, messages
 from . import options as _options
@@ -17,8 +17,7 @@ from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, Sh
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
 from .options import DEFAULT_HOST, Config, OnError
-from .queues import MemoryQueue, SQLiteQueue
-from .queues.redis import RedisQueue, stream_key
+from .queues import Queue, SharedQueue, open_queue
 from .retry import RetryPolicy
 from .stats import Stats
 from .transport import HTTPTransport, Transport
@@ -49,7 +48,7 @@ class _Setting:
         return getattr(obj._config, self.name)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        if self.name in ("write_key", "host") and getattr(obj, "_redis", None) is not None:
+        if self.name in ("write_key", "host") and obj._config.queue is not None:
             _options.BY_NAME[self.name].checked(value)  # a bad value is named first
             # the stream is named after them: another value would send one tenant's messages with another's key
             raise ConfigurationError(f"{self.name} cannot be changed on a client with a Redis queue")
@@ -164,8 +163,7 @@ def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
             consumer.stop(config.exit_timeout)
     finally:
         transport.close()
-        if consumer.durable:
-            consumer.queue.release()
+        consumer.queue.release()
 
 
 class Client:
@@ -295,16 +293,6 @@ class Client:
         self._transport: Transport = HTTPTransport() if cfg.transport is None else cfg.transport
         self._closed = False
         self._mp_registered = False
-        self._spool: Optional[Dict[str, Any]] = None if cfg.spool_path is None else dict(
-            path=self._spool_file(os.fspath(cfg.spool_path)), max_bytes=cfg.spool_max_bytes,
-            synchronous=cfg.spool_sync.upper(),
-        )
-        self._spool_required = cfg.spool_required
-        self._redis: Optional[Dict[str, Any]] = None
-        if cfg.queue is not None:
-            self._redis = dict(url=cfg.queue, stream=self._stream_name(), consume=cfg.consume,
-                               claim_after=cfg.claim_after)
-        self._spool_error: Optional[SpoolError] = None
         self._forked = False  # the at-fork hook left the parent's engine; the next call builds ours
         self._engine_locks: Dict[int, Any] = {}  # see _process_lock
         #: Where messages go: the destination given, or Data Pipelines (host and write_key, read per batch).
@@ -314,24 +302,6 @@ class Client:
             _set_debug(self, True)
         _live_clients.add(self)
         _register_mp_exit_if_in_child(self)
-
-    def _spool_file(self, path: str) -> str:
-        destination = self._config.destination
-        if destination is None:
-            return path
-        # one spool file per API: what it holds is already in that API's format
-        root, ext = os.path.splitext(path)
-        return f"{root}.{destination.name}{ext or '.db'}"
-
-    def _stream_name(self) -> str:
-        # the Redis stream of this API and tenant: clients of another one never read its messages
-        cfg, destination = self._config, self._config.destination
-        if destination is None:
-            dest_name, identity = "cdp", f"{cfg.host}|{cfg.write_key}"
-        else:
-            dest_name = destination.name
-            identity = "|".join((destination.base_url(), destination.path, repr(sorted(destination.headers().items()))))
-        return stream_key(cfg.stream_prefix, dest_name, identity)
 
     @property
     def destination(self) -> Optional[Destination]:
@@ -347,39 +317,25 @@ class Client:
         log.warning("%s", error)
         report(self._config.on_error, error, [encoding.loads(i) for i in items])
 
-    def _build_engine(self, queue: MemoryQueue) -> None:
+    def _build_engine(self, queue: Queue) -> None:
         # Everything that is per process: counters, queue, consumer (threads,
         # locks) and the exit hook.  Rebuilt in a forked child.
         self._pid = os.getpid()
         self._stats = Stats()
         self._queue = queue
         fmt = self._dest
-        threads = self._config.thread if getattr(queue, "consume", True) else 0
+        threads = self._config.thread if queue.consume else 0
         self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
         self._dropping = False
         self._burst_drops = 0
         self._set_pace_from()
         self._finalizer = weakref.finalize(self, _finalize, self._consumer, self._config, self._transport)
-        if self._config.send and (len(queue) or getattr(queue, "consume", False)):
+        if self._config.send and (len(queue) or (queue.shared and queue.consume)):
             # messages left in a spool by an earlier process, or a shared queue to deliver from
             self._consumer.ensure_started()
 
-    def _make_queue(self) -> Any:
-        maxsize = self._config.max_queue_size
-        if self._redis is not None:
-            q = RedisQueue(maxsize=maxsize, batch=2 * self._config.upload_size, **self._redis)
-            q.on_refused = self._stream_full
-            return q
-        if self._spool is None:
-            return MemoryQueue(maxsize)
-        try:
-            return SQLiteQueue(maxsize=maxsize, **self._spool)
-        except SpoolError as exc:
-            if self._spool_required:
-                raise
-            self._spool_error = exc
-            log.error("%s; messages are kept in memory instead (not durable)", exc)
-            return MemoryQueue(maxsize)
+    def _make_queue(self) -> Queue:
+        return open_queue(self._config, on_refused=self._stream_full)
 
     def _leave_parent_engine(self) -> None:
         """In a forked child (the at-fork hook): let go of the parent's engine; the next call builds ours.
@@ -425,9 +381,7 @@ class Client:
         old = self._queue
         queue = self._make_queue()
         if not hooked and not old.durable:
-            # Only this thread runs in the child: the old lock may be held by
-            # a thread that no longer exists, so read the items without it.
-            for item in list(old._items):
+            for item in old.items_after_fork():
                 queue.put(item)
             log.warning("a fork bypassed os.register_at_fork; %d queued message(s) may be sent twice", len(queue))
         self._build_engine(queue)
@@ -439,7 +393,7 @@ class Client:
         # pacing starts once a quarter of the queue is used, and never with pace_wait 0 (nor with
         # a Redis queue: the buffer drains to Redis, and the consumers may be other processes)
         cfg = self._config
-        paced = cfg.pace_wait and self._redis is None
+        paced = cfg.pace_wait and not self._queue.shared
         self._pace_from = max(cfg.max_queue_size // 4, 2 * cfg.upload_size) if paced else 1 << 62
 
     def _apply(self, name: str, value: Any) -> None:
@@ -459,7 +413,7 @@ class Client:
 
         While this is set, new messages are kept in memory: not durable, but not lost.
         """
-        return self._spool_error or getattr(self._queue, "degraded", None)
+        return self._queue.degraded
 
     @property
     def thread(self) -> int:
@@ -715,7 +669,7 @@ class Client:
         if self._consumer.on_worker_thread():
             log.warning("flush() called from on_error does not wait; call it from another thread")
             timeout = 0
-        if self._redis is not None:
+        if self._queue.shared:
             pending = self._flush_shared(timeout)
         else:
             pending = self._consumer.wait_settled(target, timeout)
@@ -727,7 +681,7 @@ class Client:
         # Everything this process put reaches Redis; then wait until no entry up to the last
         # one it added is left in the stream (consumers delete what they settle).
         deadline = None if timeout is None else time.monotonic() + timeout
-        q = self._queue
+        q = cast(SharedQueue, self._queue)  # shared: a SharedQueue
         unwritten = q.wait_durable(None, timeout)
         if unwritten:
             return unwritten
@@ -735,16 +689,12 @@ class Client:
         pause = 0.002
         while True:
             self._consumer.send_now()  # this process's workers: no waiting for a full batch
-            try:
-                left = q.backlog_before(last)
-            except q._errors as exc:
-                log.debug("flush: cannot read the stream: %s", exc)
-                left = -1
+            left = q.backlog_before(last)  # None: the stream cannot be read now
             if left == 0:
                 return 0
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                return max(left, 1)
+                return left or 1
             time.sleep(pause if deadline is None else min(pause, deadline - now))
             pause = min(pause * 2, 0.05)
 
@@ -768,9 +718,9 @@ class Client:
         self._check_pid()
         q = self._queue
         snap = self._consumer.snapshot(q.recovered)
-        if self._redis is not None:
+        if q.shared:
             # accepted + received == handed_off + delivered + failed + dropped + pending
-            snap["redis"] = info = q.info()
+            snap["redis"] = info = cast(SharedQueue, q).info()
             snap["handed_off"] = info["handed_off"]
             snap["received"] = info["received"]
         return snap
@@ -797,8 +747,7 @@ class Client:
         # spool's lock descriptor would close whatever the app opened meanwhile under it.
         if not self._consumer.on_worker_thread() and self._finalizer.detach() is not None:
             self._transport.close()
-            if self._queue.durable:
-                self._queue.release()
+            self._queue.release()
         _set_debug(self, False)
         return dropped
 

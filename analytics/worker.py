@@ -100,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    print(f"cdp-relay worker: delivering from {client._queue.stream} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    print(f"cdp-relay worker: delivering from {client._queue.where} (pid {os.getpid()})", file=sys.stderr, flush=True)
     lost = run(client, stop, args.exit_timeout, args.report_every)
     s = client.stats()
     print(f"cdp-relay worker: stopped; delivered {s['delivered']}, failed {sum(s['failed'].values())}, "

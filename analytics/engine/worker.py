@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..destinations import Destination
 from ..errors import DeliveryError, ShutdownError
 from ..options import Config
+from ..queues.base import Queue
 from ..stats import Stats
 from ..transport import Transport
 from .backpressure import Backpressure
@@ -71,7 +72,7 @@ class Consumer:
     def __init__(
         self,
         config: Config,
-        queue: Any,
+        queue: Queue,
         transport: Transport,
         destination: Destination,
         stats: Stats,
@@ -111,10 +112,9 @@ class Consumer:
         self.idle_exit_s = _IDLE_EXIT_S
         self.started = False
         self.stopped = False
-        self.durable = bool(getattr(queue, "durable", False))
+        self.durable = queue.durable
         self.delivery = Delivery(self, config, transport, destination, stats)
-        if self.durable:
-            queue.on_stored = self._on_stored
+        queue.listen(on_stored=self._on_stored)
 
     def _on_stored(self, ready: int) -> None:
         # the spool's writer committed a group: the workers can take it
@@ -329,12 +329,8 @@ class Consumer:
         if any(t.is_alive() for t in others):
             self._abandon_hung_requests(others)
         if self.durable and len(self.queue):
-            if getattr(self.queue, "shared", False):
-                log.warning("%d message(s) not sent yet; kept in the Redis stream %s for the other consumers",
-                            len(self.queue), self.queue.stream)
-            else:
-                log.warning("%d message(s) not sent yet; kept in the spool %s for the next start",
-                            len(self.queue), self.queue.path)
+            log.warning("%d message(s) not sent yet; kept in %s for %s", len(self.queue), self.queue.where,
+                        "the other consumers" if self.queue.shared else "the next start")
         error = ShutdownError("the client was shut down before these were sent")
         with self._lock:  # taken and counted at one moment: see snapshot()
             leftover = self.queue.take_all()
@@ -450,7 +446,7 @@ class Consumer:
             finally:
                 self._looking -= 1
 
-    def _choose_batch(self, cfg: Config, q: Any) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
+    def _choose_batch(self, cfg: Config, q: Queue) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
         """The body of :meth:`_next_batch`, under the lock."""
         first_seen: Optional[float] = None
         idle_since: Optional[float] = None

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Deque, List, Optional, Tuple
 
-from ._bounded import Bounded
+from ..errors import SpoolError
+from .base import QueueBase
 
 __all__ = ["MemoryQueue"]
 
 
-class MemoryQueue(Bounded):
-    """Bounded FIFO of ``bytes``.
+class MemoryQueue(QueueBase):
+    """Bounded FIFO of ``bytes`` (a :class:`~analytics.queues.base.Queue`).
 
     ``put_total`` and ``taken_total`` count every item that went in and came
     out; since the queue is FIFO, item number *k* (from 0) is the *k*-th put,
     which lets the client tell when everything put before a moment was taken.
+    ``degraded``: why a spool asked for could not be opened (this queue holds
+    its messages instead).
     """
 
-    durable = False
-    recovered = 0
-
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, degraded: Optional[SpoolError] = None) -> None:
         self._items: Deque[bytes] = deque()
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
@@ -37,6 +37,7 @@ class MemoryQueue(Bounded):
         self.maxsize = maxsize
         self.put_total = 0
         self.taken_total = 0
+        self.degraded = degraded
 
     def __len__(self) -> int:
         return len(self._items)
@@ -92,9 +93,6 @@ class MemoryQueue(Bounded):
         """:meth:`take`, in the shape a durable queue answers (no keys to settle)."""
         return self.take(max_items, max_bytes), None
 
-    def settle(self, keys: Any, sizes: int) -> None:
-        """Nothing to do: a message taken from memory is gone already."""
-
     def take_all(self) -> List[bytes]:
         """Remove and return everything queued (used to account for drops at a deadline)."""
         with self._lock:
@@ -105,8 +103,8 @@ class MemoryQueue(Bounded):
                 self._not_full.notify_all()
         return out
 
-    def close(self) -> None:
-        """Refuse further waits: producers blocked in :meth:`put` return 0 at once."""
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Refuse further waits: producers blocked in :meth:`put` return 0 at once (nothing to store)."""
         with self._lock:
             self._closed = True
             self._not_full.notify_all()
@@ -115,3 +113,8 @@ class MemoryQueue(Bounded):
         """Accept waits again (after a close that was undone, for example after a fork)."""
         with self._lock:
             self._closed = False
+
+    def items_after_fork(self) -> List[bytes]:
+        """Everything queued: without the at-fork hook the child cannot tell the parent's messages
+        from its own, and a duplicate (same messageId) is better than a loss."""
+        return list(self._items)

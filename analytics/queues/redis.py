@@ -48,11 +48,11 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .._checks import quote, redact_url
 from ..errors import ConfigurationError
-from ._bounded import Bounded
+from .base import QueueBase
 
 __all__ = ["RedisQueue", "stream_key"]
 
@@ -98,8 +98,8 @@ def _redis_module() -> Any:
     return redis
 
 
-class RedisQueue(Bounded):
-    """The engine's queue interface over a Redis stream (see the module docstring).
+class RedisQueue(QueueBase):
+    """The engine's :class:`~analytics.queues.base.SharedQueue` over a Redis stream (see the module docstring).
 
     ``url``: a ``redis://`` (or ``rediss://``, ``unix://``) URL.  ``stream``:
     the stream key (see :func:`stream_key`).  ``maxsize``: the bound of the
@@ -108,11 +108,13 @@ class RedisQueue(Bounded):
     another consumer may stay unacknowledged before this one takes it over.
     ``batch``: entries read per round trip (the client passes twice its
     ``upload_size``).  ``timeout``: socket timeout of the writer's commands.
+    The writer gives the messages a full stream refused to the ``on_refused``
+    callback given to ``listen``; the reader tells ``on_stored`` how many
+    entries wait after it read some.
     """
 
     durable = True  # the engine keeps unsent messages at shutdown (in Redis), never gives up on them
     shared = True
-    recovered = 0
 
     def __init__(
         self,
@@ -169,10 +171,6 @@ class RedisQueue(Bounded):
         self.returned_total = 0  # of those, left pending in Redis at shutdown for another consumer
         self.last_id: Optional[str] = None  # the id of the last entry this process added
         self.down: Optional[str] = None  # why Redis is unreachable, while it is
-        #: Called by the writer with messages the stream refused (it was full).
-        self.on_refused: Optional[Callable[[List[bytes]], Any]] = None
-        #: Called by the reader with how many entries wait, after it read some.
-        self.on_stored: Optional[Callable[[int], Any]] = None
         self._writer = threading.Thread(target=self._write_loop, name="cdp-relay-redis-writer", daemon=True)
         self._writer.start()
         self._reader: Optional[threading.Thread] = None
@@ -241,7 +239,7 @@ class RedisQueue(Bounded):
             added = [entry_id for entry_id in ids if entry_id]
             if refused:
                 # reported before they count as written: wait_durable() returns after on_error ran
-                callback = self.on_refused
+                callback = self._on_refused
                 if callback is not None:
                     callback(refused)
             with self._lock:
@@ -290,15 +288,20 @@ class RedisQueue(Bounded):
                 self._written_cv.wait(remaining if remaining is not None else 0.25)
             return max(0, target - self.written_total - self.refused_total)
 
-    def backlog_before(self, last_id: Optional[str]) -> int:
-        """Entries still in the stream (not settled by any consumer) up to ``last_id``.
+    def backlog_before(self, last_id: Optional[str]) -> Optional[int]:
+        """Entries still in the stream (not settled by any consumer) up to ``last_id``;
+        None when Redis cannot be read now.
 
         Consumers delete what they settle, so this is exactly what is left to
         deliver of everything added up to that entry, by any process.
         """
         if last_id is None:
             return 0
-        return len(self._w.xrange(self.stream, "-", last_id, count=self.maxsize + 1))
+        try:
+            return len(self._w.xrange(self.stream, "-", last_id, count=self.maxsize + 1))
+        except self._errors as exc:
+            log.debug("redis queue %s: cannot read the stream: %s", self.stream, exc)
+            return None
 
     def info(self) -> Dict[str, Any]:
         """The stream's key, length, consumers and pending entries (one round trip), and this
@@ -394,7 +397,7 @@ class RedisQueue(Bounded):
                 self._held.update(dict.fromkeys(entry_id for entry_id, _ in items))
                 self.received_total += len(items)
                 waiting = len(self._in)
-            callback = self.on_stored
+            callback = self._on_stored
             if callback is not None and items:
                 callback(waiting)
 
@@ -500,6 +503,11 @@ class RedisQueue(Bounded):
             self._writer.join(timeout)
         if self._reader is not None and threading.current_thread() is not self._reader:
             self._reader.join(min(timeout, self.block + 1.0) if timeout is not None else self.block + 1.0)
+
+    @property
+    def where(self) -> str:
+        """The stream, for a log line."""
+        return f"the Redis stream {self.stream}"
 
     def reopen(self) -> None:
         """Not supported (a fork gets a new queue); kept for interface parity."""

@@ -37,10 +37,10 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
+from typing import Any, Deque, List, Optional, Sequence, Tuple
 
 from ..errors import SpoolError
-from ._bounded import Bounded
+from .base import QueueBase
 
 __all__ = ["SQLiteQueue", "MAX_SLOTS", "slot_paths"]
 
@@ -142,13 +142,14 @@ def _remove_db(path: str) -> None:
             pass
 
 
-class SQLiteQueue(Bounded):
-    """A bounded FIFO of ``bytes`` kept in a SQLite file until settled.
+class SQLiteQueue(QueueBase):
+    """A bounded FIFO of ``bytes`` kept in a SQLite file until settled (a :class:`~analytics.queues.base.Queue`).
 
-    Same interface as :class:`~analytics.queues.MemoryQueue` (``put``,
-    ``take_batch``, ``__len__``, ``put_total``, ``taken_total``, ``maxsize``,
-    ``close``), plus ``settle`` (delete delivered or refused rows),
-    ``wait_durable`` and ``recovered`` (messages found in the file at open).
+    Unlike :class:`~analytics.queues.MemoryQueue`: ``durable``; ``settle``
+    deletes delivered or refused rows, ``keep`` leaves taken rows for the next
+    process, ``wait_durable`` waits for the commit, ``recovered`` counts the
+    messages found in the file at open; the writer tells the ``on_stored``
+    callback given to ``listen`` after each commit.
 
     ``max_bytes`` bounds the bytes of messages not yet settled (on disk and
     in the buffer); ``maxsize`` bounds the messages waiting to be taken.
@@ -181,8 +182,7 @@ class SQLiteQueue(Bounded):
         self._memory: Deque[bytes] = collections.deque()  # could not be written (degraded)
         self._waiting = 0
         self._closed = False
-        self.degraded: Optional[BaseException] = None
-        self.on_stored: Optional[Callable[[int], Any]] = None  # told how many rows wait, after a commit
+        self.degraded: Optional[SpoolError] = None
         self._adopt_orphans(synchronous.upper())
         count, size, last = self._conn.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(id), 0) FROM messages"
@@ -361,7 +361,7 @@ class SQLiteQueue(Bounded):
                 self._memory.extend(batch)
             self._durable_cv.notify_all()
             waiting = len(self)
-        callback = self.on_stored
+        callback = self._on_stored
         if callback is not None:
             callback(waiting)
 
@@ -449,6 +449,11 @@ class SQLiteQueue(Bounded):
             self._not_full.notify_all()
         if threading.current_thread() is not self._writer:
             self._writer.join(timeout)
+
+    @property
+    def where(self) -> str:
+        """The spool file, for a log line."""
+        return f"the spool {self.path}"
 
     def reopen(self) -> None:
         """Not supported for a spool (a fork gets a new one); kept for interface parity."""
