@@ -216,3 +216,28 @@ def test_the_readme_burst_loses_nothing_against_the_collector_command(tmp_path, 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+def test_flush_returns_only_after_on_error_was_told(make_client, collector):
+    """Messages the server refuses count as settled once on_error returned for them: a flush()
+    made while on_error is still running waits for it."""
+    entered, release = threading.Event(), threading.Event()
+    told: List[dict] = []
+
+    def on_error(error, items):  # type: ignore[no-untyped-def]
+        entered.set()
+        release.wait(10)
+        told.extend(items)
+
+    collector.fail_next(1, status=400)
+    client = make_client(on_error=on_error)
+    burst(client, 10)
+    result: List[int] = []
+    flusher = threading.Thread(target=lambda: result.append(client.flush(timeout=20)))
+    flusher.start()
+    assert entered.wait(10)
+    flusher.join(0.6)  # past flush's 0.25 s re-check, when it used to return early
+    assert flusher.is_alive()  # on_error has not returned: flush still waits
+    release.set()
+    flusher.join(10)
+    assert result == [0] and len(told) == 10

@@ -259,8 +259,10 @@ class Consumer:
     def wait_settled(self, target: int, timeout: Optional[float]) -> int:
         """Send now, and wait until the first ``target`` queued messages are settled.
 
-        Returns how many of those are still pending (0 when done).  Restarts
-        worker threads that are gone instead of waiting for them forever.
+        Returns how many of those are still pending (0 when done).  Messages
+        counted as lost are done once ``on_error`` returned for them (it is
+        called after they are counted, outside the lock).  Restarts worker
+        threads that are gone instead of waiting for them forever.
         """
         deadline = None if timeout is None else self._clock() + timeout
         with self._lock:
@@ -269,8 +271,8 @@ class Consumer:
             self._work.notify_all()
             while True:
                 pending = self._unsettled_before(target)
-                if not pending:
-                    return 0
+                if not pending and not any(b.start < target for b in self._inflight.values()):
+                    return 0  # settled, and no worker is still telling on_error about them
                 now = self._clock()
                 if deadline is not None and now >= deadline:
                     return pending
