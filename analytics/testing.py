@@ -10,21 +10,24 @@
 Both go to the client at creation::
 
     from analytics import Client
-    from analytics.testing import FakeClock, MemoryTransport, respond
+    from analytics.testing import FakeClock, MemoryTransport
 
-    answers = iter([respond(500), respond(200)])
-    transport = MemoryTransport(lambda request: next(answers))
     clock = FakeClock()
-    client = Client("KEY", transport=transport, clock=clock, upload_size=1)
-    client.track("user-1", "Signed Up")      # sent at once, answered 500
-    clock.advance(10)                         # past the retry's wait: sent again, answered 200
+    transport = MemoryTransport()
+    client = Client("KEY", transport=transport, clock=clock, upload_interval=10)
+    client.track("user-1", "Signed Up")
+    clock.wait_for_waiters(1)         # the worker waits for upload_interval, in fake time
+    assert transport.requests == []
+    clock.advance(10)                 # the batch goes out now
     ...
-    client.shutdown(timeout=0)
+    client.shutdown(timeout=0)        # a later deadline would never come in fake time
 
 The engine works in its own threads: after an :meth:`~FakeClock.advance`,
 wait for what it does with a bound (for example
 :meth:`FakeClock.wait_for_waiters`, or polling ``client.stats()`` with a
-deadline), never with a sleep.
+deadline), never with a sleep.  Before advancing past a retry's wait, make
+sure the request was made (``transport.requests``): a worker that has not
+begun its wait yet counts its wait from the time it begins.
 """
 
 from .engine.clock import FakeClock

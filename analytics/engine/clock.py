@@ -95,6 +95,9 @@ class FakeClock:
     :meth:`wait_for_waiters`: it returns once that many threads are blocked
     in this clock and each has looked at the time since the last advance
     (a thread that is about to send is not counted until it waits again).
+    An untimed wait counts too: a worker that waits for messages, about to
+    be woken by one, is counted until it wakes, so before advancing past a
+    retry's wait, first see the request made (``transport.requests``).
 
     Nothing here ends by itself: a client on a fake clock whose workers wait
     for a retry is shut down with ``shutdown(timeout=0)``, or while another
