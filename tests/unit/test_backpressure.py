@@ -1,11 +1,15 @@
-"""Backpressure on a fake clock: the delivery rate of the last second and the spacing of producers' calls."""
+"""Backpressure on a fake clock: the delivery rate of the last second, the spacing of producers' calls, a paced call."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
 from analytics.engine.backpressure import MAX_DEBT_S, MIN_SLEEP_S, WINDOW_S, Backpressure
-from analytics.testing import FakeClock
+from analytics.testing import FakeClock, respond
+
+from .conftest import ACT_S, until
 
 
 @pytest.fixture
@@ -92,3 +96,36 @@ def test_reset_forgives_the_debt(clock, pressure):
         pressure.delay(0.6)
     pressure.reset()
     assert pressure.delay(0.6) == pytest.approx(0.005)
+
+
+def test_a_producer_is_paced_in_fake_time(make, clock):
+    """Past a quarter of the queue with a known delivery rate, a call sleeps on the client's clock until fake time moves."""
+    release = threading.Event()
+    release.set()
+
+    def handler(request):
+        release.wait(ACT_S)
+        return respond(200)
+
+    client, transport = make(handler, max_queue_size=100, upload_size=10, max_in_flight=1, pace_wait=0.004)
+    for i in range(10):
+        client.track("user-1", f"Event {i}")
+    assert until(lambda: client.stats()["delivered"] == 10)  # the delivery rate is known now
+    release.clear()
+    for i in range(10):
+        client.track("user-1", f"Held {i}")
+    assert until(lambda: len(transport.requests) == 2)  # the worker waits for that answer, not on the clock
+    producer = threading.Thread(target=lambda: [client.track("user-1", f"Paced {i}") for i in range(60)], daemon=True)
+    producer.start()
+    assert clock.wait_for_waiters(1) and producer.is_alive()  # the producer sleeps in fake time
+    assert client.stats()["paced"] == 0
+    for _ in range(1000):  # each step lets the producer's sleep end; it sleeps again a few calls later
+        if not producer.is_alive():
+            break
+        clock.advance(0.002)
+        assert until(lambda: not producer.is_alive() or clock.waiting() == 1)
+    assert not producer.is_alive()
+    stats = client.stats()
+    assert stats["paced"] >= 1 and 0 < stats["paced_seconds"] <= stats["paced"] * 0.004
+    release.set()
+    assert until(lambda: client.stats()["delivered"] == 80)
