@@ -362,7 +362,8 @@ class Client:
         self._queue = queue
         fmt = self._dest
         threads = self._config.thread if getattr(queue, "consume", True) else 0
-        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads, clock=self._config.clock)
+        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads,
+                                  clock=self._config.clock)
         self._dropping = False
         self._burst_drops = 0
         self._set_pace_from()
