@@ -13,6 +13,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Tuple, cast
 from . import _checks, encoding, messages
 from . import options as _options
 from .engine import Consumer, report
+from .engine.clock import Clock
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
@@ -195,6 +196,11 @@ class Client:
     ``transport``
         An object with ``post(url, body, headers, timeout, proxies)`` and
         ``close()``, instead of the built-in ``requests`` session.
+    ``clock``
+        The engine's time: every interval, retry wait, ``Retry-After`` and
+        pacing sleep is read and waited through it (default: the system's
+        monotonic clock).  Tests pass :class:`analytics.testing.FakeClock`
+        to move time by hand.
     ``user_agent``
         The User-Agent header (default ``cdp-relay/<version> (python)``).
     ``queue``
@@ -268,6 +274,7 @@ class Client:
         max_in_flight: int = 8,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
+        clock: Optional[Clock] = None,
         user_agent: Optional[str] = None,
         spool_path: Optional[str] = None,
         spool_max_bytes: Optional[int] = None,
@@ -325,7 +332,8 @@ class Client:
         self._queue = queue
         fmt = self._dest
         threads = self._config.thread if queue.consume else 0
-        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads)
+        self._consumer = Consumer(self._config, queue, self._transport, fmt, self._stats, threads,
+                                  clock=self._config.clock)
         self._dropping = False
         self._burst_drops = 0
         self._set_pace_from()

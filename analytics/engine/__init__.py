@@ -5,7 +5,9 @@
   accounting of every message;
 * :mod:`~analytics.engine.delivery`: one batch to one outcome (body,
   compression, headers, attempts, retries, 413 splits, per-item results);
-* :mod:`~analytics.engine.backpressure`: producers slowed to the delivery rate.
+* :mod:`~analytics.engine.backpressure`: producers slowed to the delivery rate;
+* :mod:`~analytics.engine.clock`: the time all of them read and wait on
+  (``Client(clock=...)``; a fake clock in tests).
 """
 
 from .backpressure import Backpressure

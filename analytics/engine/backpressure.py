@@ -25,9 +25,10 @@ applies).
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from typing import Callable, Deque, Optional, Tuple
+from typing import Deque, Optional, Tuple
+
+from .clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["Backpressure", "WINDOW_S"]
 
@@ -51,8 +52,8 @@ def _speed(fill: float) -> float:
 class Backpressure:
     """The delivery rate of the last second and a leaky bucket that spaces producers' calls to it."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock.now
         self._lock = threading.Lock()
         self._done: Deque[Tuple[float, float, int]] = deque()  # (taken at, settled at, messages)
         self._rate: Optional[float] = None  # as of the last delivery (delay() is on the hot path)

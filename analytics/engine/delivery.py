@@ -46,10 +46,10 @@ class Ledger(Protocol):
     deadline: Optional[float]  #: the shutdown deadline, once shutdown() set one
 
     def now(self) -> float:
-        """The engine's clock."""
+        """The time on the engine's clock (see :mod:`analytics.engine.clock`)."""
 
     def sleep(self, seconds: float) -> bool:
-        """Wait ``seconds`` unless the shutdown deadline comes first (then False)."""
+        """Wait ``seconds`` on the engine's clock unless the shutdown deadline comes first (then False)."""
 
     def hold_all(self, seconds: float) -> None:
         """No worker sends before ``seconds`` from now (the server's Retry-After)."""

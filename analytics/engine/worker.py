@@ -34,7 +34,6 @@ import json
 import logging
 import math
 import threading
-import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..destinations import Destination
@@ -44,6 +43,7 @@ from ..queues.base import Queue
 from ..stats import Stats
 from ..transport import Transport
 from .backpressure import Backpressure
+from .clock import SYSTEM_CLOCK, Clock
 from .delivery import Delivery
 
 __all__ = ["Consumer", "Config"]
@@ -60,7 +60,8 @@ _IDLE_EXIT_S = 5.0
 #: While a backlog exists a batch takes at most this many messages (the byte limit usually cuts
 #: it first: about 1,600 events of 300 bytes fit in 500 KB); an explicit ``upload_size`` caps it.
 _MAX_BATCH_ITEMS = 5000
-#: How long stop() waits for workers to report after aborting their hung requests.
+#: How long stop() waits for workers to report after aborting their hung requests (real time:
+#: the threads' scheduling, whatever the clock).
 _ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
 _LIVENESS_CHECK_S = 0.25
@@ -77,8 +78,7 @@ class Consumer:
         destination: Destination,
         stats: Stats,
         threads: int = 1,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.config = config
         self.queue = queue
@@ -86,8 +86,8 @@ class Consumer:
         self.destination = destination
         self.stats = stats
         self.thread_count = threads
-        self._clock = clock
-        self._sleep_for = sleep  # producers' pacing sleeps (a fake clock's in unit tests)
+        self.clock = clock  # every read of and wait on time (a fake clock in unit tests)
+        self._clock = clock.now
         self.backpressure = Backpressure(clock)
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for messages
@@ -210,7 +210,7 @@ class Consumer:
         wait = self.backpressure.delay(fill)
         if wait:
             wait = min(wait, max_wait)
-            self._sleep_for(wait)
+            self.clock.sleep(wait)
             self.stats.count_paced(wait)
 
     def _wait_for_room(self, max_wait: float) -> None:
@@ -227,7 +227,7 @@ class Consumer:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     break
-                self._progress.wait(remaining)
+                self.clock.wait(self._progress, remaining)
             waited = self._clock() - started
         self.stats.count_paced(waited)
 
@@ -285,7 +285,7 @@ class Consumer:
                         self._lock.acquire()
                     continue
                 wait = _LIVENESS_CHECK_S if deadline is None else min(_LIVENESS_CHECK_S, deadline - now)
-                self._progress.wait(wait)
+                self.clock.wait(self._progress, wait)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -327,7 +327,8 @@ class Consumer:
             if self._deadline is None:
                 t.join()
             else:
-                t.join(max(0.0, self._deadline - self._clock()) + 0.05)
+                self.clock.join(t, max(0.0, self._deadline - self._clock()))
+                t.join(0.05)  # real time: a worker that is just finishing at the deadline
         if any(t.is_alive() for t in others):
             self._abandon_hung_requests(others)
         if self.durable and len(self.queue):
@@ -468,9 +469,9 @@ class Consumer:
                     if now - idle_since >= self.idle_exit_s:
                         self._threads = [t for t in self._threads if t is not threading.current_thread()]
                         return None
-                    self._work.wait(self.idle_exit_s - (now - idle_since))
+                    self.clock.wait(self._work, self.idle_exit_s - (now - idle_since))
                     continue
-                self._work.wait(None if not len(q) else cfg.upload_interval)
+                self.clock.wait(self._work, None if not len(q) else cfg.upload_interval)
                 continue
             idle_since = None
             if self._stopping:
@@ -491,7 +492,7 @@ class Consumer:
             waited = now - first_seen
             if waited >= cfg.upload_interval:
                 break
-            self._work.wait(cfg.upload_interval - waited)
+            self.clock.wait(self._work, cfg.upload_interval - waited)
         start = q.taken_total
         keys = None
         if drop is not None:
@@ -564,7 +565,7 @@ class Consumer:
                     remaining = limit - self._clock()
                     if remaining <= 0:
                         break
-                    self._interrupt.wait(remaining)
+                    self.clock.wait(self._interrupt, remaining)
                 return self._deadline is None or self._clock() < self._deadline
             finally:
                 self._backing_off -= 1
