@@ -24,6 +24,8 @@ import analytics.collector
 from analytics.collector import Collector
 from analytics.errors import ConfigurationError
 
+from .conftest import wait_until
+
 TIMEOUT = 5.0
 AUTH = "Basic " + base64.b64encode(b"wk-hostile:").decode()
 JSON = "application/json"
@@ -94,15 +96,6 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
             return True
         except socket.timeout:
             return False
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 # -- D3: Host, Origin, Content-Type, CORS ----------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from analytics.collector import Collector
 from analytics.transport import HTTPTransport
 
+from .conftest import wait_until
 from .test_faults import assert_stats_sum
 
 PROPS = {"sku": "sku-1", "price": 19.99, "qty": 3, "tags": ["a", "b"], "meta": {"color": "red"}}
@@ -143,15 +144,6 @@ def test_extra_workers_end_when_idle(make_client, collector):
     burst(client, 10)  # and the one left still delivers
     assert client.flush(timeout=10) == 0
     assert len(collector.unique_ids) == 8010
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def test_an_explicit_upload_size_is_never_exceeded_with_a_backlog(make_client, collector, errors):
