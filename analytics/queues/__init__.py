@@ -37,8 +37,11 @@ def open_queue(config: Config, on_refused: Optional[OnRefused] = None) -> Queue:
     """
     maxsize = config.max_queue_size
     if config.queue is not None:
+        # Read enough at a time for batches to grow while a backlog exists (a request takes up to
+        # 500 KB, about 1,600 events); an explicit upload_size caps each batch anyway.
+        batch = 2 * config.upload_size if "upload_size" in config.explicit else max(2 * config.upload_size, 2000)
         redis = RedisQueue(config.queue, stream_name(config), maxsize, consume=config.consume,
-                           claim_after=config.claim_after, batch=2 * config.upload_size)
+                           claim_after=config.claim_after, batch=batch)
         redis.listen(on_refused=on_refused)
         return redis
     if config.spool_path is None:
