@@ -210,6 +210,11 @@ class _Facade(types.ModuleType):
     """Module type that checks settings on assignment and applies them to the shared client."""
 
     def __setattr__(self, name: str, value: Any) -> None:
+        current = self.__dict__.get(name)
+        if isinstance(value, types.ModuleType) and isinstance(current, types.FunctionType):
+            # The import system naming a submodule on its package (analytics.stats, imported
+            # again as customerio.analytics.stats): the facade function of that name stays.
+            return
         if name == "endpoint":
             name = "host"
         option = _options.BY_NAME.get(name)

@@ -30,28 +30,42 @@ customers, segments, transactional sends; request objects),
 """
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import sys
+import types
+from typing import Any, Optional, Sequence
 
 import analytics
 
-_SUBMODULES = (
-    "client",
-    "consumer",
-    "encoding",
-    "errors",
-    "messages",
-    "retry",
-    "stats",
-    "transport",
-    "version",
-    "formats",
-    "queues",
-)
+_ALIAS = __name__ + ".analytics"
 
-sys.modules[__name__ + ".analytics"] = analytics
-for _name in _SUBMODULES:
-    sys.modules[f"{__name__}.analytics.{_name}"] = importlib.import_module(f"analytics.{_name}")
-del _name
+
+class _SameModule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``customerio.analytics.<any submodule>`` the very module ``analytics.<submodule>``.
+
+    Without it the import system would load a second copy of a submodule the
+    first time it is imported under the ``customerio.analytics`` name (its
+    parent's ``__path__`` is analytics' own), and objects of the two copies
+    would not be the same classes.  Every submodule is covered, when it is
+    first imported, and nothing is imported before it is asked for.
+    """
+
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]] = None,
+                  target: Optional[types.ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
+        if not fullname.startswith(_ALIAS + "."):
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        return importlib.import_module("analytics" + spec.name[len(_ALIAS):])
+
+    def exec_module(self, module: Any) -> None:
+        """Nothing to run: the module was imported under its own name."""
+
+
+sys.modules[_ALIAS] = analytics
+sys.meta_path.insert(0, _SameModule())
 
 from .track import (  # noqa: E402  (after the alias above, which must come first)
     CIOID,

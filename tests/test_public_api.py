@@ -92,3 +92,64 @@ def test_package_is_typed():
 
     for pkg in (analytics, customerio):
         assert os.path.exists(os.path.join(os.path.dirname(pkg.__file__), "py.typed"))
+
+
+def _submodules() -> list:
+    import pkgutil
+
+    return sorted(info.name[len("analytics."):] for info in pkgutil.walk_packages(analytics.__path__, "analytics."))
+
+
+@pytest.mark.parametrize("name", _submodules())
+def test_every_submodule_is_the_same_object_under_customerio_analytics(name):
+    """customerio.analytics.<module> is analytics.<module> itself, for every module of the package (walked)."""
+    import importlib
+
+    try:
+        real = importlib.import_module(f"analytics.{name}")
+    except ImportError as exc:  # an optional extra that is not installed
+        pytest.skip(f"analytics.{name} needs {exc.name}")
+    assert importlib.import_module(f"customerio.analytics.{name}") is real
+
+
+def test_a_destination_imported_through_customerio_is_accepted(tmp_path):
+    """In a fresh interpreter, TrackV2 imported as customerio.analytics.destinations.trackv2 is a
+    Destination the Client takes (no second copy of the module is loaded)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from customerio.analytics.destinations.trackv2 import TrackV2\n"
+        "from customerio.analytics import Client\n"
+        "import sys\n"
+        "client = Client(destination=TrackV2('site', 'key'), send=False)\n"
+        "assert sys.modules['customerio.analytics.destinations'] is sys.modules['analytics.destinations']\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=_env_with_the_checkout())
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def _env_with_the_checkout() -> dict:
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+
+
+def test_importing_the_stats_module_keeps_the_facade_function(tmp_path):
+    """analytics.stats stays the facade's function after customerio.analytics.stats is imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, analytics\n"
+        "module = importlib.import_module('customerio.analytics.stats')\n"
+        "assert callable(analytics.stats) and analytics.stats()['accepted'] == 0\n"
+        "assert module.Stats is __import__('sys').modules['analytics.stats'].Stats\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=_env_with_the_checkout())
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
