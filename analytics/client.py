@@ -65,14 +65,31 @@ def _setting() -> Any:
 
 _debug_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 _saved_level: Optional[int] = None
+#: Ours, added while debug is on when the application configured no logging at all.
+_debug_handler: Optional[logging.Handler] = None
+
+
+def _logging_configured() -> bool:
+    """Whether the application set up logging that would show our records (a handler on the
+    root logger or on ``customerio``)."""
+    return bool(logging.getLogger().handlers or _root_log.handlers)
 
 
 def _set_debug(client: "Client", on: bool) -> None:
-    """``debug=True`` lowers the ``customerio`` logger to DEBUG; the last client to turn it off restores it."""
-    global _saved_level
+    """``debug=True`` lowers the ``customerio`` logger to DEBUG; the last client to turn it off restores it.
+
+    When the application configured no logging, Python would show nothing
+    below WARNING, so a handler writing to stderr is added to the
+    ``customerio`` logger (never to the root logger) while debug is on.
+    """
+    global _saved_level, _debug_handler
     if on:
         if not _debug_clients:
             _saved_level = _root_log.level
+            if not _logging_configured():
+                _debug_handler = logging.StreamHandler()
+                _debug_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                _root_log.addHandler(_debug_handler)
         _debug_clients.add(client)
         _root_log.setLevel(logging.DEBUG)
     elif client in _debug_clients:
@@ -80,6 +97,9 @@ def _set_debug(client: "Client", on: bool) -> None:
         if not _debug_clients and _saved_level is not None:
             _root_log.setLevel(_saved_level)
             _saved_level = None
+            if _debug_handler is not None:
+                _root_log.removeHandler(_debug_handler)
+                _debug_handler = None
 
 
 # --- fork safety --------------------------------------------------------------
