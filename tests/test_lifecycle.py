@@ -487,20 +487,10 @@ def test_the_shutdown_deadline_reports_each_message_once(collector, count, callb
     assert not broken, broken[0]
 
 
-def _run_script(tmp_path, code: str):
-    import os
-    import subprocess
-    import sys
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
-
-
-def test_debug_shows_the_log_when_the_app_configured_no_logging(tmp_path):
+def test_debug_shows_the_log_when_the_app_configured_no_logging():
     """analytics.debug = True in a script with no logging set up prints the debug lines on stderr
     (as Segment's client does), and stops printing once debug is off again."""
-    result = _run_script(tmp_path, (
+    result = _run_script((
         "import analytics\n"
         "analytics.send = False\n"
         "analytics.debug = True\n"
@@ -514,9 +504,9 @@ def test_debug_shows_the_log_when_the_app_configured_no_logging(tmp_path):
     assert "DEBUG customerio.analytics: queueing track" in result.stderr
 
 
-def test_debug_only_sets_the_level_when_the_app_configured_logging(tmp_path):
+def test_debug_only_sets_the_level_when_the_app_configured_logging():
     """With logging configured by the app, debug adds no handler: each line is printed once, by the app's."""
-    result = _run_script(tmp_path, (
+    result = _run_script((
         "import logging\n"
         "logging.basicConfig(format='APP %(name)s %(message)s')\n"
         "import analytics\n"
