@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from typing import Callable, Iterator, List, Tuple
 
@@ -14,6 +15,9 @@ from analytics import Client, RetryPolicy
 from analytics.collector import Collector
 
 WRITE_KEY = "test-write-key-7f3a"
+#: The host of clients whose transport stands in for the network (MemoryTransport): a loopback
+#: address nothing listens on, so even a request that escaped would never leave the machine.
+OFFLINE_HOST = "http://127.0.0.1:9"
 
 
 @pytest.fixture
@@ -64,6 +68,23 @@ def make_client(collector: Collector, errors: Errors):
     yield make
     for client in made:
         client.shutdown(timeout=5)
+
+
+_LOOPBACK_NAMES = {"127.0.0.1", "::1", "localhost", "0.0.0.0", "", "None"}
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches beyond this machine: a name lookup for anything but loopback fails at once."""
+    real = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in _LOOPBACK_NAMES:
+            raise socket.gaierror(socket.EAI_NONAME, f"tests talk to loopback only, not {name!r}")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
 
 
 @pytest.fixture(autouse=True)

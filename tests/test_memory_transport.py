@@ -23,9 +23,9 @@ from analytics.transport import (
     respond,
 )
 
-from .conftest import FAST_RETRY, WRITE_KEY
+from .conftest import FAST_RETRY, OFFLINE_HOST, WRITE_KEY
 
-URL = "https://cdp.example/v1/batch"
+URL = OFFLINE_HOST + "/v1/batch"
 HEADERS = {"Content-Type": "application/json"}
 BATCH = b'{"batch":[{"type":"track","event":"A"},{"type":"track","event":"B"}]}'
 
@@ -37,6 +37,7 @@ def clients():
 
     def make(transport: MemoryTransport, **kw) -> Client:
         kw.setdefault("retry_policy", RetryPolicy(max_retries=5, max_time=10.0, **FAST_RETRY))
+        kw.setdefault("host", OFFLINE_HOST)
         client = Client(WRITE_KEY, transport=transport, **kw)
         made.append(client)
         return client

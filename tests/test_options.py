@@ -111,8 +111,8 @@ def test_send_no_sends_nothing(collector: Collector) -> None:
 
 
 @pytest.mark.parametrize("host,url", [("localhost:8080", "https://localhost:8080"),
-                                      (" https://cdp-eu.customer.io/ ", "https://cdp-eu.customer.io"),
-                                      ("https://proxy.example.com/cdp", "https://proxy.example.com/cdp"),
+                                      (" https://127.0.0.1:8443/ ", "https://127.0.0.1:8443"),
+                                      ("https://localhost:8443/cdp", "https://localhost:8443/cdp"),
                                       ("HTTP://[::1]:8080", "HTTP://[::1]:8080")])
 def test_good_hosts_are_kept(host: str, url: str) -> None:
     """A bare host:port gets https://; a path prefix and an IPv6 literal are kept."""

@@ -122,7 +122,7 @@ def test_a_destination_imported_through_customerio_is_accepted(tmp_path):
         "from customerio.analytics.destinations.trackv2 import TrackV2\n"
         "from customerio.analytics import Client\n"
         "import sys\n"
-        "client = Client(destination=TrackV2('site', 'key'), send=False)\n"
+        "client = Client(destination=TrackV2('site', 'key', host='http://127.0.0.1:9'), send=False)\n"
         "assert sys.modules['customerio.analytics.destinations'] is sys.modules['analytics.destinations']\n"
         "print('ok')\n"
     )

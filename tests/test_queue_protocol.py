@@ -190,7 +190,7 @@ def test_open_queue_with_a_spool_path_opens_the_spool(tmp_path, made):
 def test_open_queue_names_the_spool_file_after_the_destination(tmp_path, made):
     """With a destination other than Data Pipelines the spool file is per API."""
     path = str(tmp_path / "events.db")
-    cfg = Config(spool_path=path, destination=TrackV2(site_id="site", api_key="key"))
+    cfg = Config(spool_path=path, destination=TrackV2(site_id="site", api_key="key", host="http://127.0.0.1:9"))
     q = open_queue(cfg)
     made.append(q)
     assert q.where == f"the spool {tmp_path / 'events.trackv2.db'}" == f"the spool {spool_file(path, cfg.destination)}"

@@ -10,7 +10,7 @@ import pytest
 from analytics import Client
 from analytics.testing import FakeClock, MemoryTransport
 
-from ..conftest import WRITE_KEY, Errors
+from ..conftest import OFFLINE_HOST, WRITE_KEY, Errors
 
 #: Real seconds a test waits for the engine's threads to act before it fails.
 ACT_S = 5.0
@@ -45,6 +45,7 @@ def make(clock: FakeClock, errors: Errors) -> Iterator[Callable[..., Tuple[Clien
     def make_client(handler: Optional[Callable] = None, **kw: Any) -> Tuple[Client, MemoryTransport]:
         transport = MemoryTransport(handler)
         kw.setdefault("on_error", errors)
+        kw.setdefault("host", OFFLINE_HOST)
         kw.setdefault("pace_wait", 0)  # a paced producer would sleep in fake time, and the test is the producer
         client = Client(WRITE_KEY, transport=transport, clock=clock, **kw)
         made.append(client)

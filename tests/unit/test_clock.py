@@ -11,7 +11,7 @@ from analytics import Client, ConfigurationError
 from analytics.engine.clock import SYSTEM_CLOCK, Clock, SystemClock
 from analytics.testing import FakeClock, MemoryTransport
 
-from ..conftest import WRITE_KEY
+from ..conftest import OFFLINE_HOST, WRITE_KEY
 from .conftest import ACT_S
 
 
@@ -115,7 +115,7 @@ def test_wait_for_waiters_gives_up_after_its_real_timeout(clock):
 
 def test_the_system_clock_is_the_default_and_both_clocks_are_clocks():
     """A Client without clock= runs on the system's monotonic clock; both clocks satisfy the Clock protocol."""
-    client = Client(WRITE_KEY, transport=MemoryTransport())
+    client = Client(WRITE_KEY, host=OFFLINE_HOST, transport=MemoryTransport())
     try:
         assert client._consumer.clock is SYSTEM_CLOCK
         assert client._consumer.backpressure._clock is time.monotonic
@@ -130,4 +130,4 @@ def test_the_system_clock_is_the_default_and_both_clocks_are_clocks():
 def test_a_client_refuses_a_clock_that_is_not_one():
     """Client(clock=...) with an object that lacks the Clock methods raises ConfigurationError naming clock."""
     with pytest.raises(ConfigurationError, match="clock"):
-        Client(WRITE_KEY, transport=MemoryTransport(), clock=time.monotonic)
+        Client(WRITE_KEY, host=OFFLINE_HOST, transport=MemoryTransport(), clock=time.monotonic)
