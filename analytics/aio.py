@@ -52,9 +52,10 @@ implementation, and needs no extra package.  So: consumer thread.
 than the default 10,000-message queue, and a producer that awaits so
 little starves the consumer thread of the GIL: with ``pace_wait=0`` the
 queue overflowed in every round (11,200-17,000 of 20,000 delivered, the
-rest counted as ``queue_full``), with the default pacing in 2 of 3 rounds
-on the loaded machine (12,800-20,000 delivered); the pacing waits are the
-p99 above.  Size ``max_queue_size`` for your bursts.  Two options are
+rest counted as ``queue_full``).  With pacing a call sleeps, at most
+``pace_wait``, when the calls got ahead of the delivery rate
+(:mod:`analytics.engine.backpressure`); those sleeps block the loop for
+that long, and are the p99 above.  Size ``max_queue_size`` for your bursts.  Two options are
 refused, because a call must never wait on the loop for long:
 ``max_queue_wait`` other than 0 (a full queue drops and counts instead) and
 ``sync_mode=True`` (delivery inside the call).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 from typing import Callable, Iterator, List, Tuple
 
@@ -127,3 +129,17 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def checkout_env() -> dict:
+    """The environment for a child interpreter that imports this checkout's packages."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+
+
+def run_python(code: str, cwd: str, timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    """Run ``code`` in a fresh interpreter on this checkout (output captured as text)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=checkout_env())

@@ -15,7 +15,7 @@ import pytest
 from analytics.collector import Collector
 from analytics.transport import HTTPTransport
 
-from .conftest import wait_until
+from .conftest import checkout_env, wait_until
 from .test_faults import assert_stats_sum
 
 PROPS = {"sku": "sku-1", "price": 19.99, "qty": 3, "tags": ["a", "b"], "meta": {"color": "red"}}
@@ -177,7 +177,6 @@ def test_the_readme_burst_loses_nothing_against_the_collector_command(tmp_path, 
     """README's example (a 2,000-message queue, 20,000 calls in a tight loop) against
     `cdp-relay collector` in its own process, answering at once or 100 ms late: none dropped."""
     import json as _json
-    import os
     import signal
     import subprocess
     import sys
@@ -185,10 +184,8 @@ def test_the_readme_burst_loses_nothing_against_the_collector_command(tmp_path, 
 
     from analytics import Client
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     proc = subprocess.Popen([sys.executable, "-m", "analytics", "collector", "--db", ":memory:", "--quiet"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("listening on http://127.0.0.1:"), (line, proc.poll())

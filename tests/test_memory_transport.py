@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from typing import List
+from typing import List, Tuple
 
 import pytest
 
@@ -45,6 +45,21 @@ def clients():
     yield make
     for client in made:
         client.shutdown(timeout=5)
+
+
+def _post_in_a_thread(t: MemoryTransport, body: bytes) -> Tuple[threading.Thread, List[BaseException]]:
+    """Start a post of ``body`` on another thread; the TransportError it raises lands in the list."""
+    failures: List[BaseException] = []
+
+    def send() -> None:
+        try:
+            t.post(URL, body, {}, 60, None)
+        except TransportError as exc:
+            failures.append(exc)
+
+    th = threading.Thread(target=send)
+    th.start()
+    return th, failures
 
 
 def _events(transport: MemoryTransport) -> List[str]:
@@ -229,16 +244,7 @@ def test_abort_breaks_off_a_hung_request_and_later_requests_work():
         return respond(200, json={})
 
     t = MemoryTransport(handler)
-    failures: List[BaseException] = []
-
-    def send() -> None:
-        try:
-            t.post(URL, b'{"hang": true}', {}, 60, None)
-        except TransportError as exc:
-            failures.append(exc)
-
-    th = threading.Thread(target=send)
-    th.start()
+    th, failures = _post_in_a_thread(t, b'{"hang": true}')
     assert started.wait(5)
     t.abort()
     th.join(5)
@@ -256,16 +262,7 @@ def test_abort_loses_the_answer_of_a_handler_that_returns_later():
         return respond(200)
 
     t = MemoryTransport(handler)
-    failures: List[BaseException] = []
-
-    def send() -> None:
-        try:
-            t.post(URL, b"{}", {}, 60, None)
-        except TransportError as exc:
-            failures.append(exc)
-
-    th = threading.Thread(target=send)
-    th.start()
+    th, failures = _post_in_a_thread(t, b"{}")
     assert entered.wait(5)
     t.abort()
     release.set()

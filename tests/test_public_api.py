@@ -9,6 +9,8 @@ import pytest
 import analytics
 from analytics import errors
 
+from .conftest import run_python
+
 
 def test_every_name_in_all_exists():
     """Each name in analytics.__all__ is defined."""
@@ -115,9 +117,6 @@ def test_every_submodule_is_the_same_object_under_customerio_analytics(name):
 def test_a_destination_imported_through_customerio_is_accepted(tmp_path):
     """In a fresh interpreter, TrackV2 imported as customerio.analytics.destinations.trackv2 is a
     Destination the Client takes (no second copy of the module is loaded)."""
-    import subprocess
-    import sys
-
     code = (
         "from customerio.analytics.destinations.trackv2 import TrackV2\n"
         "from customerio.analytics import Client\n"
@@ -126,23 +125,12 @@ def test_a_destination_imported_through_customerio_is_accepted(tmp_path):
         "assert sys.modules['customerio.analytics.destinations'] is sys.modules['analytics.destinations']\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            env=_env_with_the_checkout())
+    result = run_python(code, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
-
-
-def _env_with_the_checkout() -> dict:
-    import os
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
 
 
 def test_importing_the_stats_module_keeps_the_facade_function(tmp_path):
     """analytics.stats stays the facade's function after customerio.analytics.stats is imported."""
-    import subprocess
-    import sys
-
     code = (
         "import importlib, analytics\n"
         "module = importlib.import_module('customerio.analytics.stats')\n"
@@ -150,6 +138,5 @@ def test_importing_the_stats_module_keeps_the_facade_function(tmp_path):
         "assert module.Stats is __import__('sys').modules['analytics.stats'].Stats\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                            env=_env_with_the_checkout())
+    result = run_python(code, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

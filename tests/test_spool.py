@@ -47,6 +47,17 @@ def seqs(collector: Collector) -> list:
     return [m["properties"]["seq"] for m in collector.messages]
 
 
+def assert_a_new_client_delivers_what_is_left(spool: str, collector: Collector, n: int) -> None:
+    """A new client on ``spool`` finds the ``n`` messages seq 0..n-1 left there and delivers them."""
+    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
+    try:
+        assert client.stats()["recovered"] == n
+        assert client.flush(timeout=10) == 0
+    finally:
+        client.shutdown()
+    assert sorted(seqs(collector)) == list(range(n))
+
+
 @pytest.fixture
 def spool(tmp_path):
     return str(tmp_path / "events.db")
@@ -275,13 +286,7 @@ def test_a_new_process_adopts_the_messages_of_slots_nobody_holds(spool, collecto
     assert out.returncode == -signal.SIGKILL, out.stderr
     holder.shutdown(timeout=0)
     assert rows(slot_paths(spool)[1]) == 40
-    client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
-    try:
-        assert client.stats()["recovered"] == 40
-        assert client.flush(timeout=10) == 0
-    finally:
-        client.shutdown()
-    assert sorted(seqs(collector)) == list(range(40))
+    assert_a_new_client_delivers_what_is_left(spool, collector, 40)
     assert not os.path.exists(slot_paths(spool)[1])
 
 
@@ -625,13 +630,7 @@ def test_an_internal_error_keeps_spooled_rows_for_the_next_start(spool, collecto
     assert s["pending"] == 100 and sum(s["failed"].values()) == 0 and invariant(s)
     assert len([r for r in caplog.records if "internal error" in r.getMessage()]) == 1
     assert 2 <= broken.posts < 60  # retried with backoff, not in a tight loop
-    again = Client(WRITE_KEY, host=collector.url, spool_path=spool)
-    try:
-        assert again.stats()["recovered"] == 100
-        assert again.flush(timeout=10) == 0
-    finally:
-        again.shutdown()
-    assert sorted(seqs(collector)) == list(range(100))
+    assert_a_new_client_delivers_what_is_left(spool, collector, 100)
     assert rows(spool) == 0
 
 

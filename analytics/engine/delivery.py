@@ -187,12 +187,13 @@ class Delivery:
                 log.debug("attempt %d: %s", attempt, exc)
             else:
                 if 200 <= resp.status < 300:
+                    # the server took the request (whatever it says of single items): that is the rate
+                    self.engine.backpressure.delivered(len(part), started)
                     if self.destination.item_results:
                         refused = self._refused_items(part, resp, attempt)
                         if refused:
                             return len(part) - refused
                     self.engine.account(part, lambda: self.stats.count_delivered(len(part)))
-                    self.engine.backpressure.delivered(len(part), started)
                     log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
                     return True
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))

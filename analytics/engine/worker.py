@@ -46,7 +46,7 @@ from .backpressure import Backpressure
 from .clock import SYSTEM_CLOCK, Clock
 from .delivery import Delivery
 
-__all__ = ["Consumer", "Config"]
+__all__ = ["Consumer", "report"]
 
 log = logging.getLogger("customerio.analytics")
 
@@ -107,7 +107,6 @@ class Consumer:
         self._deadline: Optional[float] = None
         self.not_before = 0.0  # no request before this clock time (Retry-After, shared by the workers)
         self._backing_off = 0  # workers waiting before a retry: producers must not wait for them
-        self._completed = 0  # batches finished, for pacing
         self._grow = False  # a worker saw more to send than the workers can take: start another
         self.idle_exit_s = _IDLE_EXIT_S
         self.started = False
@@ -427,7 +426,6 @@ class Consumer:
                 finally:
                     with self._lock:
                         self._inflight.pop(token, None)
-                        self._completed += 1
                         self._progress.notify_all()
         except BaseException:  # pragma: no cover - only a bug in this library gets here
             log.exception("consumer thread stopped by an unexpected error")
