@@ -76,13 +76,17 @@ class Stats:
         with self._lock:
             self.direct += 1
 
-    def snapshot(self, queued_total: int, queued_now: int, in_flight: int, recovered: int = 0) -> Dict[str, Any]:
+    def snapshot(
+        self, queued_total: int, queued_now: int, in_flight: int, recovered: int = 0, batches_in_flight: int = 0
+    ) -> Dict[str, Any]:
         """A plain dict of every counter (see the README's "Stats" section).
 
         ``recovered`` messages were found in a spool at start (queued by an
         earlier process): they are not ``accepted`` here, but this process
         accounts for them, so ``accepted + recovered == delivered + failed +
-        dropped + pending``.
+        dropped + pending``.  ``batches_in_flight``: batches taken by the
+        delivery threads and not settled yet (each is one request being sent,
+        or waiting for its retry).
         """
         with self._lock:
             failed = dict(self.failed)
@@ -97,6 +101,7 @@ class Stats:
                 "pending": queued_now + in_flight,
                 "queued": queued_now,
                 "in_flight": in_flight,
+                "requests_in_flight": batches_in_flight,
                 "retries": self.retries,
                 "batches": self.batches,
                 "requests": self.requests,

@@ -244,7 +244,7 @@ class Consumer:
         with self._lock:
             put_total, queued = self.queue.totals()
             in_flight = sum(batch.left for batch in self._inflight.values())
-            return self.stats.snapshot(put_total, queued, in_flight, recovered)
+            return self.stats.snapshot(put_total, queued, in_flight, recovered, len(self._inflight))
 
     def _unsettled_before(self, target: int) -> int:
         # How many of the first ``target`` queued messages are not settled (lock held):

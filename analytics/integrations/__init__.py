@@ -1,0 +1,8 @@
+"""Optional integrations with other libraries, each behind its own extra.
+
+* :mod:`analytics.integrations.opentelemetry` (extra ``otel``): the SDK's own
+  health — :meth:`analytics.Client.stats` — as OpenTelemetry metrics.
+
+Nothing here is imported by ``import analytics``: an integration imports the
+library it integrates with, which the plain install does not have.
+"""
