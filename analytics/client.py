@@ -14,6 +14,7 @@ from . import _checks, encoding, messages
 from . import options as _options
 from .engine import Consumer, report
 from .engine.clock import Clock
+from .engine.hosts import threads_stall_between_calls
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
@@ -67,6 +68,18 @@ _debug_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
 _saved_level: Optional[int] = None
 #: Ours, added while debug is on when the application configured no logging at all.
 _debug_handler: Optional[logging.Handler] = None
+
+
+#: How long a call waits for a due batch where threads stall between calls (see _deliver_if_due).
+_CALLER_DELIVERY_WAIT_S = 1.0
+_warned: set = set()
+
+
+def _warn_once(text: str) -> None:
+    """Log ``text`` as a warning once per process."""
+    if text not in _warned:
+        _warned.add(text)
+        log.warning("%s", text)
 
 
 def _logging_configured() -> bool:
@@ -327,6 +340,11 @@ class Client:
         self._build_engine(self._make_queue())
         if cfg.debug:
             _set_debug(self, True)
+        stall = threads_stall_between_calls() if cfg.send and not cfg.sync_mode else None
+        self._calls_deliver = stall is not None  # see _deliver_if_due
+        self._waiting_since = 0.0
+        if stall is not None:
+            _warn_once(stall)
         _live_clients.add(self)
         _register_mp_exit_if_in_child(self)
 
@@ -658,7 +676,23 @@ class Client:
             if not consumer.started:
                 consumer.ensure_started()
             consumer.wake()
+        if self._calls_deliver:
+            self._deliver_if_due(n)
         return True, msg
+
+    def _deliver_if_due(self, queued: int) -> None:
+        # Threads stall between calls (uWSGI without --enable-threads): the call that completes a
+        # batch, or comes upload_interval after the first message waiting, waits for the delivery
+        # (the workers run while it waits), unless delivery is on hold (a retry, Retry-After).
+        cfg = self._config
+        now = self._consumer.now()
+        earlier = queued - 1 + self._consumer.in_flight()  # pending before this call's message
+        if not earlier:
+            self._waiting_since = now
+        if queued < cfg.upload_size and (not earlier or now - self._waiting_since < cfg.upload_interval):
+            return
+        if not self._consumer.on_hold():
+            self.flush(timeout=min(cfg.timeout, _CALLER_DELIVERY_WAIT_S))
 
     def _queue_full(self, msg: Message) -> None:
         error = QueueFullError(f"the queue is full ({self._queue.maxsize} messages); message dropped")

@@ -212,6 +212,10 @@ class Consumer:
             self.clock.sleep(wait)
             self.stats.count_paced(wait)
 
+    def on_hold(self) -> bool:
+        """Delivery is on hold for now: a worker waits to retry, or the server asked for a pause."""
+        return bool(self._backing_off) or self.not_before > self._clock()
+
     def _wait_for_room(self, max_wait: float) -> None:
         """The queue is nearly full: wait until a worker takes a batch (at most ``max_wait``), unless
         the requests in flight have had no answer for :data:`_STALL_S` (a slow or hanging server)."""
