@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import http.client
+import http.server
 import json
 import logging
 import multiprocessing
@@ -36,7 +37,7 @@ import pytest
 import analytics
 from analytics import client as client_module
 
-from .conftest import WRITE_KEY
+from .conftest import WRITE_KEY, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -534,32 +535,21 @@ def _gunicorn_has_control_socket() -> bool:
 
 _WORKER_ARGS = {"sync": ["-k", "sync"], "gthread": ["-k", "gthread", "--threads", "4"], "gevent": ["-k", "gevent"]}
 _GUNICORN_CASES = [
-    (worker, preload, load_event)
+    (worker, preload, load_event, 2)
     for worker in ("sync", "gevent")
     for preload in (True, False)
     for load_event in (True, False)
-] + [("gthread", True, True)]
+] + [("gthread", True, True, 2)] + [
+    ("gevent", preload, True, workers) for workers in (1, 4) for preload in (True, False)
+]
 _GUNICORN_IDS = [
-    f"{worker}-{'' if preload else 'no-'}preload-{'' if load_event else 'no-'}load-event"
-    for worker, preload, load_event in _GUNICORN_CASES
+    f"{worker}-w{workers}-{'' if preload else 'no-'}preload-{'' if load_event else 'no-'}load-event"
+    for worker, preload, load_event, workers in _GUNICORN_CASES
 ]
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("worker, preload, load_event", _GUNICORN_CASES, ids=_GUNICORN_IDS)
-def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, worker, preload, load_event):
-    """gunicorn -w 2, 200 concurrent requests: all answered, batches sent meanwhile, the rest at SIGTERM, each once.
-
-    With ``--preload`` and an event tracked at import (in the master), the
-    shared client exists before the fork and that event is still queued
-    then (a gevent worker patches threading only after the fork: issue 13
-    D14).  ``upload_interval`` is 60 s, so while the workers serve only full
-    batches of 10 are sent; SIGTERM stops gunicorn gracefully, and the
-    workers and the master drain what is left at exit.
-    """
-    if worker == "gevent":
-        pytest.importorskip("gevent")
-    requests_total, upload_size = 200, 10
+def _start_gunicorn(collector, tmp_path, worker: str, preload: bool, workers: int, **env_extra: str):
+    """A real gunicorn serving tests/forkapp on a loopback socket; returns (process, port, log reader)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
@@ -567,17 +557,10 @@ def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, 
     fd = listener.fileno()
     os.set_inheritable(fd, True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN")}
-    env.update(
-        PYTHONPATH=ROOT,
-        FORKAPP_WRITE_KEY=WRITE_KEY,
-        FORKAPP_HOST=collector.url,
-        FORKAPP_UPLOAD_INTERVAL="60",
-        FORKAPP_UPLOAD_SIZE=str(upload_size),
-        FORKAPP_LOAD_EVENT="1" if load_event else "0",
-    )
+    env.update(PYTHONPATH=ROOT, FORKAPP_WRITE_KEY=WRITE_KEY, FORKAPP_HOST=collector.url, **env_extra)
     cmd = [
         sys.executable, "-m", "gunicorn", "tests.forkapp.app:application",
-        *(["--preload"] if preload else []), "-w", "2", *_WORKER_ARGS[worker],
+        *(["--preload"] if preload else []), "-w", str(workers), *_WORKER_ARGS[worker],
         "--bind", f"fd://{fd}",
         "--graceful-timeout", "10", "--timeout", "10",
         "--worker-tmp-dir", str(tmp_path),
@@ -595,16 +578,49 @@ def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, 
     def log_text() -> str:
         return log_path.read_text(errors="replace")
 
+    return proc, port, log_text
+
+
+def _first_ping(proc, port: int, log_text) -> Dict[str, Any]:
+    """Wait (at most 20 s) until a worker answers /ping; its answer."""
+    deadline = time.monotonic() + 20
+    while True:  # the socket already listens: wait until a worker answers
+        assert proc.poll() is None, "gunicorn exited early:\n" + log_text()
+        try:
+            return _get(port, "/ping", timeout=1)
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                pytest.fail("gunicorn did not answer within 20 s:\n" + log_text())
+
+
+def _kill_group(proc) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group of the gunicorn we started
+        proc.wait(5)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker, preload, load_event, workers", _GUNICORN_CASES, ids=_GUNICORN_IDS)
+def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, worker, preload, load_event, workers):
+    """gunicorn -w 1/2/4, 200 concurrent requests: all answered, batches sent meanwhile, the rest at SIGTERM, each once.
+
+    With ``--preload`` and an event tracked at import (in the master), the
+    shared client exists before the fork and that event is still queued
+    then (a gevent worker patches threading only after the fork: issue 13
+    D14).  ``upload_interval`` is 60 s, so while the workers serve only full
+    batches of 10 are sent; SIGTERM stops gunicorn gracefully, and the
+    workers and the master drain what is left at exit.
+    """
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+    requests_total, upload_size = 200, 10
+    proc, port, log_text = _start_gunicorn(
+        collector, tmp_path, worker, preload, workers,
+        FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_UPLOAD_SIZE=str(upload_size),
+        FORKAPP_LOAD_EVENT="1" if load_event else "0",
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:  # the socket already listens: wait until a worker answers
-            assert proc.poll() is None, "gunicorn exited early:\n" + log_text()
-            try:
-                ping = _get(port, "/ping", timeout=1)
-                break
-            except (OSError, http.client.HTTPException):
-                if time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not answer within 20 s:\n" + log_text())
+        ping = _first_ping(proc, port, log_text)
         # with --preload the master imported the app, else each worker did
         assert ping["master"] == (proc.pid if preload else ping["pid"]) and ping["pid"] != proc.pid
 
@@ -624,12 +640,10 @@ def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log_text()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group of the gunicorn we started
-            proc.wait(5)
+        _kill_group(proc)
     assert "Traceback" not in log_text(), log_text()
 
-    loads = (1 if preload else 2) if load_event else 0
+    loads = (1 if preload else workers) if load_event else 0
     assert collector.wait_for(requests_total + loads, 10), collector.stats()
     stats = collector.stats()
     assert stats["duplicates"] == 0, stats
@@ -638,7 +652,77 @@ def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, 
     if load_event and preload:
         assert loaded == {proc.pid}
     elif load_event:
-        assert len(loaded) == 2 and set(per_worker) <= loaded and proc.pid not in loaded
+        assert len(loaded) == workers and set(per_worker) <= loaded and proc.pid not in loaded
     seen = sorted(m["properties"]["n"] for m in collector.messages if m["event"] == "request")
     assert seen == numbers
     assert {m["properties"]["pid"] for m in collector.messages if m["event"] == "request"} == set(per_worker)
+
+
+class _GateServer:
+    """A loopback batch endpoint that holds every answer until :attr:`gate` is set (then 200 ``{}``)."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.waiting = 0
+        self.received: List[int] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.waiting += 1
+                outer.gate.wait(30)
+                outer.received.append(len(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.timeout(60)
+def test_flush_inside_a_gevent_worker_does_not_block_the_hub(tmp_path):
+    """gunicorn -k gevent -w 1: while one request waits in flush() for the server's answer, the worker serves others.
+
+    The endpoint holds its answer until the test has had 20 /ping answers from
+    the same (only) worker; a flush that blocked the hub would hold those
+    pings up until the flush returned, and they would time out.
+    """
+    pytest.importorskip("gevent")
+    gate = _GateServer()
+    proc, port, log_text = _start_gunicorn(
+        gate, tmp_path, "gevent", True, 1, FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_LOAD_EVENT="0"
+    )
+    try:
+        _first_ping(proc, port, log_text)
+        for n in range(5):
+            assert _track_request(port, n)["ok"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            flushed = pool.submit(_get, port, "/flush", 40)
+            assert wait_until(lambda: gate.waiting == 1, timeout=10)  # flush() sent the batch
+            pings = [_get(port, "/ping", 5) for _ in range(20)]  # served while flush() waits
+            assert not flushed.done() and not gate.received
+            assert len({p["pid"] for p in pings}) == 1
+            gate.gate.set()
+            answer = flushed.result(timeout=40)
+        assert answer["ok"] == 0  # nothing pending when flush returned
+        assert len(gate.received) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log_text()
+    finally:
+        _kill_group(proc)
+        gate.close()
+    assert "Traceback" not in log_text(), log_text()

@@ -10,6 +10,8 @@ master forks its workers.  Routes:
     tracks ``request`` for ``user-N`` with properties ``{"n": N, "pid": <worker pid>}``
 ``GET /ping``
     tracks nothing
+``GET /flush``
+    ``analytics.flush(timeout=20)``; the answer's ``ok`` is the pending count it returned
 
 Every answer is JSON ``{"pid": <worker pid>, "master": <pid that imported the app>, "ok": <track's success>}``.
 
@@ -44,6 +46,9 @@ def application(environ, start_response):
         ok, _ = analytics.track(f"user-{n}", "request", {"n": n, "pid": pid})
         status = "200 OK" if ok else "500 Internal Server Error"
     elif path == "/ping":
+        status = "200 OK"
+    elif path == "/flush":
+        ok = analytics.flush(timeout=20)
         status = "200 OK"
     else:
         status = "404 Not Found"
