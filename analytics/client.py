@@ -163,6 +163,29 @@ def _clients() -> List["Client"]:
     return []
 
 
+def drain_clients(flush_only: bool = False, timeout: Optional[float] = None) -> int:
+    """Deliver what every client of this process queued; how many messages are still pending.
+
+    For process pools whose workers end without running ``atexit`` (Celery's
+    prefork pool, say).  By default each client gets its exit drain: what it
+    queued is delivered within its ``exit_timeout`` and the client is then
+    closed, as at interpreter exit.  With ``flush_only`` each is flushed
+    (waiting at most ``timeout`` seconds) and stays open.  Never raises.
+    """
+    pending = 0
+    for client in _clients():
+        try:
+            if flush_only:
+                pending += client.flush(timeout)
+            else:
+                client._check_pid()  # this process's engine, not a parent's
+                client._finalizer()  # the exit drain (one-shot: interpreter exit then skips it)
+                pending += client.stats()["pending"]
+        except Exception:  # pragma: no cover - a drain must never break the caller's shutdown
+            log.exception("draining a client failed")
+    return pending
+
+
 def _after_fork_in_child() -> None:
     for client in _clients():
         try:

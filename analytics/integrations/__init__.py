@@ -2,6 +2,8 @@
 
 * :mod:`analytics.integrations.opentelemetry` (extra ``otel``): the SDK's own
   health — :meth:`analytics.Client.stats` — as OpenTelemetry metrics.
+* :mod:`analytics.integrations.celery` (extra ``celery``): Celery's prefork
+  pool processes drain their events at shutdown, optionally flush per task.
 
 Nothing here is imported by ``import analytics``: an integration imports the
 library it integrates with, which the plain install does not have.
