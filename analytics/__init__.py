@@ -47,6 +47,7 @@ from .errors import (
     UnserializableValueError,
     UnsupportedCallError,
 )
+from .context import request_context
 from .retry import RetryPolicy
 from .version import VERSION
 
@@ -74,6 +75,7 @@ __all__ = [
     "aflush",
     "ashutdown",
     "default_client",
+    "request_context",
 ]
 
 #: Customer.io's EU Data Pipelines endpoint.
@@ -100,6 +102,11 @@ max_retry_time: float = _DEFAULTS["max_retry_time"]
 exit_timeout: Optional[float] = _DEFAULTS["exit_timeout"]
 pace_wait: float = _DEFAULTS["pace_wait"]
 max_in_flight: int = _DEFAULTS["max_in_flight"]
+#: f(message) -> message or None, or a list of them: shape or drop each message before it is queued.
+before_send: Optional[_options.BeforeSend] = _DEFAULTS["before_send"]
+#: Context fields and properties added to every message (the call's own win).
+global_context: Optional[dict] = _DEFAULTS["global_context"]
+global_properties: Optional[dict] = _DEFAULTS["global_properties"]
 #: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
 spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: Deliver the shared client's messages to another batch API (read when it is

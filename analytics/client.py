@@ -303,6 +303,9 @@ class Client:
     exit_timeout: Optional[float] = _setting()
     pace_wait: float = _setting()
     max_in_flight: int = _setting()
+    before_send: Optional[_options.BeforeSend] = _setting()
+    global_context: Optional[dict] = _setting()
+    global_properties: Optional[dict] = _setting()
     _given: FrozenSet[str]  # the names of the arguments passed to __init__ (see options.records_given)
 
     @_options.records_given
@@ -341,6 +344,9 @@ class Client:
         consume: bool = True,
         claim_after: float = 30.0,
         stream_prefix: str = "cdp-relay",
+        before_send: Optional[_options.BeforeSend] = None,
+        global_context: Optional[dict] = None,
+        global_properties: Optional[dict] = None,
     ) -> None:
         # every parameter is an option of analytics.options; Config checks them all, defaults included
         arguments = locals()
@@ -366,6 +372,7 @@ class Client:
         stall = threads_stall_between_calls() if cfg.send and not cfg.sync_mode else None
         self._calls_deliver = stall is not None  # see _deliver_if_due
         self._waiting_since = 0.0
+        self._before_send_failures = 0  # failures of before_send since it last worked
         if stall is not None:
             _warn_once(stall)
         _live_clients.add(self)
@@ -514,6 +521,7 @@ class Client:
                 anonymous_id=anonymous_id,
                 traits=traits,
                 context=context,
+                base_context=self._config.global_context,
                 timestamp=timestamp,
                 integrations=integrations,
                 message_id=message_id,
@@ -539,7 +547,9 @@ class Client:
                 anonymous_id=anonymous_id,
                 event=event,
                 properties=properties,
+                base_properties=self._config.global_properties,
                 context=context,
+                base_context=self._config.global_context,
                 timestamp=timestamp,
                 integrations=integrations,
                 message_id=message_id,
@@ -562,6 +572,7 @@ class Client:
                 user_id=user_id,
                 previous_id=previous_id,
                 context=context,
+                base_context=self._config.global_context,
                 timestamp=timestamp,
                 integrations=integrations,
                 message_id=message_id,
@@ -595,6 +606,7 @@ class Client:
                 object_type_id=object_type_id,
                 traits=traits,
                 context=context,
+                base_context=self._config.global_context,
                 timestamp=timestamp,
                 integrations=integrations,
                 message_id=message_id,
@@ -656,7 +668,9 @@ class Client:
                 category=category,
                 name=name,
                 properties=properties,
+                base_properties=self._config.global_properties,
                 context=context,
+                base_context=self._config.global_context,
                 timestamp=timestamp,
                 integrations=integrations,
                 message_id=message_id,
@@ -666,11 +680,16 @@ class Client:
     # --- the hot path ---------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
+        cfg = self._config
+        if cfg.before_send is not None:
+            shaped = self._shape(msg, cfg.before_send)
+            if shaped is None:
+                return False, msg
+            msg = shaped
         destination = self._dest
         data = destination.encode(msg)
         if len(data) > destination.max_message_bytes:
             raise MessageTooLargeError(len(data), destination.max_message_bytes)
-        cfg = self._config
         if cfg.debug:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])
         if not cfg.send:
@@ -716,6 +735,36 @@ class Client:
             return
         if not self._consumer.on_hold():
             self.flush(timeout=min(cfg.timeout, _CALLER_DELIVERY_WAIT_S))
+
+    def _shape(self, msg: Message, before_send: Any) -> Optional[Message]:
+        """``msg`` through the ``before_send`` function(s); ``None`` when one dropped it or failed.
+
+        A drop is counted under ``dropped['before_send']``, a failure (an exception, or a
+        result that is not a dict) under ``dropped['before_send_error']`` and logged once per
+        run of failures; neither reaches the caller or ``on_error``.
+        """
+        for function in before_send if isinstance(before_send, tuple) else (before_send,):
+            try:
+                msg = function(msg)
+                if msg is not None and not isinstance(msg, dict):
+                    raise TypeError(f"before_send returned a {type(msg).__name__}, not a dict or None")
+            except Exception as exc:
+                self._before_send_failures += 1
+                if self._before_send_failures == 1:
+                    log.warning("before_send raised %s: %s; the message is dropped (and so are the next ones "
+                                "it fails on, logged again when it works)", type(exc).__name__, exc)
+                if self._config.send:
+                    self._stats.count_lost("before_send_error", 1, None, at_call=True)
+                return None
+            if msg is None:
+                if self._config.send:
+                    self._stats.count_lost("before_send", 1, None, at_call=True)
+                break
+        if self._before_send_failures and msg is not None:
+            log.warning("before_send works again; %d message(s) were dropped while it failed",
+                        self._before_send_failures)
+            self._before_send_failures = 0
+        return msg
 
     def _queue_full(self, msg: Message) -> None:
         error = QueueFullError(f"the queue is full ({self._queue.maxsize} messages); message dropped")

@@ -23,6 +23,7 @@ from dateutil.parser import isoparse
 from dateutil.tz import tzlocal, tzutc
 
 from ._checks import quote
+from .context import current as _current_scope
 from .errors import InvalidMessageError
 from .version import VERSION
 
@@ -206,17 +207,26 @@ def build(
     group_id: Any = None,
     object_type_id: Any = None,
     previous_id: Any = None,
+    base_context: Optional[Dict[str, Any]] = None,
+    base_properties: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Validate one call's arguments and return the message dict.
 
     ``event``, ``properties``, ``traits``, ``name``, ``category``,
     ``group_id``, ``object_type_id`` and ``previous_id`` are read only by the
-    call types that have them.  (The common cases, a non-empty string id and
+    call types that have them.  ``context`` is merged over the enclosing
+    :func:`analytics.context.request_context` blocks, which are merged over
+    ``base_context`` (a client's ``global_context``); ``properties`` over
+    ``base_properties`` (``global_properties``); a call without ``user_id`` and
+    ``anonymous_id`` takes the blocks' identity (alias excepted).  (The common cases, a non-empty string id and
     a plain dict, are checked inline: this runs on the caller's hot path.)
     """
     msg: Dict[str, Any] = {"type": type_}
     uid = user_id if type(user_id) is str and user_id else _id(user_id, "userId")
     aid = _id(anonymous_id, "anonymousId") if anonymous_id is not None else None
+    scope = _current_scope()
+    if scope is not None and uid is None and aid is None and type_ != "alias":
+        uid, aid = scope.identity()
 
     if type_ == "alias":
         previous = _id(previous_id, "previousId")
@@ -247,7 +257,8 @@ def build(
 
     if type_ == "track":
         msg["event"] = event if type(event) is str and event else _text(event, "event", required=True)
-        msg["properties"] = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+        props = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+        msg["properties"] = props if base_properties is None else {**base_properties, **props}
     elif type_ == "page" or type_ == "screen":
         name = _text(name, "name")
         category = _text(category, "category")
@@ -255,14 +266,20 @@ def build(
             msg["name"] = name
         if category is not None:
             msg["category"] = category
-        msg["properties"] = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+        props = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+        msg["properties"] = props if base_properties is None else {**base_properties, **props}
     elif type_ == "identify" or type_ == "group":
         msg["traits"] = traits if type(traits) is dict else _mapping(traits, "traits") or {}
 
-    if context is None:
+    if context is None and scope is None and base_context is None:
         msg["context"] = {"library": LIBRARY}
     else:
-        ctx = dict(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
+        # weakest first: the client's global_context, the request_context blocks, the call's own
+        ctx = {} if base_context is None else dict(base_context)
+        if scope is not None:
+            ctx.update(scope.context)
+        if context is not None:
+            ctx.update(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
         ctx["library"] = LIBRARY
         msg["context"] = ctx
 

@@ -26,7 +26,8 @@ import functools
 import inspect
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from ._checks import flag, header_text, http_url, number, quote, redact_url
 from .destinations import Destination
@@ -103,6 +104,33 @@ def _callback(name: str, value: Any) -> Optional[OnError]:
     if value is not None and not callable(value):
         raise ConfigurationError(f"{name} must be a function (error, items), got {type(value).__name__}")
     return value
+
+
+BeforeSend = Union[Callable[[Dict[str, Any]], Optional[Dict[str, Any]]],
+                   Sequence[Callable[[Dict[str, Any]], Optional[Dict[str, Any]]]]]
+
+
+def _before_send(name: str, value: Any) -> Any:
+    """A function, or a list or tuple of them (kept as a tuple), or None."""
+    if value is None or callable(value):
+        return value
+    if isinstance(value, (list, tuple)) and all(callable(f) for f in value):
+        return tuple(value) or None
+    raise ConfigurationError(
+        f"{name} must be a function (message) -> message or None, or a list of them, got {type(value).__name__}"
+    )
+
+
+def _fields(what: str) -> Check:
+    def check(name: str, value: Any) -> Optional[dict]:
+        """A mapping with string keys (copied), or None; an empty one is None."""
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigurationError(f"{name} must be a dict with string keys, got {type(value).__name__}")
+        return dict(value) or None
+
+    return check
 
 
 def _proxies(name: str, value: Any) -> Optional[dict]:
@@ -242,6 +270,12 @@ class Config:
     consume: bool = _option(True, flag, doc="Deliver from the Redis queue in this process too.")
     claim_after: float = _option(30.0, _claim_after, doc="Seconds before a dead consumer's Redis entries are taken.")
     stream_prefix: str = _option("cdp-relay", _prefix, doc="Prefix of the Redis queue's keys.")
+    before_send: Optional[BeforeSend] = _option(None, _before_send, live=True, facade=True,
+                                                doc="f(message) -> message or None (drop), or a list of them.")
+    global_context: Optional[dict] = _option(None, _fields("global_context"), live=True, facade=True,
+                                             doc="Context fields added to every message (calls win).")
+    global_properties: Optional[dict] = _option(None, _fields("global_properties"), live=True, facade=True,
+                                                doc="Properties added to every track, page and screen (calls win).")
 
     retry: RetryPolicy
     explicit: Set[str]

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 __all__ = ["Stats"]
 
 FAILED_REASONS = ("rejected", "retries_exhausted", "too_large")
-DROPPED_REASONS = ("queue_full", "shutdown")
+DROPPED_REASONS = ("queue_full", "shutdown", "before_send", "before_send_error")
 
 
 class Stats:

@@ -33,6 +33,7 @@ import collections
 import json
 import logging
 import math
+import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -65,6 +66,12 @@ _MAX_BATCH_ITEMS = 5000
 _ABORT_GRACE_S = 0.5
 #: How often a waiting ``flush()`` re-checks that the worker threads are alive.
 _LIVENESS_CHECK_S = 0.25
+
+
+def _on_event_loop() -> bool:
+    """Whether this thread is running an asyncio event loop (never imports asyncio)."""
+    aio = sys.modules.get("asyncio")
+    return aio is not None and aio._get_running_loop() is not None
 
 
 class Consumer:
@@ -194,10 +201,11 @@ class Consumer:
         worker waits to retry or the server asked for a pause
         (``Retry-After``), or no request in flight was answered for
         :data:`_STALL_S`, delivery is impossible for now: the call does not
-        wait at all and the queue's drop policy applies.
+        wait at all and the queue's drop policy applies.  A call made on a
+        running asyncio event loop never waits: it would hold up every task.
         """
         max_wait = self.config.pace_wait
-        if not max_wait or self._stopping or not self.started:
+        if not max_wait or self._stopping or not self.started or _on_event_loop():
             return
         if self._backing_off or self.not_before > self._clock():
             self.backpressure.reset()
