@@ -118,6 +118,9 @@ def _set_debug(client: "Client", on: bool) -> None:
 # --- fork safety --------------------------------------------------------------
 
 _live_clients: "weakref.WeakSet[Client]" = weakref.WeakSet()
+#: Active captures (analytics.testing.capture): while any is, calls record their message there
+#: instead of queueing it.
+_captures: List[Any] = []
 _abandoned: List[Any] = []  # a forked child's copies of the parent's spools: never closed, never used
 
 
@@ -690,6 +693,10 @@ class Client:
         data = destination.encode(msg)
         if len(data) > destination.max_message_bytes:
             raise MessageTooLargeError(len(data), destination.max_message_bytes)
+        if _captures:
+            for capture in _captures:
+                capture.record(data)
+            return True, msg
         if cfg.debug:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])
         if not cfg.send:
