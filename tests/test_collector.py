@@ -821,6 +821,7 @@ def test_cli_prints_its_url_serves_and_exits_on_signal(tmp_path: Path, signum: i
     root = Path(analytics.collector.__file__).resolve().parents[2]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")  # the default database goes there, never into the cwd
     proc = subprocess.Popen(
         [sys.executable, "-m", "analytics.collector", "--write-key", KEY],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -837,7 +838,9 @@ def test_cli_prints_its_url_serves_and_exits_on_signal(tmp_path: Path, signum: i
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0
         out, err = proc.communicate(timeout=5)
-        assert out == "" and err == ""  # exactly one line, no request logging
+        db = tmp_path / "data" / "cdp-relay" / "collector.db"
+        # exactly one line on stdout; on stderr only where the records are kept, no request logging
+        assert out == "" and err == f"records: {db} (kept across restarts; --reset empties it)\n"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -177,11 +177,19 @@ def test_storing_costs_little_per_message(tmp_path: Path) -> None:
     assert elapsed < 10, f"5,000 messages took {elapsed:.1f} s"
 
 
-def _start(db: Path, *extra: str) -> "tuple[subprocess.Popen, str]":
+def _start(db: "Path | None", *extra: str, cwd: "Path | None" = None,
+           env_overrides: "Dict[str, str | None] | None" = None) -> "tuple[subprocess.Popen, str]":
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.Popen([sys.executable, "-m", "analytics", "collector", "--db", str(db), *extra],
-                            cwd=db.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    where = ["--db", str(db)] if db is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "analytics", "collector", *where, *extra],
+                            cwd=cwd or (db.parent if db is not None else None), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("listening on http://127.0.0.1:"), (line, proc.poll())
@@ -214,6 +222,49 @@ def test_the_collector_command_keeps_a_file_across_restarts(tmp_path: Path) -> N
         assert requests.get(url + "/_collector/stats", timeout=TIMEOUT).json()["messages"] == 0
     finally:
         _stop(proc)
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="the XDG layout of Linux and other Unix systems")
+@pytest.mark.parametrize("xdg", [True, False])
+def test_the_command_keeps_its_default_database_in_the_user_data_directory(tmp_path: Path, xdg: bool) -> None:
+    """Without --db the command keeps its records in $XDG_DATA_HOME/cdp-relay/collector.db (or
+    ~/.local/share/cdp-relay/ when XDG_DATA_HOME is unset), says so on stderr at start, writes
+    nothing in the directory it was started from, and a restart from elsewhere serves the same records."""
+    home, work, elsewhere = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
+    for d in (home, work, elsewhere):
+        d.mkdir()
+    data = tmp_path / "xdg-data"
+    overrides: Dict[str, Any] = {"HOME": str(home), "XDG_DATA_HOME": str(data) if xdg else None}
+    expected = (data if xdg else home / ".local" / "share") / "cdp-relay" / "collector.db"
+    proc, url = _start(None, cwd=work, env_overrides=overrides)
+    try:
+        assert proc.stderr is not None
+        said = proc.stderr.readline()
+        assert said.startswith(f"records: {expected} "), said
+        assert post_to(url, [{"type": "track", "userId": "u", "event": "Kept", "messageId": "k-1"}]) == 200
+        assert requests.get(url + "/_collector/events", timeout=TIMEOUT).json()["stored"] == str(expected)
+    finally:
+        _stop(proc)
+    assert expected.is_file() and list(work.iterdir()) == []
+    assert (expected.parent.stat().st_mode & 0o777) == 0o700
+    proc, url = _start(None, cwd=elsewhere, env_overrides=overrides)
+    try:
+        assert requests.get(url + "/_collector/stats", timeout=TIMEOUT).json()["messages"] == 1
+    finally:
+        _stop(proc)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_command_says_where_it_cannot_make_its_data_directory(tmp_path: Path) -> None:
+    """A data directory that cannot be made: one line naming it and the way out (--db), exit 2."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_DATA_HOME=str(blocker), HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "analytics", "collector"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=30)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"error: cannot create the data directory {blocker / 'cdp-relay'}")
+    assert "--db PATH" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_the_collector_command_reports_an_unusable_database(tmp_path: Path) -> None:
