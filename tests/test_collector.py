@@ -101,6 +101,24 @@ def test_accepts_a_plain_batch_and_records_it(collector: Collector) -> None:
     assert collector.messages == batch.messages
 
 
+@pytest.mark.parametrize("db", [False, True])
+def test_a_batch_without_sent_at_is_accepted_and_recorded_as_such(tmp_path: Path, db: bool) -> None:
+    """sentAt is optional (as in the Data Pipelines API): a batch without one gets 200 and is recorded
+    with sent_at None and an envelope without sentAt, in memory and in a database; one with it keeps it."""
+    with Collector(db_path=str(tmp_path / "c.db") if db else None) as c:
+        without = json.dumps({"batch": [track(0)], "context": {"library": {"name": "x"}}}).encode()
+        r = post(c, without)
+        assert r.status_code == 200 and r.json() == {"success": True}
+        assert post(c, body([track(1)])).status_code == 200
+        first, second = c.batches
+        assert first.sent_at is None and first.envelope == {"context": {"library": {"name": "x"}}}
+        assert second.sent_at == "2026-11-01T12:00:00.000Z"
+        assert second.envelope == {"sentAt": "2026-11-01T12:00:00.000Z"}
+        assert [m["messageId"] for m in c.messages] == [track(0)["messageId"], track(1)["messageId"]]
+        assert c.batch(1) is not None and c.batch(1).sent_at is None  # type: ignore[union-attr]
+        assert c.stats()["accepted_batches"] == 2 and c.refused == []
+
+
 def test_accepts_a_gzipped_batch_and_records_both_sizes(collector: Collector) -> None:
     """A gzipped body is un-gzipped; raw_size is the decompressed size, compressed_size the wire size."""
     data = body([track(i) for i in range(50)])
@@ -197,11 +215,11 @@ def test_body_of_exactly_500000_bytes_is_accepted(collector: Collector) -> None:
         (b"[]", "must be a JSON object"),
         (json.dumps({"sentAt": "x"}).encode(), "batch"),
         (json.dumps({"batch": {}, "sentAt": "x"}).encode(), "batch"),
-        (json.dumps({"batch": []}).encode(), "sentAt"),
+        (json.dumps({"batch": [], "sentAt": 1700000000}).encode(), "sentAt must be a string"),
     ],
 )
 def test_malformed_body_is_400(collector: Collector, data: bytes, words: str) -> None:
-    """Invalid JSON, a non-object, or a missing batch list / sentAt string get 400 bad_request."""
+    """Invalid JSON, a non-object, a missing batch list or a sentAt that is not a string get 400 bad_request."""
     r = post(collector, data)
     assert r.status_code == 400
     assert r.json()["code"] == "bad_request"

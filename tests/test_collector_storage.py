@@ -282,3 +282,41 @@ def test_the_collector_command_reports_an_unusable_database(tmp_path: Path) -> N
 def post_to(url: str, messages: List[Dict[str, Any]]) -> int:
     body = json.dumps({"batch": messages, "sentAt": "2024-01-01T00:00:00Z"})
     return requests.post(url + "/v1/batch", data=body, auth=("k", ""), timeout=TIMEOUT).status_code
+
+
+_V1_SCHEMA = """
+CREATE TABLE batches (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, sent_at TEXT NOT NULL,
+    key_hint TEXT NOT NULL, raw_size INTEGER NOT NULL, compressed_size INTEGER, messages INTEGER NOT NULL,
+    first_message INTEGER NOT NULL, headers TEXT NOT NULL);
+CREATE TABLE messages (id INTEGER PRIMARY KEY, batch_id INTEGER NOT NULL, type TEXT NOT NULL, event TEXT,
+    user_id TEXT, anonymous_id TEXT, message_id TEXT NOT NULL, timestamp TEXT, duplicate INTEGER NOT NULL, body TEXT);
+CREATE TABLE refusals (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, status INTEGER NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, raw_size INTEGER NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL);
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO batches VALUES (1, 1700000000.0, '2023-11-14T22:13:20Z', 'abcd…', 90, NULL, 1, 1, '{}');
+INSERT INTO messages VALUES (1, 1, 'track', 'Old', 'u', NULL, 'old-1', NULL, 0,
+    '{"type":"track","event":"Old","userId":"u","messageId":"old-1"}');
+INSERT INTO refusals VALUES (1, 1700000001.0, 401, 'unauthorized', 'unknown write key', 10, 'POST', '/v1/batch');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_brought_up_to_date(tmp_path: Path) -> None:
+    """A file written before requests were kept opens: its records read as before, new ones are kept."""
+    db = tmp_path / "v1.db"
+    conn = sqlite3.connect(str(db))
+    conn.executescript(_V1_SCHEMA)
+    conn.close()
+    with Collector(db_path=str(db)) as c:
+        assert [m["messageId"] for m in c.messages] == ["old-1"]
+        [batch] = c.batches
+        assert batch.sent_at == "2023-11-14T22:13:20Z" and batch.envelope == {}
+        assert [(r.code, r.request_id) for r in c.refused] == [("unauthorized", None)]
+        assert post(c, [{"type": "track", "userId": "u", "event": "New", "messageId": "new-1"}]).status_code == 200
+        kept, total = c.exchanges()
+        assert total == 1 and kept[0].batch_id == 2 and kept[0].api == "Data Pipelines"
+    conn = sqlite3.connect(str(db))
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    finally:
+        conn.close()

@@ -7,6 +7,7 @@ CDP_RELAY_REQUIRE_BROWSER=1 (as CI sets it), where a missing browser fails them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -318,3 +319,170 @@ def test_browser_batches_refusals_and_counters(page: Any, inspected: Collector) 
     wait_rows(page, 10)
     assert {r["messageId"] for r in rows(page)} == {f"t-{i}" for i in range(10, 20)}
     assert page.errors == []
+
+
+# -- issue 19: paging, payload search, every API's traffic, raw requests, export ---------------------
+
+
+def post_batch(collector: Collector, messages: List[Dict[str, Any]], key: str = WRITE_KEY, **extra: Any) -> int:
+    body = json.dumps({"batch": messages, **extra})
+    return requests.post(collector.url + "/v1/batch", data=body, auth=(key, ""), timeout=TIMEOUT).status_code
+
+
+def store_many(collector: Collector, n: int) -> None:
+    """``n`` tracks ``m-1``..``m-n`` (message id N is ``m-N``), in batches of 250, straight over HTTP."""
+    for start in range(1, n + 1, 250):
+        stop = min(n + 1, start + 250)
+        batch = [{"type": "track", "event": "Many", "userId": f"u-{i % 7}", "messageId": f"m-{i}",
+                  "properties": {"i": i}} for i in range(start, stop)]
+        assert post_batch(collector, batch, sentAt="2024-01-01T00:00:00Z") == 200
+
+
+def test_events_page_back_through_every_message(inspected: Collector) -> None:
+    """before= pages back through all of 1,234 messages, 500 at a time, each once, newest first."""
+    store_many(inspected, 1234)
+    seen: List[int] = []
+    before = None
+    for _ in range(10):
+        page = get(inspected, "/_collector/events?limit=500" + (f"&before={before}" if before else ""))
+        assert page["matching"] == page["latest"] == 1234
+        if not page["events"]:
+            break
+        seen += [e["id"] for e in page["events"]]
+        before = page["events"][-1]["id"]
+    assert seen == list(range(1234, 0, -1))
+
+
+def test_search_inside_payloads(inspected: Collector) -> None:
+    """q= finds messages by anything in their JSON: traits, properties, context, keys with values."""
+    send_mix(inspected)
+    with Client(WRITE_KEY, host=inspected.url, max_in_flight=1, retry_policy=FAST) as c:
+        c.track("u-x", "Bought", {"plan": "Pro Max", "city": "Zürich"}, context={"campaign": {"name": "spring-sale"}},
+                message_id="b-1")
+        c.identify("u-y", {"plan": "free"}, message_id="b-2")
+    assert {e["message_id"] for e in get(inspected, "/_collector/events?q=EXAMPLE.com")["events"]} == \
+        {f"i-{i}" for i in range(5)}  # traits.email, any case
+    assert [e["message_id"] for e in get(inspected, "/_collector/events?q=spring-sale")["events"]] == ["b-1"]
+    assert [e["message_id"] for e in get(inspected, "/_collector/events?q=z%C3%BCrich")["events"]] == ["b-1"]
+    assert [e["message_id"] for e in get(inspected, '/_collector/events?q=plan":"free')["events"]] == ["b-2"]
+    both = get(inspected, "/_collector/events?q=plan&type=identify")
+    assert both["matching"] == 1 and both["events"][0]["message_id"] == "b-2"
+    assert get(inspected, "/_collector/events?q=%25")["matching"] == 0  # % is literal, not a wildcard
+    assert get(inspected, '/_collector/events?q="i":7}')["events"][0]["message_id"] == "t-7"
+
+
+def test_export_the_filtered_messages_as_json_lines(inspected: Collector) -> None:
+    """/_collector/export: the messages matching the filters, oldest first, one JSON object a line."""
+    send_mix(inspected)
+    r = requests.get(inspected.url + "/_collector/export", params={"type": "track", "event": "signed"},
+                     timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/x-ndjson"
+    assert "attachment" in r.headers["Content-Disposition"]
+    lines = r.text.splitlines()
+    assert [json.loads(line) for line in lines] == [m for m in inspected.messages if m.get("event") == "Signed Up"]
+    everything = requests.get(inspected.url + "/_collector/export", timeout=TIMEOUT).text.splitlines()
+    assert [json.loads(line) for line in everything] == inspected.messages
+
+
+def _auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def send_every_api(collector: Collector) -> None:
+    """One request to each API the collector serves, one to no API, and a refused one of each kind."""
+    url = collector.url
+    assert post_batch(collector, [{"type": "track", "event": "DP", "userId": "u", "messageId": "dp-1"}],
+                      sentAt="2024-01-01T00:00:00Z", context={"library": {"name": "dp-lib"}}) == 200
+    op = {"type": "person", "action": "identify", "identifiers": {"id": "42"}, "attributes": {"plan": "track-pro"}}
+    r = requests.post(url + "/api/v2/batch", json={"batch": [op]}, auth=("site-1", "track-secret"), timeout=TIMEOUT)
+    assert r.status_code == 200
+    r = requests.get(url + "/v1/segments", headers={"Authorization": "Bearer app-secret"}, timeout=TIMEOUT)
+    assert r.status_code == 200
+    command = {"name": "customers/events", "data": {"customer_ids": {"registered": "42"}, "event_type": "br-buy",
+                                                    "timestamp": 1700000000}}
+    r = requests.post(url + "/track/v2/projects/proj-1/batch", json={"commands": [command]},
+                      auth=("br-key", "br-secret"), timeout=TIMEOUT)
+    assert r.status_code == 200
+    # refused: a bad write key on Data Pipelines, a Track API body that is not JSON, a Bloomreach batch
+    # without commands (with its token in the URL), a path no API serves
+    assert post_batch(collector, [], key="wrong-key", sentAt="x") == 401
+    r = requests.post(url + "/api/v2/entity", data=b"{nope", auth=("site-1", "track-secret"), timeout=TIMEOUT)
+    assert r.status_code == 400
+    r = requests.post(url + "/track/v2/projects/proj-1/batch?access_token=br-token-secret", json={"oops": 1},
+                      timeout=TIMEOUT)
+    assert r.status_code == 400
+    assert requests.get(url + "/v2/nothing?x=1", timeout=TIMEOUT).status_code == 404
+
+
+def test_every_api_s_requests_are_kept_with_the_api_named(inspected: Collector) -> None:
+    """/_collector/requests lists every API's requests, named; /_collector/request shows one raw,
+    credentials redacted, the body as received and why it was refused."""
+    send_every_api(inspected)
+    listed = get(inspected, "/_collector/requests")
+    got = [(r["api"], r["method"], r["path"], r["status"]) for r in listed["requests"]]
+    assert got == [
+        (None, "GET", "/v2/nothing", 404),
+        ("Bloomreach", "POST", "/track/v2/projects/proj-1/batch", 400),
+        ("Track API", "POST", "/api/v2/entity", 400),
+        ("Data Pipelines", "POST", "/v1/batch", 401),
+        ("Bloomreach", "POST", "/track/v2/projects/proj-1/batch", 200),
+        ("App API", "GET", "/v1/segments", 200),
+        ("Track API", "POST", "/api/v2/batch", 200),
+        ("Data Pipelines", "POST", "/v1/batch", 200),
+    ]
+    assert listed["matching"] == 8 and listed["apis"] == ["Data Pipelines", "Track API", "App API", "Bloomreach"]
+    assert [r["api"] for r in get(inspected, "/_collector/requests?api=Track%20API")["requests"]] == ["Track API"] * 2
+    assert [r["path"] for r in get(inspected, "/_collector/requests?api=other")["requests"]] == ["/v2/nothing"]
+    refused = get(inspected, "/_collector/requests?refused=1")
+    assert refused["matching"] == 4 and all(r["status"] >= 400 for r in refused["requests"])
+    by_id = {r["id"]: get(inspected, f"/_collector/request?id={r['id']}")["request"] for r in listed["requests"]}
+    dumped = json.dumps(by_id)
+    for secret in ("track-secret", "app-secret", "br-secret", "br-token-secret", "wrong-key",
+                   base64.b64encode(b"wrong-key:").decode()):
+        assert secret not in dumped, secret
+    nothing, br_bad, track_bad, dp_bad, br_ok, app_ok, track_ok, dp_ok = (by_id[r["id"]] for r in listed["requests"])
+    assert track_bad["body"] == "{nope" and "not valid JSON" in track_bad["reason"]
+    assert track_bad["headers"]["Authorization"] == "<redacted>"
+    assert json.loads(track_ok["body"]) == {"batch": [{"type": "person", "action": "identify",
+                                                       "identifiers": {"id": "42"}, "attributes": {"plan": "track-pro"}}]}
+    assert dp_bad["reason"] == "unknown write key" and dp_bad["code"] == "unauthorized"
+    assert json.loads(dp_bad["body"]) == {"batch": [], "sentAt": "x"}
+    assert dp_ok["body"] is None and dp_ok["batch_id"] == 1  # its messages and envelope are with the batch
+    assert "access_token=<redacted>" in br_bad["query"] and json.loads(br_bad["body"]) == {"oops": 1}
+    assert "commands" in br_bad["reason"]
+    assert json.loads(br_ok["body"])["commands"][0]["data"]["event_type"] == "br-buy"
+    assert json.loads(br_ok["answer"])["success"] is True
+    assert app_ok["method"] == "GET" and json.loads(app_ok["answer"])["segments"]
+    assert nothing["api"] is None and nothing["query"] == "x=1" and "no route" in nothing["reason"]
+    # a refusal links to its raw request
+    refusal = get(inspected, "/_collector/refusals")["refusals"][-1]
+    assert refusal["code"] == "unauthorized" and refusal["request_id"] == dp_bad["id"]
+    get(inspected, "/_collector/request?id=999", status=404)
+    assert get(inspected, "/_collector/requests?api=Nope", status=400)["code"] == "bad_request"
+
+
+def test_a_batch_s_envelope_and_an_absent_sent_at(inspected: Collector) -> None:
+    """/_collector/batch?id= shows the envelope (sentAt and the other top-level members) and headers
+    (Authorization redacted); a batch without sentAt says so (null) and its messages say it too."""
+    assert post_batch(inspected, [{"type": "track", "event": "E", "userId": "u", "messageId": "e-1"}],
+                      sentAt="2024-05-05T05:05:05Z", context={"ip": "10.0.0.1"}, writeKey="leak") == 200
+    assert post_batch(inspected, [{"type": "track", "event": "E", "userId": "u", "messageId": "e-2"}]) == 200
+    first = get(inspected, "/_collector/batch?id=1")["batch"]
+    assert first["sent_at"] == "2024-05-05T05:05:05Z"
+    assert first["envelope"] == {"sentAt": "2024-05-05T05:05:05Z", "context": {"ip": "10.0.0.1"},
+                                 "writeKey": "<redacted>"}
+    assert first["headers"]["Authorization"] == "<redacted>" and "leak" not in json.dumps(first)
+    second = get(inspected, "/_collector/batch?id=2")["batch"]
+    assert second["sent_at"] is None and second["envelope"] == {}
+    assert get(inspected, "/_collector/event?id=2")["summary"]["sent_at"] is None
+    assert [b["sent_at"] for b in get(inspected, "/_collector/batches")["batches"]] == [None, "2024-05-05T05:05:05Z"]
+    get(inspected, "/_collector/batch?id=3", status=404)
+
+
+def test_without_kept_messages_no_request_is_kept() -> None:
+    """keep_messages=False (long load runs) keeps no request bodies either."""
+    with Collector(write_keys={WRITE_KEY}, keep_messages=False) as c:
+        send_every_api(c)
+        data = get(c, "/_collector/requests")
+        assert data == {"requests": [], "matching": 0, "apis": list(Collector.API_NAMES), "kept": False}
+        assert all(r.request_id is None for r in c.refused)
