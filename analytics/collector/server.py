@@ -262,15 +262,17 @@ def _answer_reason(status: int, body: bytes) -> Optional[str]:
     except ValueError:
         return body[:300].decode("utf-8", "replace")
     if isinstance(doc, dict):
-        if isinstance(doc.get("message"), str):
-            return doc["message"]
+        message = doc.get("message")
+        if isinstance(message, str):
+            return message
         errors = doc.get("errors")
         if isinstance(errors, list) and errors:
             texts = [e.get("message") or e.get("detail") if isinstance(e, dict) else e for e in errors]
             return "; ".join(str(t) for t in texts if t is not None) or None
         meta = doc.get("meta")
-        if isinstance(meta, dict) and isinstance(meta.get("error"), str):
-            return meta["error"]
+        error = meta.get("error") if isinstance(meta, dict) else None
+        if isinstance(error, str):
+            return error
     return None
 
 

@@ -254,7 +254,7 @@ class SQLiteStore:
         self._conn = conn
         self._next_message = self._scalar("SELECT COALESCE(MAX(id), 0) FROM messages") + 1
         #: The id the next recorded request gets (the collector allocates them, see next_request_id).
-        self._next_request = self._scalar("SELECT COALESCE(MAX(id), 0) FROM requests") + 1
+        self._next_request = int(self._scalar("SELECT COALESCE(MAX(id), 0) FROM requests")) + 1
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -319,7 +319,7 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
             self._next_message = first + len(messages)
-            return batch_id
+            return int(batch_id or 0)
 
     def add_refusal(self, received_at: float, status: int, code: str, reason: str, raw_size: int,
                     method: str, path: str, counters: Mapping[str, Any], request_id: Optional[int] = None) -> None:
