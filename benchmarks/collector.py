@@ -106,10 +106,10 @@ class BenchCollector(Collector):
         self._last_at = 0.0
         self._last_new_at = 0.0
 
-    def _accept(self, batch: Batch, stored_then_dropped: bool) -> None:
+    def _accept(self, batch: Batch, stored_then_dropped: bool) -> int:
         with self._lock:
             before = len(self._ids)
-        super()._accept(batch, stored_then_dropped)
+        batch_id = super()._accept(batch, stored_then_dropped)
         now = time.time()
         with self._lock:
             if not self._first_at:
@@ -117,6 +117,7 @@ class BenchCollector(Collector):
             self._last_at = now
             if len(self._ids) > before:
                 self._last_new_at = max(self._last_new_at, now)
+        return batch_id
 
     def stats(self) -> Dict[str, Any]:
         out = super().stats()

@@ -101,6 +101,24 @@ def test_accepts_a_plain_batch_and_records_it(collector: Collector) -> None:
     assert collector.messages == batch.messages
 
 
+@pytest.mark.parametrize("db", [False, True])
+def test_a_batch_without_sent_at_is_accepted_and_recorded_as_such(tmp_path: Path, db: bool) -> None:
+    """sentAt is optional (as in the Data Pipelines API): a batch without one gets 200 and is recorded
+    with sent_at None and an envelope without sentAt, in memory and in a database; one with it keeps it."""
+    with Collector(db_path=str(tmp_path / "c.db") if db else None) as c:
+        without = json.dumps({"batch": [track(0)], "context": {"library": {"name": "x"}}}).encode()
+        r = post(c, without)
+        assert r.status_code == 200 and r.json() == {"success": True}
+        assert post(c, body([track(1)])).status_code == 200
+        first, second = c.batches
+        assert first.sent_at is None and first.envelope == {"context": {"library": {"name": "x"}}}
+        assert second.sent_at == "2026-11-01T12:00:00.000Z"
+        assert second.envelope == {"sentAt": "2026-11-01T12:00:00.000Z"}
+        assert [m["messageId"] for m in c.messages] == [track(0)["messageId"], track(1)["messageId"]]
+        assert c.batch(1) is not None and c.batch(1).sent_at is None  # type: ignore[union-attr]
+        assert c.stats()["accepted_batches"] == 2 and c.refused == []
+
+
 def test_accepts_a_gzipped_batch_and_records_both_sizes(collector: Collector) -> None:
     """A gzipped body is un-gzipped; raw_size is the decompressed size, compressed_size the wire size."""
     data = body([track(i) for i in range(50)])
@@ -197,11 +215,11 @@ def test_body_of_exactly_500000_bytes_is_accepted(collector: Collector) -> None:
         (b"[]", "must be a JSON object"),
         (json.dumps({"sentAt": "x"}).encode(), "batch"),
         (json.dumps({"batch": {}, "sentAt": "x"}).encode(), "batch"),
-        (json.dumps({"batch": []}).encode(), "sentAt"),
+        (json.dumps({"batch": [], "sentAt": 1700000000}).encode(), "sentAt must be a string"),
     ],
 )
 def test_malformed_body_is_400(collector: Collector, data: bytes, words: str) -> None:
-    """Invalid JSON, a non-object, or a missing batch list / sentAt string get 400 bad_request."""
+    """Invalid JSON, a non-object, a missing batch list or a sentAt that is not a string get 400 bad_request."""
     r = post(collector, data)
     assert r.status_code == 400
     assert r.json()["code"] == "bad_request"
@@ -821,6 +839,7 @@ def test_cli_prints_its_url_serves_and_exits_on_signal(tmp_path: Path, signum: i
     root = Path(analytics.collector.__file__).resolve().parents[2]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")  # the default database goes there, never into the cwd
     proc = subprocess.Popen(
         [sys.executable, "-m", "analytics.collector", "--write-key", KEY],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -837,7 +856,9 @@ def test_cli_prints_its_url_serves_and_exits_on_signal(tmp_path: Path, signum: i
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0
         out, err = proc.communicate(timeout=5)
-        assert out == "" and err == ""  # exactly one line, no request logging
+        db = tmp_path / "data" / "cdp-relay" / "collector.db"
+        # exactly one line on stdout; on stderr only where the records are kept, no request logging
+        assert out == "" and err == f"records: {db} (kept across restarts; --reset empties it)\n"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -177,11 +177,19 @@ def test_storing_costs_little_per_message(tmp_path: Path) -> None:
     assert elapsed < 10, f"5,000 messages took {elapsed:.1f} s"
 
 
-def _start(db: Path, *extra: str) -> "tuple[subprocess.Popen, str]":
+def _start(db: "Path | None", *extra: str, cwd: "Path | None" = None,
+           env_overrides: "Dict[str, str | None] | None" = None) -> "tuple[subprocess.Popen, str]":
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.Popen([sys.executable, "-m", "analytics", "collector", "--db", str(db), *extra],
-                            cwd=db.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for name, value in (env_overrides or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    where = ["--db", str(db)] if db is not None else []
+    proc = subprocess.Popen([sys.executable, "-m", "analytics", "collector", *where, *extra],
+                            cwd=cwd or (db.parent if db is not None else None), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert line.startswith("listening on http://127.0.0.1:"), (line, proc.poll())
@@ -216,6 +224,49 @@ def test_the_collector_command_keeps_a_file_across_restarts(tmp_path: Path) -> N
         _stop(proc)
 
 
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="the XDG layout of Linux and other Unix systems")
+@pytest.mark.parametrize("xdg", [True, False])
+def test_the_command_keeps_its_default_database_in_the_user_data_directory(tmp_path: Path, xdg: bool) -> None:
+    """Without --db the command keeps its records in $XDG_DATA_HOME/cdp-relay/collector.db (or
+    ~/.local/share/cdp-relay/ when XDG_DATA_HOME is unset), says so on stderr at start, writes
+    nothing in the directory it was started from, and a restart from elsewhere serves the same records."""
+    home, work, elsewhere = tmp_path / "home", tmp_path / "work", tmp_path / "elsewhere"
+    for d in (home, work, elsewhere):
+        d.mkdir()
+    data = tmp_path / "xdg-data"
+    overrides: Dict[str, Any] = {"HOME": str(home), "XDG_DATA_HOME": str(data) if xdg else None}
+    expected = (data if xdg else home / ".local" / "share") / "cdp-relay" / "collector.db"
+    proc, url = _start(None, cwd=work, env_overrides=overrides)
+    try:
+        assert proc.stderr is not None
+        said = proc.stderr.readline()
+        assert said.startswith(f"records: {expected} "), said
+        assert post_to(url, [{"type": "track", "userId": "u", "event": "Kept", "messageId": "k-1"}]) == 200
+        assert requests.get(url + "/_collector/events", timeout=TIMEOUT).json()["stored"] == str(expected)
+    finally:
+        _stop(proc)
+    assert expected.is_file() and list(work.iterdir()) == []
+    assert (expected.parent.stat().st_mode & 0o777) == 0o700
+    proc, url = _start(None, cwd=elsewhere, env_overrides=overrides)
+    try:
+        assert requests.get(url + "/_collector/stats", timeout=TIMEOUT).json()["messages"] == 1
+    finally:
+        _stop(proc)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_command_says_where_it_cannot_make_its_data_directory(tmp_path: Path) -> None:
+    """A data directory that cannot be made: one line naming it and the way out (--db), exit 2."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_DATA_HOME=str(blocker), HOME=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "analytics", "collector"], capture_output=True, text=True, env=env,
+                       cwd=tmp_path, timeout=30)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"error: cannot create the data directory {blocker / 'cdp-relay'}")
+    assert "--db PATH" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_the_collector_command_reports_an_unusable_database(tmp_path: Path) -> None:
     """A --db that cannot be used: one line on stderr, exit 2."""
     env = dict(os.environ)
@@ -231,3 +282,41 @@ def test_the_collector_command_reports_an_unusable_database(tmp_path: Path) -> N
 def post_to(url: str, messages: List[Dict[str, Any]]) -> int:
     body = json.dumps({"batch": messages, "sentAt": "2024-01-01T00:00:00Z"})
     return requests.post(url + "/v1/batch", data=body, auth=("k", ""), timeout=TIMEOUT).status_code
+
+
+_V1_SCHEMA = """
+CREATE TABLE batches (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, sent_at TEXT NOT NULL,
+    key_hint TEXT NOT NULL, raw_size INTEGER NOT NULL, compressed_size INTEGER, messages INTEGER NOT NULL,
+    first_message INTEGER NOT NULL, headers TEXT NOT NULL);
+CREATE TABLE messages (id INTEGER PRIMARY KEY, batch_id INTEGER NOT NULL, type TEXT NOT NULL, event TEXT,
+    user_id TEXT, anonymous_id TEXT, message_id TEXT NOT NULL, timestamp TEXT, duplicate INTEGER NOT NULL, body TEXT);
+CREATE TABLE refusals (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, status INTEGER NOT NULL,
+    code TEXT NOT NULL, reason TEXT NOT NULL, raw_size INTEGER NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL);
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO batches VALUES (1, 1700000000.0, '2023-11-14T22:13:20Z', 'abcd…', 90, NULL, 1, 1, '{}');
+INSERT INTO messages VALUES (1, 1, 'track', 'Old', 'u', NULL, 'old-1', NULL, 0,
+    '{"type":"track","event":"Old","userId":"u","messageId":"old-1"}');
+INSERT INTO refusals VALUES (1, 1700000001.0, 401, 'unauthorized', 'unknown write key', 10, 'POST', '/v1/batch');
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_database_is_brought_up_to_date(tmp_path: Path) -> None:
+    """A file written before requests were kept opens: its records read as before, new ones are kept."""
+    db = tmp_path / "v1.db"
+    conn = sqlite3.connect(str(db))
+    conn.executescript(_V1_SCHEMA)
+    conn.close()
+    with Collector(db_path=str(db)) as c:
+        assert [m["messageId"] for m in c.messages] == ["old-1"]
+        [batch] = c.batches
+        assert batch.sent_at == "2023-11-14T22:13:20Z" and batch.envelope == {}
+        assert [(r.code, r.request_id) for r in c.refused] == [("unauthorized", None)]
+        assert post(c, [{"type": "track", "userId": "u", "event": "New", "messageId": "new-1"}]).status_code == 200
+        kept, total = c.exchanges()
+        assert total == 1 and kept[0].batch_id == 2 and kept[0].api == "Data Pipelines"
+    conn = sqlite3.connect(str(db))
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    finally:
+        conn.close()

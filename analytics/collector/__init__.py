@@ -6,10 +6,11 @@ free port), validates and records what arrives, and can inject faults.  Run
 library only.  See :mod:`analytics.collector.server` for the full contract,
 :mod:`analytics.collector.storage` for ``Collector(db_path=...)`` (records in
 SQLite, kept across restarts) and :mod:`analytics.collector.inspector` for the
-inspector page served at ``c.url + "/"``.
+inspector page served at ``c.url + "/"`` (with :meth:`Collector.exchanges`, the
+requests to every API it serves, as :class:`Exchange` records).
 """
 
-from .server import Batch, Collector, Refusal
+from .server import Batch, Collector, Exchange, Refusal
 from .storage import StoreError
 
-__all__ = ["Collector", "Batch", "Refusal", "StoreError"]
+__all__ = ["Collector", "Batch", "Refusal", "Exchange", "StoreError"]

@@ -17,8 +17,10 @@ Contract of ``POST /v1/batch``, checked in this order:
 2. ``Content-Encoding: gzip`` is un-gzipped (a bad stream: 400 ``bad_request``;
    any other encoding but ``identity``: 415 ``unsupported_encoding``).
 3. More than 500,000 bytes after un-gzipping: 413 ``payload_too_large``.
-4. The body must be a JSON object with a ``batch`` list and a ``sentAt`` string
-   (otherwise 400 ``bad_request``).  Every message must be valid (see
+4. The body must be a JSON object with a ``batch`` list (otherwise 400
+   ``bad_request``).  ``sentAt`` is optional, as in the Data Pipelines API; when
+   present it must be a string (400 otherwise).  A batch without one is recorded
+   with ``Batch.sent_at`` None (its ``envelope`` has no ``sentAt``).  Every message must be valid (see
    :func:`message_problem`) and at most 32,768 bytes as compact UTF-8 JSON
    (``json.dumps(m, separators=(",", ":"), ensure_ascii=False)``; measured
    exactly, though a message is only re-encoded when its length in the body
@@ -38,6 +40,13 @@ API: one shared queue), before auth; or drawn at random after
 misbehaving server.  :meth:`Collector.outage` (or :meth:`Collector.down` and
 :meth:`Collector.up`) takes the whole server away: connections to its port are
 refused until it listens again, on the same port.
+
+With ``keep_messages`` (the default) every request to an API route, or to a
+path no route serves, is also kept as an :class:`Exchange`: the API it was
+for, its headers with credentials redacted, its body as received (un-gzipped,
+up to 256 KiB; for an accepted ``/v1/batch``, whose messages are kept anyway,
+only the envelope), the status answered and, when refused, why (see
+:meth:`Collector.exchanges`).  The inspector page shows them.
 
 Every ``POST /v1/batch`` and every API-route request is also logged as a :class:`Request` (arrival time,
 when and how it was answered, the Retry-After sent, whether the batch was
@@ -87,7 +96,7 @@ import time
 import weakref
 import zlib
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,7 +108,7 @@ from . import bloomreach as _bloomreach
 from . import inspector as _inspector
 from .appapi import AppAPIRoutes, AppAPIStore
 from .bloomreach import BloomreachRoutes, BloomreachStore
-from .storage import SQLiteStore, StoreError
+from .storage import SQLiteStore, StoreError, redact_headers, redact_query
 from .trackapi import TrackAPIRoutes, TrackAPIStore
 
 __all__ = [
@@ -107,6 +116,8 @@ __all__ = [
     "Batch",
     "Refusal",
     "Request",
+    "Exchange",
+    "API_NAMES",
     "message_problem",
     "MAX_BODY_BYTES",
     "MAX_MESSAGE_BYTES",
@@ -152,12 +163,14 @@ class Batch:
     """One accepted ``POST /v1/batch``."""
 
     messages: List[Dict[str, Any]]
-    sent_at: str
+    sent_at: Optional[str]  #: the body's ``sentAt``; None when it had none
     write_key: str
     raw_size: int  #: body bytes after un-gzipping
     compressed_size: Optional[int]  #: body bytes on the wire when gzipped, else None
     headers: Dict[str, str]
     received_at: float  #: time.time() when the body had been read
+    #: The body's other members (``sentAt``, ``context``...) but ``batch``; a ``writeKey`` redacted.
+    envelope: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -174,6 +187,93 @@ class Refusal:
     raw_size: int  #: body bytes after un-gzipping when that got that far, else as received
     method: str = ""  #: the request's method, when known
     path: str = ""  #: the request's path (no query), when known
+    request_id: Optional[int] = None  #: the :class:`Exchange` that keeps the request (keep_messages only)
+
+
+#: The APIs the collector serves, as :attr:`Exchange.api` names them.
+API_NAMES = ("Data Pipelines", "Track API", "App API", "Bloomreach")
+#: The most body text an :class:`Exchange` keeps (the rest is cut, and said to be).
+MAX_KEPT_BODY = 256 * 1024
+#: The most answer text an :class:`Exchange` keeps.
+MAX_KEPT_ANSWER = 16 * 1024
+
+
+@dataclass
+class Exchange:
+    """One request to an API route (or to a path none serves) and what was answered.
+
+    Kept with ``keep_messages`` (see :meth:`Collector.exchanges`); ids count from 1
+    in arrival order.  ``headers`` have credentials redacted (``Authorization``,
+    ``Cookie``) and ``query`` credential parameters (``access_token``...).
+    ``body`` is the body as received, as text (un-gzipped when it was gzip; at
+    most :data:`MAX_KEPT_BODY` characters), or None when not kept: an accepted
+    ``/v1/batch`` keeps its messages and envelope in its :class:`Batch` instead
+    (``batch_id``).  ``body_note`` says what was done to it.
+    """
+
+    id: int
+    received_at: float
+    api: Optional[str]  #: one of :data:`API_NAMES`, or None for a path no API serves
+    method: str
+    path: str
+    query: str
+    headers: Dict[str, str]
+    body: Optional[str]
+    body_size: int  #: bytes on the wire
+    body_note: Optional[str] = None
+    status: int = 0  #: what was answered; 0: no answer (the connection was dropped)
+    code: Optional[str] = None  #: the refusal's code, when refused
+    reason: Optional[str] = None  #: why it was refused (the answer's message when no reason was recorded)
+    answer: Optional[str] = None  #: the answer's body, as text (at most MAX_KEPT_ANSWER characters)
+    batch_id: Optional[int] = None  #: the accepted Data Pipelines batch, 1-based
+
+    @property
+    def refused(self) -> bool:
+        """Answered outside 2xx, or not answered at all."""
+        return not 200 <= self.status <= 299
+
+
+def _body_text(body: bytes, encoding: str) -> Tuple[str, Optional[str]]:
+    """(text to show, note) for a request body as received: un-gzipped when it is gzip,
+    decoded as UTF-8 (bad bytes replaced), cut at :data:`MAX_KEPT_BODY` characters."""
+    note: Optional[str] = None
+    raw = body
+    if encoding in ("gzip", "x-gzip"):
+        try:
+            raw, size = _gunzip(body, MAX_KEPT_BODY * 4)
+            note = f"gzip: {len(body):,} bytes on the wire, {size:,} un-gzipped"
+        except zlib.error as exc:
+            return "", f"{len(body):,} bytes labelled gzip that are not valid gzip ({exc})"
+    elif encoding not in ("", "identity"):
+        return "", f"{len(body):,} bytes in Content-Encoding {encoding!r} (not shown)"
+    text = raw.decode("utf-8", "replace")
+    if len(text) > MAX_KEPT_BODY:
+        text = text[:MAX_KEPT_BODY]
+        note = (note + "; " if note else "") + f"cut at {MAX_KEPT_BODY:,} characters"
+    return text, note
+
+
+def _answer_reason(status: int, body: bytes) -> Optional[str]:
+    """The reason an error answer gives (its ``message``, ``errors`` or ``meta.error``), if any."""
+    if 200 <= status <= 299 or not body:
+        return None
+    try:
+        doc = json.loads(body[:MAX_KEPT_ANSWER])
+    except ValueError:
+        return body[:300].decode("utf-8", "replace")
+    if isinstance(doc, dict):
+        message = doc.get("message")
+        if isinstance(message, str):
+            return message
+        errors = doc.get("errors")
+        if isinstance(errors, list) and errors:
+            texts = [e.get("message") or e.get("detail") if isinstance(e, dict) else e for e in errors]
+            return "; ".join(str(t) for t in texts if t is not None) or None
+        meta = doc.get("meta")
+        error = meta.get("error") if isinstance(meta, dict) else None
+        if isinstance(error, str):
+            return error
+    return None
 
 
 @dataclass
@@ -566,6 +666,9 @@ class Collector:
 
     All records are guarded by one lock; the accessors return copies.
     """
+
+    #: The APIs served, as :attr:`Exchange.api` names them.
+    API_NAMES = API_NAMES
 
     def __init__(
         self,
@@ -960,7 +1063,7 @@ class Collector:
                 return []
             return [
                 Batch(messages, row["sent_at"], row["key_hint"], row["raw_size"], row["compressed_size"],
-                      row["headers"], row["received_at"])
+                      row["headers"], row["received_at"], row["envelope"] or {})
                 for row, messages in self._store.batches()
             ]
         with self._lock:
@@ -979,11 +1082,59 @@ class Collector:
         """Every non-2xx answer and dropped connection, injected faults included."""
         if self._store is not None:
             return [
-                Refusal(r["status"], r["code"], r["reason"], r["received_at"], r["raw_size"], r["method"], r["path"])
+                Refusal(r["status"], r["code"], r["reason"], r["received_at"], r["raw_size"], r["method"], r["path"],
+                        r["request_id"])
                 for r in self._store.refusals()
             ]
         with self._lock:
             return list(self._refused)
+
+    def exchanges(self, api: Optional[str] = None, refused: Optional[bool] = None,
+                  before: Optional[int] = None, limit: Optional[int] = None) -> Tuple[List[Exchange], int]:
+        """Kept requests (see :class:`Exchange`), newest first, and how many match in all.
+
+        ``api`` keeps one API's (one of :data:`API_NAMES`; ``""``: paths no API
+        serves); ``refused`` True only the refused or dropped ones, False only
+        the 2xx ones; ``before`` only ids below it; ``limit`` at most that many.
+        From a database the summaries come without ``headers``, ``body`` and
+        ``answer`` (:meth:`exchange` has them).  Empty without keep_messages.
+        """
+        if self._store is not None:
+            rows, total = self._store.find_requests(api, refused, before, limit if limit is not None else 1 << 30)
+            return [Exchange(headers={}, body=None, body_note=None, answer=None, **r) for r in rows], total
+        with self._lock:
+            kept = list(self._exchanges.values())
+        wanted = [
+            e for e in kept
+            if (api is None or (e.api or "") == api) and (refused is None or e.refused == refused)
+        ]
+        wanted.sort(key=lambda e: e.id, reverse=True)
+        total = len(wanted)
+        if before is not None:
+            wanted = [e for e in wanted if e.id < before]
+        return [replace(e) for e in wanted[:limit]], total
+
+    def exchange(self, exchange_id: int) -> Optional[Exchange]:
+        """One kept request in full, or None."""
+        if self._store is not None:
+            row = self._store.request(exchange_id)
+            return None if row is None else Exchange(**row)
+        with self._lock:
+            found = self._exchanges.get(exchange_id)
+        return None if found is None else replace(found, headers=dict(found.headers))
+
+    def batch(self, batch_id: int) -> Optional[Batch]:
+        """One accepted batch by its 1-based id, without its messages (see :attr:`batches`), or None."""
+        if self._store is not None:
+            row = self._store.batch(batch_id)
+            if row is None:
+                return None
+            return Batch([], row["sent_at"], row["key_hint"], row["raw_size"], row["compressed_size"],
+                         row["headers"], row["received_at"], row["envelope"] or {})
+        with self._lock:
+            if not 1 <= batch_id <= len(self._batches):
+                return None
+            return replace(self._batches[batch_id - 1], messages=[])
 
     @property
     def store(self) -> Optional[SQLiteStore]:
@@ -1139,6 +1290,8 @@ class Collector:
         self._retry_until = 0.0
         self._request_log: List[Request] = []
         self._outages: List[List[Any]] = []
+        self._exchanges: Dict[int, Exchange] = {}  # in memory (without db_path), by id
+        self._next_exchange = 1
         #: What the Customer.io Track API routes received.
         self.track_api = TrackAPIStore()
         #: What the Bloomreach routes received.
@@ -1195,6 +1348,12 @@ class Collector:
     def _refuse(self, status: int, code: str, reason: str, raw_size: int, received_at: float) -> None:
         method = getattr(_current, "method", "")
         path = getattr(_current, "path", "")
+        exchange: Optional[Exchange] = getattr(_current, "exchange", None)
+        request_id = None
+        if exchange is not None:
+            request_id = exchange.id
+            if exchange.reason is None or (exchange.code == "fault" and code != "fault"):
+                exchange.code, exchange.reason = code, reason
         with self._lock:
             self._refusal_count += 1
             self._refusals_by_code[code] = self._refusals_by_code.get(code, 0) + 1
@@ -1202,9 +1361,46 @@ class Collector:
                 self._dropped += 1
             if self._store is not None:
                 self._store.add_refusal(received_at, status, code, reason, raw_size, method, path,
-                                        self._counter_state())
+                                        self._counter_state(), request_id)
             else:
-                self._refused.append(Refusal(status, code, reason, received_at, raw_size, method, path))
+                self._refused.append(Refusal(status, code, reason, received_at, raw_size, method, path, request_id))
+
+    def _open_exchange(self, api: Optional[str], method: str, path: str, query: str,
+                       headers: Sequence[Tuple[str, str]], body: bytes, encoding: str,
+                       received_at: float) -> Exchange:
+        """Begin keeping one request (its id is taken now; it is kept by :meth:`_close_exchange`)."""
+        if self._store is not None:
+            number = self._store.next_request_id()
+        else:
+            with self._lock:
+                number = self._next_exchange
+                self._next_exchange += 1
+        if api == "Data Pipelines" and method == "POST":
+            text: Optional[str] = None  # parsed later: an accepted batch keeps its envelope, a refused one this
+            note: Optional[str] = None
+        else:
+            text, note = _body_text(body, encoding)
+        return Exchange(number, received_at, api, method, path, redact_query(query),
+                        redact_headers(dict(headers)), text, len(body), note)
+
+    def _close_exchange(self, exchange: Exchange, status: int, answer: bytes, body: bytes, encoding: str) -> None:
+        """Keep ``exchange`` as answered with ``status`` (0: dropped) and ``answer``;
+        ``body`` and ``encoding`` are the request's, as received."""
+        exchange.status = status
+        if answer:
+            exchange.answer = answer[:MAX_KEPT_ANSWER].decode("utf-8", "replace")
+        if exchange.reason is None:
+            exchange.reason = _answer_reason(status, answer)
+        if exchange.body is None and exchange.batch_id is None:
+            exchange.body, exchange.body_note = _body_text(body, encoding)  # a /v1/batch that was not accepted
+        elif exchange.batch_id is not None:
+            exchange.body_note = "accepted: its messages and envelope are kept with its batch"
+        if self._store is not None:
+            row = dict(exchange.__dict__)
+            self._store.add_request(row)
+            return
+        with self._lock:
+            self._exchanges[exchange.id] = exchange
 
     def _open_retry_window(self, fault: _Fault) -> Optional[float]:
         """Note until when the Retry-After this fault is about to send asks clients to wait."""
@@ -1224,7 +1420,8 @@ class Collector:
         with self._lock:
             record.status = 0
 
-    def _accept(self, batch: Batch, stored_then_dropped: bool) -> None:
+    def _accept(self, batch: Batch, stored_then_dropped: bool) -> int:
+        """Record an accepted batch; returns its 1-based id."""
         messages = batch.messages
         store = self._store
         with self._changed:
@@ -1256,14 +1453,17 @@ class Collector:
                 self._largest_messages = len(messages)
             if stored_then_dropped:
                 self._dropped += 1
+            batch_id = self._accepted_batches
             if store is not None:
-                store.add_batch(batch.received_at, batch.sent_at, batch.write_key, batch.raw_size,
-                                batch.compressed_size, batch.headers, messages, flags, self.keep_messages,
-                                self._counter_state())
+                batch_id = store.add_batch(batch.received_at, batch.sent_at, batch.write_key, batch.raw_size,
+                                           batch.compressed_size, batch.headers, messages, flags,
+                                           self.keep_messages, self._counter_state(), batch.envelope)
             elif self.keep_messages:
                 self._batches.append(batch)
                 self._messages.extend(messages)
+                batch_id = len(self._batches)
             self._changed.notify_all()
+        return batch_id
 
     def _messages_since(self, since: int) -> bytes:
         if self._store is not None:
@@ -1389,6 +1589,8 @@ _current = threading.local()
 
 
 _CONTROL = "/_collector/"
+#: The inspector page's own paths (not API requests: not kept as exchanges).
+_PAGE_PATHS = frozenset({"/", "/inspector", "/favicon.ico"})
 _ROUTES: Dict[str, Dict[str, str]] = {
     "/v1/batch": {"POST": "_post_batch"},
     "/_collector/stats": {"GET": "_get_stats"},
@@ -1403,6 +1605,10 @@ _ROUTES: Dict[str, Dict[str, str]] = {
     "/_collector/event": {"GET": "_get_inspector_data"},
     "/_collector/batches": {"GET": "_get_inspector_data"},
     "/_collector/refusals": {"GET": "_get_inspector_data"},
+    "/_collector/requests": {"GET": "_get_inspector_data"},
+    "/_collector/request": {"GET": "_get_inspector_data"},
+    "/_collector/batch": {"GET": "_get_inspector_data"},
+    "/_collector/export": {"GET": "_get_export"},
     **{f"/_collector/static/{name}": {"GET": "_get_static"} for name in _inspector.STATIC_FILES},
 }
 _MAX_LINE = 65536
@@ -1422,6 +1628,17 @@ _OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
     % (len(_OK_BODY), _OK_BODY)
 )
+
+
+def _api_of(path: str) -> Optional[str]:
+    """Which API a request path belongs to (one of API_NAMES), whatever its method; None for none."""
+    if path == "/v1/batch":
+        return "Data Pipelines"
+    for routes, name in ((TrackAPIRoutes, "Track API"), (BloomreachRoutes, "Bloomreach"), (AppAPIRoutes, "App API")):
+        for _, pattern, _ in routes.ROUTES:
+            if pattern.fullmatch(path):
+                return name
+    return None
 
 
 class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHandler):
@@ -1452,6 +1669,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
     def handle_one_request(self) -> None:
         """Read one request's head, then route it (``_route`` reads the body)."""
         self.close_connection = True  # until a whole head has been read
+        _current.exchange = None
         collector = self.server.collector
         try:
             # Idle between requests up to idle_timeout; once one has begun, each read
@@ -1482,6 +1700,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             self.close_connection = True
             self._send(500, _error("internal", "the collector failed on this request"))
         finally:
+            self._keep_exchange(0, b"")  # a request whose answer could not be written: kept as unanswered
             collector._landed()
 
     def _read_head(self) -> Optional[str]:
@@ -1531,10 +1750,18 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return None
 
+    def _keep_exchange(self, status: int, answer: bytes) -> None:
+        """Keep the request being answered (see Exchange), once, before its answer leaves."""
+        exchange = getattr(_current, "exchange", None)
+        if exchange is not None:
+            _current.exchange = None
+            self.server.collector._close_exchange(exchange, status, answer, *_current.request_body)
+
     def _send(self, status: int, body: bytes, headers: Sequence[Tuple[str, str]] = (),
               content_type: str = "application/json") -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s %s -> %d", self.command, self.path.partition("?")[0], status)
+        self._keep_exchange(status, body)
         self.connection.settimeout(self.server.collector.read_timeout)  # a late read left less
         if status == 200 and body is _OK_BODY and not headers and not self.close_connection \
                 and self.request_version == "HTTP/1.1":
@@ -1554,6 +1781,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
 
     def _reset_connection(self) -> None:
         """Close with a TCP reset (SO_LINGER 0) so the client sees the connection aborted."""
+        self._keep_exchange(0, b"")
         self.close_connection = True
         try:
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -1632,6 +1860,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             hosts.append(authority)
         path, _, query = target.partition("?")
         _current.method, _current.path = self.command, path
+        _current.exchange = None
         collector = self.server.collector
         methods = _ROUTES.get(path)
         api = None
@@ -1649,6 +1878,11 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             self.close_connection = True
             return
         control = path.startswith(_CONTROL)
+        if collector.keep_messages and not control and path not in _PAGE_PATHS:
+            encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
+            _current.exchange = collector._open_exchange(
+                _api_of(path), self.command, path, query, self._header_items, body, encoding, time.time())
+            _current.request_body = (body, encoding)
         refusal: Optional[Tuple[int, str, str]] = None
         foreign = next((h for h in hosts if h is not None and not collector._serves(h)), None)
         if foreign is not None:
@@ -1728,7 +1962,10 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         received_at = record.received_at
         outcome = self._check_batch(body, received_at)
         if isinstance(outcome, Batch):
-            collector._accept(outcome, stored_then_dropped=fault is not None)
+            batch_id = collector._accept(outcome, stored_then_dropped=fault is not None)
+            exchange = getattr(_current, "exchange", None)
+            if exchange is not None:
+                exchange.batch_id = batch_id
             record.stored, record.messages = True, len(outcome.messages)
             self._answer(record, 0 if fault is not None else 200, _OK_BODY)
             return
@@ -1797,8 +2034,8 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         if type(messages) is not list:
             return 400, "bad_request", "body needs a batch list", raw_size
         sent_at = doc.get("sentAt")
-        if type(sent_at) is not str:
-            return 400, "bad_request", "body needs a sentAt string", raw_size
+        if sent_at is not None and type(sent_at) is not str:
+            return 400, "bad_request", "sentAt must be a string (an ISO-8601 time) when present", raw_size
         for i, m in enumerate(messages):
             problem = message_problem(m)
             if problem is not None:
@@ -1818,7 +2055,8 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
                                 f"batch[{i}]: message is {size} bytes encoded, "
                                 f"over the {MAX_MESSAGE_BYTES}-byte limit", raw_size)
         headers = dict(self._header_items) if collector.keep_messages else {}
-        return Batch(messages, sent_at, key, raw_size, compressed_size, headers, received_at)
+        envelope = {k: ("<redacted>" if k == "writeKey" else v) for k, v in doc.items() if k != "batch"}
+        return Batch(messages, sent_at, key, raw_size, compressed_size, headers, received_at, envelope)
 
     def _write_key(self) -> Optional[str]:
         header = self._fields.get("authorization")
@@ -1868,6 +2106,13 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         what = self.path.partition("?")[0].rsplit("/", 1)[-1]
         status, data = _inspector.answer(self.server.collector, what, parse_qs(query))
         self._send(status, data, _inspector.DATA_HEADERS)
+
+    def _get_export(self, body: bytes, query: str) -> None:
+        status, data = _inspector.export(self.server.collector, parse_qs(query))
+        if status != 200:
+            self._send(status, data, _inspector.DATA_HEADERS)
+            return
+        self._send(200, data, _inspector.EXPORT_HEADERS, "application/x-ndjson")
 
     def _post_reset(self, body: bytes, query: str) -> None:
         self.server.collector.reset()

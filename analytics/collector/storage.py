@@ -16,13 +16,21 @@ What is stored about a batch never includes the write key: only a hint (its
 first four characters) and the request headers with ``Authorization``
 redacted.
 
-Schema version 1 (``PRAGMA user_version``)::
+Schema version 2 (``PRAGMA user_version``; a version 1 file is brought up to
+date when opened)::
 
     batches   (id, received_at, sent_at, key_hint, raw_size, compressed_size,
-               messages, first_message, headers)
+               messages, first_message, headers, envelope)
+                                                -- sent_at '' and no sentAt in the
+                                                   envelope: the body had none
     messages  (id, batch_id, type, event, user_id, anonymous_id, message_id,
                timestamp, duplicate, body)      -- body NULL unless keep_messages
-    refusals  (id, received_at, status, code, reason, raw_size, method, path)
+    refusals  (id, received_at, status, code, reason, raw_size, method, path,
+               request_id)                      -- request_id: the row in requests
+    requests  (id, received_at, api, method, path, query, status, code, reason,
+               headers, body, body_size, body_note, answer, batch_id)
+                                                -- every API request, answered or
+                                                   not (only with keep_messages)
     meta      (name, value)                     -- the counters, as JSON
 """
 
@@ -35,12 +43,15 @@ import sqlite3
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["SQLiteStore", "StoreError", "SCHEMA_VERSION", "key_hint", "redact_headers"]
+__all__ = ["SQLiteStore", "StoreError", "SCHEMA_VERSION", "key_hint", "redact_headers", "redact_query",
+           "payload_needle", "payload_text"]
 
 logger = logging.getLogger("customerio.collector")
 
 #: Bumped when the tables change in a way an older file cannot be read.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this one opens (and brings up to date).
+_READABLE = (1, SCHEMA_VERSION)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -52,7 +63,8 @@ CREATE TABLE IF NOT EXISTS batches (
     compressed_size INTEGER,
     messages INTEGER NOT NULL,
     first_message INTEGER NOT NULL,
-    headers TEXT NOT NULL
+    headers TEXT NOT NULL,
+    envelope TEXT
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY,
@@ -76,8 +88,27 @@ CREATE TABLE IF NOT EXISTS refusals (
     reason TEXT NOT NULL,
     raw_size INTEGER NOT NULL,
     method TEXT NOT NULL,
-    path TEXT NOT NULL
+    path TEXT NOT NULL,
+    request_id INTEGER
 );
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    api TEXT,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    query TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    code TEXT,
+    reason TEXT,
+    headers TEXT NOT NULL,
+    body TEXT,
+    body_size INTEGER NOT NULL,
+    body_note TEXT,
+    answer TEXT,
+    batch_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS requests_by_api ON requests (api, id);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -103,6 +134,23 @@ def redact_headers(headers: Mapping[str, str]) -> Dict[str, str]:
         name: ("<redacted>" if name.lower() in ("authorization", "proxy-authorization", "cookie") else value)
         for name, value in headers.items()
     }
+
+
+_SECRET_PARAMS = ("access_token", "api_key", "apikey", "key", "token", "write_key", "writekey", "secret")
+
+
+def redact_query(query: str) -> str:
+    """``query`` (a URL's part after ``?``) with the values of credential parameters
+    (``access_token``, ``api_key``, ``token``...) replaced by ``<redacted>``."""
+    if not query:
+        return query
+    parts = []
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if eq and name.strip().lower() in _SECRET_PARAMS:
+            value = "<redacted>"
+        parts.append(name + eq + value)
+    return "&".join(parts)
 
 
 def _text(value: Any) -> Optional[str]:
@@ -137,6 +185,22 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def payload_needle(text: str) -> str:
+    """``text`` as it appears in a stored message body: ASCII, anything else escaped as JSON
+    writes it (``é`` is ``\\u00e9``), lower case (the search ignores ASCII case).
+
+    The search looks for it in the compact, ASCII-escaped JSON of each whole message,
+    so it finds values and keys of ``properties``, ``traits``, ``context``...
+    (``plan":"pro`` matches a ``plan`` of ``pro``).
+    """
+    return "".join(c if c < "\x80" else json.dumps(c)[1:-1] for c in text).lower()
+
+
+def payload_text(message: Any) -> str:
+    """A message as the payload search reads it (see :func:`payload_needle`)."""
+    return _compact(message).lower()
+
+
 class SQLiteStore:
     """The collector's records in one SQLite database (see the module doc).
 
@@ -167,7 +231,7 @@ class SQLiteStore:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if version == 0 and tables and not {"batches", "messages"} <= tables:
                 raise StoreError(f"{path} is an SQLite database of something else; give another --db path")
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0,) + _READABLE:
                 raise StoreError(
                     f"{path} was written by another version of the collector (schema {version}, "
                     f"this one reads {SCHEMA_VERSION}); give another --db path or delete the file"
@@ -176,6 +240,10 @@ class SQLiteStore:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript(_SCHEMA)
+            # version 1 files: the columns added since (CREATE TABLE IF NOT EXISTS made the new table)
+            for table, column, kind in (("batches", "envelope", "TEXT"), ("refusals", "request_id", "INTEGER")):
+                if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -185,6 +253,8 @@ class SQLiteStore:
             raise
         self._conn = conn
         self._next_message = self._scalar("SELECT COALESCE(MAX(id), 0) FROM messages") + 1
+        #: The id the next recorded request gets (the collector allocates them, see next_request_id).
+        self._next_request = int(self._scalar("SELECT COALESCE(MAX(id), 0) FROM requests")) + 1
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -206,7 +276,7 @@ class SQLiteStore:
     def add_batch(
         self,
         received_at: float,
-        sent_at: str,
+        sent_at: Optional[str],
         write_key: str,
         raw_size: int,
         compressed_size: Optional[int],
@@ -215,8 +285,10 @@ class SQLiteStore:
         duplicates: Sequence[bool],
         keep_bodies: bool,
         counters: Mapping[str, Any],
-    ) -> None:
-        """Record one accepted batch and its messages, and the counters, in one transaction."""
+        envelope: Optional[Mapping[str, Any]] = None,
+    ) -> int:
+        """Record one accepted batch and its messages, and the counters, in one transaction;
+        returns the batch's id.  ``sent_at`` None: the body had no ``sentAt``."""
         with self._lock:
             conn = self._conn
             first = self._next_message
@@ -224,9 +296,10 @@ class SQLiteStore:
             try:
                 cur = conn.execute(
                     "INSERT INTO batches (received_at, sent_at, key_hint, raw_size, compressed_size, messages,"
-                    " first_message, headers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (received_at, sent_at, key_hint(write_key), raw_size, compressed_size, len(messages), first,
-                     _compact(redact_headers(headers))),
+                    " first_message, headers, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (received_at, _text(sent_at) or "", key_hint(write_key), raw_size, compressed_size,
+                     len(messages), first, _compact(redact_headers(headers)),
+                     None if envelope is None else _compact(dict(envelope))),
                 )
                 batch_id = cur.lastrowid
                 rows = []
@@ -246,24 +319,46 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
             self._next_message = first + len(messages)
+            return int(batch_id or 0)
 
     def add_refusal(self, received_at: float, status: int, code: str, reason: str, raw_size: int,
-                    method: str, path: str, counters: Mapping[str, Any]) -> None:
+                    method: str, path: str, counters: Mapping[str, Any], request_id: Optional[int] = None) -> None:
         """Record one refused (or dropped) request, and the counters."""
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN")
             try:
                 conn.execute(
-                    "INSERT INTO refusals (received_at, status, code, reason, raw_size, method, path)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (received_at, status, code, reason, raw_size, method, path),
+                    "INSERT INTO refusals (received_at, status, code, reason, raw_size, method, path, request_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (received_at, status, code, _text(reason), raw_size, method, _text(path), request_id),
                 )
                 self._put_counters(counters)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def next_request_id(self) -> int:
+        """Allocate the id of a request about to be recorded with :meth:`add_request`."""
+        with self._lock:
+            number = self._next_request
+            self._next_request += 1
+            return number
+
+    def add_request(self, row: Mapping[str, Any]) -> None:
+        """Record one API request and its answer (the fields of the ``requests`` table)."""
+        values = dict(row)
+        values["headers"] = _compact(dict(values["headers"]))
+        for name in ("path", "query", "reason", "body", "answer", "body_note"):
+            values[name] = _text(values.get(name))
+        columns = ("id", "received_at", "api", "method", "path", "query", "status", "code", "reason", "headers",
+                   "body", "body_size", "body_note", "answer", "batch_id")
+        with self._lock:
+            self._conn.execute(
+                f"INSERT OR REPLACE INTO requests ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                [values.get(c) for c in columns],
+            )
 
     def save_counters(self, counters: Mapping[str, Any]) -> None:
         """Record the counters alone (at stop, so per-run figures such as connections are kept)."""
@@ -279,10 +374,11 @@ class SQLiteStore:
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN")
-            for table in ("messages", "batches", "refusals", "meta"):
+            for table in ("messages", "batches", "refusals", "requests", "meta"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("COMMIT")
             self._next_message = 1
+            self._next_request = 1
 
     # -- reads ------------------------------------------------------------------
 
@@ -324,7 +420,7 @@ class SQLiteStore:
                 if body is not None:
                     grouped.setdefault(batch_id, []).append(json.loads(body))
         for b in batches:
-            b["headers"] = json.loads(b["headers"])
+            _decode_batch(b)
         return [(b, grouped.get(b["id"], [])) for b in batches]
 
     def refusals(self, limit: Optional[int] = None, before: Optional[int] = None) -> List[Row]:
@@ -350,28 +446,17 @@ class SQLiteStore:
         batch: Optional[int] = None,
         before: Optional[int] = None,
         limit: int = 100,
+        text: Optional[str] = None,
     ) -> Tuple[List[Row], int]:
         """Message summaries, newest first, and how many match in all.
 
         ``type_`` matches exactly; ``event`` is a substring of the track event
         or the page/screen name; ``user`` a substring of ``userId`` or
-        ``anonymousId`` (both case-insensitive for ASCII); ``batch`` a batch id.
-        ``before`` pages back: only ids below it.
+        ``anonymousId`` (both case-insensitive for ASCII); ``batch`` a batch id;
+        ``text`` a substring of the whole message's JSON (see :func:`payload_needle`:
+        properties, traits, context...).  ``before`` pages back: only ids below it.
         """
-        where: List[str] = []
-        args: List[Any] = []
-        if type_:
-            where.append("m.type = ?")
-            args.append(type_)
-        if event:
-            where.append("m.event LIKE ? ESCAPE '\\'")
-            args.append(_like(event))
-        if user:
-            where.append("(m.user_id LIKE ? ESCAPE '\\' OR m.anonymous_id LIKE ? ESCAPE '\\')")
-            args.extend([_like(user)] * 2)
-        if batch is not None:
-            where.append("m.batch_id = ?")
-            args.append(batch)
+        where, args = self._message_filter(type_, event, user, batch, text)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         page_clause = clause + (" AND " if where else " WHERE ") + "m.id < ?"
         with self._lock:
@@ -387,13 +472,45 @@ class SQLiteStore:
             r["duplicate"] = bool(r["duplicate"])
         return rows, total
 
+    def message_bodies(self, type_: Optional[str] = None, event: Optional[str] = None, user: Optional[str] = None,
+                       batch: Optional[int] = None, text: Optional[str] = None) -> List[str]:
+        """The kept bodies (compact JSON text) of the messages :meth:`find_messages` would
+        match, oldest first."""
+        where, args = self._message_filter(type_, event, user, batch, text)
+        where.append("m.body IS NOT NULL")
+        with self._lock:
+            return [r[0] for r in self._conn.execute(
+                f"SELECT m.body FROM messages m WHERE {' AND '.join(where)} ORDER BY m.id", args)]
+
+    @staticmethod
+    def _message_filter(type_: Optional[str], event: Optional[str], user: Optional[str], batch: Optional[int],
+                        text: Optional[str]) -> Tuple[List[str], List[Any]]:
+        where: List[str] = []
+        args: List[Any] = []
+        if type_:
+            where.append("m.type = ?")
+            args.append(type_)
+        if event:
+            where.append("m.event LIKE ? ESCAPE '\\'")
+            args.append(_like(event))
+        if user:
+            where.append("(m.user_id LIKE ? ESCAPE '\\' OR m.anonymous_id LIKE ? ESCAPE '\\')")
+            args.extend([_like(user)] * 2)
+        if batch is not None:
+            where.append("m.batch_id = ?")
+            args.append(batch)
+        if text:
+            where.append("m.body LIKE ? ESCAPE '\\'")
+            args.append(_like(payload_needle(text)))
+        return where, args
+
     def message(self, message_id: int) -> Optional[Tuple[Row, Optional[Dict[str, Any]]]]:
         """(summary with its batch's fields, the message or None when not kept) for one id, or None."""
         with self._lock:
             rows = self._rows(
                 "SELECT m.id, m.batch_id, b.received_at, m.type, m.event, m.user_id, m.anonymous_id,"
                 " m.message_id, m.timestamp, m.duplicate, m.body, b.sent_at, b.key_hint, b.raw_size,"
-                " b.compressed_size, b.messages AS batch_messages"
+                " b.compressed_size, b.messages AS batch_messages, b.envelope"
                 " FROM messages m JOIN batches b ON b.id = m.batch_id WHERE m.id = ?",
                 (message_id,),
             )
@@ -401,6 +518,9 @@ class SQLiteStore:
             return None
         row = rows[0]
         body = row.pop("body")
+        envelope = row.pop("envelope")
+        if envelope is not None and "sentAt" not in json.loads(envelope):
+            row["sent_at"] = None
         row["duplicate"] = bool(row["duplicate"])
         return row, (json.loads(body) if body is not None else None)
 
@@ -409,11 +529,66 @@ class SQLiteStore:
         with self._lock:
             total = self._scalar("SELECT COUNT(*) FROM batches")
             rows = self._rows(
-                "SELECT id, received_at, sent_at, key_hint, raw_size, compressed_size, messages, headers"
+                "SELECT id, received_at, sent_at, key_hint, raw_size, compressed_size, messages, headers, envelope"
                 " FROM batches WHERE id < ? ORDER BY id DESC LIMIT ?",
                 (before or (1 << 62), limit),
             )
         for r in rows:
-            r["headers"] = json.loads(r["headers"])
+            _decode_batch(r)
         return rows, total
+
+    def batch(self, batch_id: int) -> Optional[Row]:
+        """One batch's row (headers and envelope decoded, no messages), or None."""
+        with self._lock:
+            rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        if not rows:
+            return None
+        return _decode_batch(rows[0])
+
+    def find_requests(self, api: Optional[str] = None, refused: Optional[bool] = None,
+                      before: Optional[int] = None, limit: int = 100) -> Tuple[List[Row], int]:
+        """Request summaries (no headers, body or answer), newest first, and how many match.
+
+        ``api`` matches exactly (``""``: requests to no known API); ``refused``
+        True keeps only the answers outside 2xx (and dropped ones), False only 2xx.
+        """
+        where: List[str] = []
+        args: List[Any] = []
+        if api is not None:
+            where.append("api IS NULL" if api == "" else "api = ?")
+            if api:
+                args.append(api)
+        if refused is not None:
+            where.append(("NOT " if refused else "") + "(status BETWEEN 200 AND 299)")
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        page_clause = clause + (" AND " if where else " WHERE ") + "id < ?"
+        with self._lock:
+            total = self._scalar(f"SELECT COUNT(*) FROM requests{clause}", args)
+            rows = self._rows(
+                "SELECT id, received_at, api, method, path, query, status, code, reason, body_size, batch_id"
+                f" FROM requests{page_clause} ORDER BY id DESC LIMIT ?",
+                args + [before or (1 << 62), limit],
+            )
+        return rows, total
+
+    def request(self, request_id: int) -> Optional[Row]:
+        """One recorded request in full (headers decoded), or None."""
+        with self._lock:
+            rows = self._rows("SELECT * FROM requests WHERE id = ?", (request_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        row["headers"] = json.loads(row["headers"])
+        return row
+
+
+def _decode_batch(row: Row) -> Row:
+    """A batches row with its JSON columns decoded; ``sent_at`` None when the body had no ``sentAt``."""
+    row["headers"] = json.loads(row["headers"])
+    envelope = row.get("envelope")
+    if envelope is not None:
+        row["envelope"] = json.loads(envelope)
+        if "sentAt" not in row["envelope"]:
+            row["sent_at"] = None
+    return row
 
