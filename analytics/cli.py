@@ -11,7 +11,8 @@ Commands::
 Settings come from flags, else from the environment, else the defaults:
 
     CDP_WRITE_KEY        --write-key        (required to send)
-    CDP_HOST             --host             https://cdp.customer.io (EU: https://cdp-eu.customer.io)
+    CDP_HOST             --host             https://cdp.customer.io (EU: https://cdp-eu.customer.io);
+                                            a bare HOST:PORT is http:// on loopback, https:// elsewhere
     CDP_GZIP             --gzip/--no-gzip   off for calls, on for import (1/0, true/false, yes/no)
     CDP_TIMEOUT          --timeout          15 seconds per request
     CDP_MAX_RETRIES      --max-retries      10
@@ -185,7 +186,8 @@ def _connection_arguments(parser: argparse.ArgumentParser, gzip_default: bool, r
     g.add_argument("-k", "--write-key", metavar="KEY", help="your source's write key [CDP_WRITE_KEY]")
     g.add_argument("--host", metavar="URL",
                    help="Data Pipelines endpoint, default https://cdp.customer.io; EU: https://cdp-eu.customer.io; "
-                        "local collector: http://127.0.0.1:8765 [CDP_HOST]")
+                        "local collector: http://127.0.0.1:8765. A bare HOST:PORT means http:// for this machine "
+                        "(127.0.0.1, localhost, ::1) and https:// for any other host [CDP_HOST]")
     g.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
                    help=f"gzip request bodies (default {'on' if gzip_default else 'off'}) [CDP_GZIP]")
     g.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default 15) [CDP_TIMEOUT]")

@@ -351,3 +351,26 @@ def test_tools_fragment_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
     for block in blocks:
         exec(compile(block.code, f"tools.rst:{block.line}", "exec"), {"__name__": f"tools_{block.index}"})
+
+
+# -- issue 19: the command line as people use it, through real processes ------------------------------
+
+
+def cdp(*args: str, input: "str | None" = None, timeout: float = 60, **env: str) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -m analytics ARGS`` in its own process (no CDP_* variable but those given)."""
+    return subprocess.run([sys.executable, "-m", "analytics", *args], capture_output=True, text=True,
+                          env=subprocess_env(**env), input=input, timeout=timeout)
+
+
+def test_a_bare_loopback_host_port_is_plain_http(collector: Collector) -> None:
+    """--host 127.0.0.1:PORT (no scheme) reaches the local collector over http://, as CDP_HOST too;
+    the help says which scheme a bare HOST:PORT gets."""
+    bare = collector.url.split("://", 1)[1]
+    done = cdp("track", "-k", WRITE_KEY, "--host", bare, "-u", "1", "-e", "Bare", "-q")
+    assert (done.returncode, done.stderr) == (0, "")
+    port = bare.rsplit(":", 1)[1]
+    done = cdp("track", "-u", "1", "-e", "BareEnv", "-q", CDP_WRITE_KEY=WRITE_KEY, CDP_HOST=f"localhost:{port}")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert [m["event"] for m in collector.messages] == ["Bare", "BareEnv"]
+    helped = cdp("track", "--help")
+    assert "A bare HOST:PORT means http:// for this machine" in " ".join(helped.stdout.split())
