@@ -15,8 +15,8 @@ Settings come from flags, else from the environment, else the defaults:
                                             a bare HOST:PORT is http:// on loopback, https:// elsewhere
     CDP_GZIP             --gzip/--no-gzip   off for calls, on for import (1/0, true/false, yes/no)
     CDP_TIMEOUT          --timeout          15 seconds per request
-    CDP_MAX_RETRIES      --max-retries      10
-    CDP_MAX_RETRY_TIME   --max-retry-time   10 s for calls, 120 s per batch for import
+    CDP_MAX_RETRIES      --max-retries      2 for calls (they fail fast), 10 for import and worker
+    CDP_MAX_RETRY_TIME   --max-retry-time   5 s for calls, 120 s per batch for import, 60 s for worker
 
 Exit status: 0 success; 1 not delivered (or bad lines in an import); 2 a
 usage problem (wrong flags, missing file, no write key, an invalid message);
@@ -42,10 +42,14 @@ Adding a command
 from __future__ import annotations
 
 import argparse
+import difflib
+import http.client
 import json
 import logging
 import os
+import shlex
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -148,6 +152,23 @@ def _bool_env(value: str) -> bool:
     raise CLIError(f"CDP_GZIP must be 1 or 0 (true/false, yes/no), not {value!r}")
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """A command's defaults for the settings every sending command reads the same way."""
+
+    gzip: bool
+    max_retries: int
+    max_retry_time: float
+    timeout: float = 15.0
+
+
+#: One call fails fast (a refused connection is reported in about a second); an import or a
+#: worker keeps trying for longer.
+CALL_DEFAULTS = Defaults(gzip=False, max_retries=2, max_retry_time=5.0)
+IMPORT_DEFAULTS = Defaults(gzip=True, max_retries=10, max_retry_time=120.0)
+WORKER_DEFAULTS = Defaults(gzip=False, max_retries=10, max_retry_time=60.0)
+
+
 @dataclass
 class Connection:
     """Where and how to send: the resolved flags and environment variables."""
@@ -160,40 +181,43 @@ class Connection:
     max_retry_time: float
 
 
-def _connection(args: argparse.Namespace, gzip_default: bool, retry_time_default: float,
-                need_key: bool) -> Connection:
+def _connection(args: argparse.Namespace, defaults: Defaults, need_key: bool) -> Connection:
+    """The settings of a sending command: each flag, else its CDP_* variable, else ``defaults``."""
     key = args.write_key if args.write_key is not None else _env("write_key")
     if need_key and not key:
-        raise CLIError("no write key: pass --write-key KEY or set CDP_WRITE_KEY")
+        raise CLIError("no write key: pass -k/--write-key KEY or set CDP_WRITE_KEY")
     host = args.host if args.host is not None else _env("host")
     try:
         host = http_url("--host", host or "https://cdp.customer.io")[0]
     except ConfigurationError as exc:
         raise CLIError(str(exc)) from None
     gzip = args.gzip if args.gzip is not None else (
-        _bool_env(_env("gzip")) if _env("gzip") is not None else gzip_default)  # type: ignore[arg-type]
-    timeout = _number("timeout", args.timeout if args.timeout is not None else _env("timeout") or 15.0,
+        _bool_env(_env("gzip")) if _env("gzip") is not None else defaults.gzip)  # type: ignore[arg-type]
+    timeout = _number("timeout", args.timeout if args.timeout is not None else _env("timeout") or defaults.timeout,
                       float, 0.001)
     retries = _number("max_retries", args.max_retries if args.max_retries is not None else
-                      _env("max_retries") or 10, int, 0)
+                      _env("max_retries") or defaults.max_retries, int, 0)
     retry_time = _number("max_retry_time", args.max_retry_time if args.max_retry_time is not None else
-                         _env("max_retry_time") or retry_time_default, float, 0)
+                         _env("max_retry_time") or defaults.max_retry_time, float, 0)
     return Connection(key, host, gzip, timeout, retries, retry_time)
 
 
-def _connection_arguments(parser: argparse.ArgumentParser, gzip_default: bool, retry_time_default: float) -> None:
-    g = parser.add_argument_group("where to send (flags win over environment variables)")
+def _connection_arguments(parser: argparse.ArgumentParser, defaults: Defaults) -> None:
+    g = parser.add_argument_group("where and how to send (flags win over environment variables)")
     g.add_argument("-k", "--write-key", metavar="KEY", help="your source's write key [CDP_WRITE_KEY]")
     g.add_argument("--host", metavar="URL",
                    help="Data Pipelines endpoint, default https://cdp.customer.io; EU: https://cdp-eu.customer.io; "
                         "local collector: http://127.0.0.1:8765. A bare HOST:PORT means http:// for this machine "
                         "(127.0.0.1, localhost, ::1) and https:// for any other host [CDP_HOST]")
     g.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"gzip request bodies (default {'on' if gzip_default else 'off'}) [CDP_GZIP]")
-    g.add_argument("--timeout", type=float, metavar="S", help="seconds per request (default 15) [CDP_TIMEOUT]")
-    g.add_argument("--max-retries", type=int, metavar="N", help="retries per batch (default 10) [CDP_MAX_RETRIES]")
+                   help=f"gzip request bodies (default {'on' if defaults.gzip else 'off'}) [CDP_GZIP]")
+    g.add_argument("--timeout", type=float, metavar="S",
+                   help=f"seconds per request (default {defaults.timeout:g}) [CDP_TIMEOUT]")
+    g.add_argument("--max-retries", type=int, metavar="N",
+                   help=f"retries of a failed request (default {defaults.max_retries}; 0: one attempt) "
+                        "[CDP_MAX_RETRIES]")
     g.add_argument("--max-retry-time", type=float, metavar="S",
-                   help=f"give a batch up after this many seconds of retries (default {retry_time_default:g}) "
+                   help=f"stop retrying a request after this many seconds (default {defaults.max_retry_time:g}) "
                         "[CDP_MAX_RETRY_TIME]")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the SDK's debug log on stderr")
 
@@ -224,28 +248,54 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def _pairs(pairs: Sequence[str], flag: str) -> List[Tuple[List[str], Any]]:
+def _pairs(pairs: Sequence[str], flag: str) -> List[Tuple[List[str], Any, str]]:
+    """``KEY=VALUE`` flags as (dotted path, typed value, the flag as given)."""
     from .importer import _infer
 
     out = []
     for pair in pairs:
         key, eq, value = pair.partition("=")
+        path = [part.strip() for part in key.split(".")]
         if not eq or not key.strip():
             raise CLIError(f"{flag} takes KEY=VALUE, not {pair!r}")
-        out.append((key.strip().split("."), _infer(value)))
+        if not all(path):
+            raise CLIError(f"{flag} {shlex.quote(pair)}: {key.strip()!r} is not a key or a dotted path "
+                           "such as address.city")
+        out.append((path, _infer(value), pair))
     return out
 
 
-def _merge(base: Any, obj: Optional[Dict[str, Any]], pairs: List[Tuple[List[str], Any]]) -> Optional[Dict[str, Any]]:
+def _merge(base: Any, obj: Optional[Dict[str, Any]], pairs: List[Tuple[List[str], Any, str]],
+           flag: str, json_flag: str) -> Optional[Dict[str, Any]]:
+    """The object of ``json_flag`` (else ``base``, from --json) with the ``flag`` pairs set in it.
+
+    A pair overrides a key of the JSON object; two pairs that set the same key to different values,
+    or a dotted key under a key that holds a value (``-p a=1 -p a.b=2``), are refused.
+    """
     if obj is None and not pairs:
         return base
     result: Dict[str, Any] = dict(base) if isinstance(base, dict) else {}
     if obj is not None:
         result = dict(obj)
-    for path, value in pairs:
+    given: Dict[Tuple[str, ...], Tuple[str, Any]] = {}  # path -> (the flag's text, its value)
+    for path, value, text in pairs:
+        key = tuple(path)
+        for other, (other_text, other_value) in given.items():
+            if other == key and other_value != value:
+                raise CLIError(f"{flag} {shlex.quote(text)} conflicts with {flag} {shlex.quote(other_text)}: "
+                               f"{'.'.join(key)} is given twice")
+            shorter, longer = (other, key) if len(other) < len(key) else (key, other)
+            if other != key and longer[:len(shorter)] == shorter:
+                raise CLIError(f"{flag} {shlex.quote(text)} conflicts with {flag} {shlex.quote(other_text)}: "
+                               f"{'.'.join(shorter)} "
+                               f"cannot be both a value and an object holding {'.'.join(longer[len(shorter):])}")
+        given[key] = (text, value)
         node = result
-        for part in path[:-1]:
+        for depth, part in enumerate(path[:-1], 1):
             child = node.get(part)
+            if child is not None and not isinstance(child, dict):
+                raise CLIError(f"{flag} {shlex.quote(text)}: {'.'.join(path[:depth])} is {json.dumps(child)[:40]} in "
+                               f"{json_flag}, not an object")
             child = dict(child) if isinstance(child, dict) else {}
             node[part] = child
             node = child
@@ -334,7 +384,7 @@ def _call_arguments(type_: str) -> Callable[[argparse.ArgumentParser], None]:
                        help="a whole Segment-spec message as JSON, @FILE, or - for stdin")
         p.add_argument("-n", "--dry-run", action="store_true", help="check and print the message; send nothing")
         p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-        _connection_arguments(p, gzip_default=False, retry_time_default=10.0)
+        _connection_arguments(p, CALL_DEFAULTS)
 
     return arguments
 
@@ -358,29 +408,116 @@ def _build_call(type_: str, args: argparse.Namespace) -> Dict[str, Any]:
             message[field_name] = _json_object(value, f"--{field_name}")
     if hasattr(args, "properties"):
         obj = _json_object(args.properties, "--properties") if args.properties is not None else None
-        merged = _merge(message.get("properties"), obj, _pairs(args.property, "--property"))
+        merged = _merge(message.get("properties"), obj, _pairs(args.property, "-p/--property"), "-p",
+                        "--properties" if obj is not None else "--json")
         if merged is not None:
             message["properties"] = merged
     if hasattr(args, "traits"):
         obj = _json_object(args.traits, "--traits") if args.traits is not None else None
-        merged = _merge(message.get("traits"), obj, _pairs(args.trait, "--trait"))
+        merged = _merge(message.get("traits"), obj, _pairs(args.trait, "-t/--trait"), "-t",
+                        "--traits" if obj is not None else "--json")
         if merged is not None:
             message["traits"] = merged
     return message
 
 
+#: The message fields (wire names and the library's parameter names) as the flags that set them.
+_FLAGS = {
+    "userId": "-u/--user-id", "user_id": "-u/--user-id",
+    "anonymousId": "-a/--anonymous-id", "anonymous_id": "-a/--anonymous-id",
+    "event": "-e/--event", "previousId": "--previous-id", "previous_id": "--previous-id",
+    "groupId": "-g/--group-id", "group_id": "-g/--group-id",
+    "objectTypeId": "--object-type-id", "object_type_id": "--object-type-id",
+    "messageId": "--message-id", "message_id": "--message-id", "timestamp": "--timestamp",
+    "name": "--name", "category": "--category", "context": "--context", "integrations": "--integrations",
+    "properties": "-p/--property or --properties", "traits": "-t/--trait or --traits",
+}
+
+
+def _in_flags(text: str) -> str:
+    """A message check's error with the fields named as the flags that set them."""
+    from .importer import rename_fields
+
+    return rename_fields(text, _FLAGS)
+
+
+class _Recorder:
+    """The client's HTTP transport, remembering every attempt: the line printed after a send says
+    where the message went and what the server answered."""
+
+    def __init__(self) -> None:
+        from .transport import HTTPTransport
+
+        self.inner = HTTPTransport()
+        self.attempts: List[Tuple[str, Optional[Any], float, int, Optional[Exception]]] = []
+
+    def post(self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]) -> Any:
+        started = time.monotonic()
+        try:
+            response = self.inner.post(url, body, headers, timeout, proxies)
+        except Exception as exc:
+            self.attempts.append((url, None, time.monotonic() - started, len(body), exc))
+            raise
+        self.attempts.append((url, response, time.monotonic() - started, len(body), None))
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    def after_fork(self) -> None:
+        self.inner.after_fork()
+
+
+def _answer_text(body: bytes, limit: int) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _report_send(prefix: str, recorder: _Recorder, verbose: bool) -> None:
+    """One line: where the message went and what the server answered; with -v every attempt."""
+    if not recorder.attempts:
+        return
+    url, response, seconds, size, _ = recorder.attempts[-1]
+    count = len(recorder.attempts)
+    tries = f", {count} attempts" if count > 1 else ""
+    if response is not None:
+        reason = http.client.responses.get(response.status, "")
+        answer = _answer_text(response.body, 120)
+        print(f"{prefix}: sent to {url}: {response.status} {reason}".rstrip()
+              + (f" {answer}" if answer else "") + f" ({seconds * 1000:.0f} ms{tries})", file=sys.stderr)
+    if verbose:
+        for number, (url, response, seconds, size, error) in enumerate(recorder.attempts, 1):
+            if response is None:
+                print(f"{prefix}:   attempt {number}: POST {url} ({size} bytes): no answer after "
+                      f"{seconds * 1000:.0f} ms: {error}", file=sys.stderr)
+                continue
+            print(f"{prefix}:   attempt {number}: POST {url} ({size} bytes): {response.status} in "
+                  f"{seconds * 1000:.0f} ms", file=sys.stderr)
+            for name, value in response.headers.items():
+                print(f"{prefix}:     {name}: {value}", file=sys.stderr)
+            print(f"{prefix}:     body: {_answer_text(response.body, 2000) or '(empty)'}", file=sys.stderr)
+
+
 def _send_call(type_: str, args: argparse.Namespace) -> int:
     from . import Client, RetryPolicy
+    from .errors import TransportError
     from .importer import describe_delivery_error, send_message
 
+    prefix = f"{PROG} {type_}"
     message = _build_call(type_, args)
-    conn = _connection(args, gzip_default=False, retry_time_default=10.0, need_key=not args.dry_run)
+    conn = _connection(args, CALL_DEFAULTS, need_key=not args.dry_run)
     failures: List[Exception] = []
+    recorder = _Recorder()
     try:
         client = Client(
             conn.write_key, host=conn.host, send=not args.dry_run, sync_mode=True, gzip=conn.gzip,
             timeout=conn.timeout, on_error=lambda error, items: failures.append(error), exit_timeout=0,
-            retry_policy=RetryPolicy(max_retries=conn.max_retries, max_time=conn.max_retry_time),
+            transport=recorder,
+            # one call: short waits between the few retries, so a dead endpoint is reported at once
+            retry_policy=RetryPolicy(max_retries=conn.max_retries, max_time=conn.max_retry_time, base=0.2, cap=2.0),
         )
     except ConfigurationError as exc:
         raise CLIError(str(exc)) from None
@@ -388,17 +525,27 @@ def _send_call(type_: str, args: argparse.Namespace) -> int:
         try:
             ok, built, unused = send_message(client, message)
         except InvalidMessageError as exc:
-            raise CLIError(f"invalid {type_}: {exc}") from None
+            raise CLIError(f"invalid {type_}: {_in_flags(str(exc))}") from None
     finally:
         client.shutdown(timeout=0)
     for name in unused:
-        print(f"{PROG} {type_}: warning: {name!r} is not a field of a {type_} call; ignored", file=sys.stderr)
+        print(f"{prefix}: warning: {name!r} is not a field of a {type_} call; ignored", file=sys.stderr)
     if not ok:
         error = failures[-1] if failures else None
         why = describe_delivery_error(error, conn.host) if error is not None else "the message was not sent"
+        if isinstance(error, TransportError):
+            why += " (retry longer with --max-retries N and --max-retry-time S)"
+        if args.verbose:
+            _report_send(prefix, recorder, verbose=True)
         raise CLIError(f"not delivered: {why}", code=1)
     if not args.quiet:
         print(json.dumps(built, ensure_ascii=False))
+        sys.stdout.flush()
+        if args.dry_run:
+            print(f"{prefix}: dry run: the message above is valid and was NOT sent (drop --dry-run to send it "
+                  f"to {conn.host})", file=sys.stderr)
+        else:
+            _report_send(prefix, recorder, args.verbose)
     return 0
 
 
@@ -469,7 +616,7 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop reading after this many bad lines (default 1000)")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
                    help="on Ctrl-C/SIGTERM, seconds to wait for queued messages (default 10)")
-    _connection_arguments(p, gzip_default=True, retry_time_default=120.0)
+    _connection_arguments(p, IMPORT_DEFAULTS)
 
 
 @command("import", help="send a JSON-lines or CSV file of messages (backfill), resumably",
@@ -484,7 +631,7 @@ def _import(args: argparse.Namespace) -> int:
         raise CLIError("--batch-size must be at least 1")
     if args.max_bad_lines < 0:
         raise CLIError("--max-bad-lines must be at least 0")
-    conn = _connection(args, gzip_default=True, retry_time_default=120.0, need_key=not args.dry_run)
+    conn = _connection(args, IMPORT_DEFAULTS, need_key=not args.dry_run)
     options = ImportOptions(
         path=args.file, write_key=conn.write_key, host=conn.host, format=args.format, default_type=args.type,
         dry_run=args.dry_run, checkpoint=None if args.no_checkpoint else (args.checkpoint or ""),
@@ -594,12 +741,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         cmd = COMMANDS[argv[0]]
         return _guarded(cmd.name, lambda: cmd.run(argv[1:]), verbose="-v" in argv or "--verbose" in argv,
                         quiet_logs=False)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        print(f"{PROG}: error: {_unknown_command(argv[0])} (see {PROG} --help)", file=sys.stderr)
+        return 2
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
         if extra:
             owner = _SUBPARSERS.get(args.command, parser) if args.command else parser
-            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+            owner.error(f"unrecognized arguments: {' '.join(extra)}{_flag_hint(owner, extra)}")
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
@@ -607,6 +757,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     cmd = COMMANDS[args.command]
     return _guarded(cmd.name, lambda: cmd.run(args), verbose=getattr(args, "verbose", False), quiet_logs=True)
+
+
+def _unknown_command(name: str) -> str:
+    """``unknown command 'trak'; did you mean track?`` (or the list of commands)."""
+    close = difflib.get_close_matches(name, list(COMMANDS), n=2, cutoff=0.6)
+    if close:
+        return f"unknown command {name!r}; did you mean {' or '.join(close)}?"
+    return f"unknown command {name!r}; the commands are {', '.join(COMMANDS)}"
+
+
+def _flag_hint(parser: argparse.ArgumentParser, extra: Sequence[str]) -> str:
+    """`` (did you mean --host?)`` for a mistyped flag among ``extra``, else ""."""
+    flags = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+    for word in extra:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _guarded(name: str, run: Callable[[], int], verbose: bool, quiet_logs: bool) -> int:

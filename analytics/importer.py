@@ -76,6 +76,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -84,7 +85,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from urllib.parse import urlsplit
 
+from ._checks import is_loopback
 from .client import Client
 from .errors import APIError, ConfigurationError, InvalidMessageError, QueueFullError, ShutdownError, TransportError
 from .messages import TYPES
@@ -101,6 +104,7 @@ __all__ = [
     "describe_delivery_error",
     "call_arguments",
     "checkpoint_path_for",
+    "rename_fields",
 ]
 
 log = logging.getLogger("customerio.importer")
@@ -178,6 +182,24 @@ def call_arguments(message: Any, default_type: Optional[str] = None) -> Tuple[st
 def _kind(value: Any) -> str:
     return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true/false",
             type(None): "null"}.get(type(value), type(value).__name__)
+
+
+_QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_WORD = re.compile(r"(?<![\w./'\"-])([A-Za-z_]+)(?![\w.\['\"-])")
+
+
+def rename_fields(text: str, names: Dict[str, str]) -> str:
+    """``text`` (an :class:`~analytics.errors.InvalidMessageError`'s message) with each field named
+    as ``names`` says: ``track needs user_id or anonymous_id`` becomes ``track needs userId or
+    anonymousId`` in an import, and names the flags in the command line.  Quoted values are kept."""
+    parts = _QUOTED.split(text)
+    for i in range(0, len(parts), 2):  # the text outside quotes
+        parts[i] = _WORD.sub(lambda m: names.get(m.group(1), m.group(1)), parts[i])
+    return "".join(parts)
+
+
+#: The library's parameter names as the file's field names (for the import's bad-line reasons).
+SPEC_NAMES = {python: spec for spec, python in FIELDS.items() if python != spec}
 
 
 def send_message(client: Client, message: Any, default_type: Optional[str] = None) -> Tuple[bool, Dict[str, Any], List[str]]:
@@ -754,6 +776,18 @@ def _retry_later(error: Exception) -> bool:
     return isinstance(error, APIError) and error.reason in ("rejected", "too_large") and error.status not in (401, 403)
 
 
+def _connection_refused(error: BaseException) -> bool:
+    """Whether a delivery failed because nothing listens at the host (the cause chain, or the text)."""
+    cause: Optional[BaseException] = error
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "connection refused" in str(error).lower()
+
+
 def describe_delivery_error(error: Exception, host: str) -> str:
     """A delivery failure as one sentence for people."""
     if isinstance(error, APIError):
@@ -765,6 +799,11 @@ def describe_delivery_error(error: Exception, host: str) -> str:
     attempts = getattr(error, "attempts", 0)
     tail = f" ({attempts} attempt{'s' if attempts != 1 else ''})" if attempts else ""
     if isinstance(error, TransportError):
+        if _connection_refused(error):
+            where = urlsplit(host).netloc or host
+            hint = "; is the collector running? (cdp-relay collector --port N)" if is_loopback(
+                urlsplit(host).hostname) else ""
+            return f"cannot reach {host}: connection refused, nothing listens at {where}{tail}{hint}"
         return f"cannot reach {host}: {text}{tail}"
     return f"could not deliver to {host}: {text}{tail}"
 
@@ -1021,7 +1060,7 @@ class _Import:
                 try:
                     ok, built, unused = send_message(self.client, message, opts.default_type)
                 except InvalidMessageError as exc:
-                    problem = str(exc)
+                    problem = rename_fields(str(exc), SPEC_NAMES)
                 else:
                     for name in unused:
                         self.unused.setdefault(name, [0, record.first_line])[0] += 1
