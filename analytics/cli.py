@@ -17,6 +17,9 @@ Settings come from flags, else from the environment, else the defaults:
     CDP_TIMEOUT          --timeout          15 seconds per request
     CDP_MAX_RETRIES      --max-retries      2 for calls (they fail fast), 10 for import and worker
     CDP_MAX_RETRY_TIME   --max-retry-time   5 s for calls, 120 s per batch for import, 60 s for worker
+    CDP_QUEUE            --queue            the worker's Redis queue
+
+Every command that sends (the six calls, import, worker) reads them the same way.
 
 Exit status: 0 success; 1 not delivered (or bad lines in an import); 2 a
 usage problem (wrong flags, missing file, no write key, an invalid message);
@@ -28,12 +31,16 @@ Adding a command
     ``arguments`` (a function that adds flags to an argparse parser) and the
     function receives the parsed ``argparse.Namespace``, or leave it out and
     the function receives the rest of the command line (a ``list`` of
-    strings) to parse itself, as ``collector``, ``demo`` and ``worker`` do::
+    strings) to parse itself, as ``collector`` and ``demo`` do::
 
-        @command("worker", help="...", examples="examples:\\n  cdp-relay worker --queue redis://...")
-        def _worker(argv: List[str]) -> int:
-            from .worker import main
-            return main(argv)
+        @command("demo", help="...", examples="examples:\\n  cdp-relay demo --serve\\n")
+        def _demo(argv: List[str]) -> int:
+            from .demo import main
+            return main(argv, prog="cdp-relay demo")
+
+    A command that sends adds the shared flags with ``_connection_arguments``
+    and reads them with ``_connection`` (the flag, else its CDP_* variable,
+    else the command's ``Defaults``), as the calls, ``import`` and ``worker`` do.
 
     It then shows in ``cdp-relay --help``, runs as ``cdp-relay NAME`` and
     ``python -m analytics NAME``, and returns its exit status.
@@ -71,6 +78,7 @@ ENVIRONMENT: Dict[str, str] = {
     "timeout": "CDP_TIMEOUT",
     "max_retries": "CDP_MAX_RETRIES",
     "max_retry_time": "CDP_MAX_RETRY_TIME",
+    "queue": "CDP_QUEUE",
 }
 
 _log_root = logging.getLogger("customerio")
@@ -673,14 +681,54 @@ def _demo(argv: List[str]) -> int:
     return demo_main(argv, prog=f"{PROG} demo")
 
 
-@command("worker", help="deliver from a shared Redis queue (see analytics.worker)",
-         examples="examples:\n  CDP_WRITE_KEY=KEY cdp-relay worker --queue redis://127.0.0.1:6379/0\n")
-def _worker(argv: List[str]) -> int:
+def _worker_arguments(p: argparse.ArgumentParser) -> None:
+    w = p.add_argument_group("the queue")
+    w.add_argument("--queue", metavar="URL", help="the Redis queue, redis://HOST:PORT/DB (required) [CDP_QUEUE]")
+    w.add_argument("--threads", type=int, default=1, metavar="N", help="consumer threads (default 1)")
+    w.add_argument("--claim-after", type=float, default=30.0, metavar="S",
+                   help="seconds before entries held by a dead worker are taken over (default 30)")
+    w.add_argument("--exit-timeout", type=float, default=10.0, metavar="S",
+                   help="on SIGTERM/Ctrl-C, seconds to finish the batches held (default 10)")
+    w.add_argument("--stream-prefix", default="cdp-relay", metavar="PREFIX",
+                   help="prefix of the queue's Redis keys (default cdp-relay)")
+    w.add_argument("--report-every", type=float, default=0.0, metavar="S",
+                   help="print the counters every S seconds (default never)")
+    _connection_arguments(p, WORKER_DEFAULTS)
+
+
+_WORKER_EXAMPLES = """examples:
+  CDP_WRITE_KEY=KEY cdp-relay worker --queue redis://127.0.0.1:6379/0
+  cdp-relay worker --queue redis://redis.internal:6379/2 -k KEY --threads 2
+  CDP_QUEUE=redis://127.0.0.1:6379/0 cdp-relay worker --host https://cdp-eu.customer.io --gzip
+"""
+
+
+@command("worker", help="deliver from a shared Redis queue (see analytics.worker)", examples=_WORKER_EXAMPLES,
+         arguments=_worker_arguments,
+         description="Deliver the messages web processes put in a shared Redis queue (Client(queue=..., "
+                     "consume=False)). SIGTERM or Ctrl-C stops it cleanly; what it holds stays in Redis.")
+def _worker(args: argparse.Namespace) -> int:
+    from . import Client
+    from .worker import serve
+
+    queue = args.queue if args.queue is not None else _env("queue")
+    if not queue:
+        raise CLIError("no queue: pass --queue redis://HOST:PORT/DB or set CDP_QUEUE")
+    conn = _connection(args, WORKER_DEFAULTS, need_key=True)
+    if args.threads < 1:
+        raise CLIError("--threads must be at least 1")
     try:
-        from .worker import main as worker_main
-    except ImportError as exc:
-        raise CLIError(f"the worker command is not available here: {exc}", code=2) from None
-    return worker_main(argv)
+        client = Client(
+            conn.write_key, host=conn.host, gzip=conn.gzip, timeout=conn.timeout, max_retries=conn.max_retries,
+            max_retry_time=conn.max_retry_time, thread=args.threads, queue=queue, claim_after=args.claim_after,
+            stream_prefix=args.stream_prefix, exit_timeout=args.exit_timeout,
+        )
+    except ConfigurationError as exc:
+        raise CLIError(str(exc)) from None
+    if not args.verbose and not logging.getLogger().handlers:
+        # a long-running worker shows the SDK's warnings (delivery problems) on stderr
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return serve(client, args.exit_timeout, args.report_every, prog=f"{PROG} worker")
 
 
 # --- main ------------------------------------------------------------------------------------------

@@ -257,9 +257,9 @@ def test_a_command_is_added_by_registering_one_function(capsys: pytest.CaptureFi
     assert code == 0 and "cdp-relay scratch-args --queue q" in out
 
 
-def test_worker_name_is_reserved() -> None:
-    """`worker` is registered as a command that hands its arguments to analytics.worker."""
-    assert "worker" in COMMANDS and COMMANDS["worker"].arguments is None
+def test_worker_reads_its_settings_like_every_command() -> None:
+    """`worker` is registered with the shared connection flags (the same parser code as the calls and import)."""
+    assert "worker" in COMMANDS and COMMANDS["worker"].arguments is not None
 
 
 def test_logs_stay_quiet_unless_verbose(collector: Collector, capsys: pytest.CaptureFixture) -> None:
