@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -473,3 +474,56 @@ def test_a_mistyped_command_or_flag_gets_a_suggestion() -> None:
     assert "the commands are track, identify, page" in cdp("xyzzy").stderr
     done = cdp("track", "--hots", "127.0.0.1:1", "-u", "1", "-e", "x")
     assert done.returncode == 2 and "unrecognized arguments: --hots 127.0.0.1:1 (did you mean --host?)" in done.stderr
+
+
+def _bash_complete(script: Path, *words: str) -> List[str]:
+    """What the generated bash completion offers for the command line ``words`` (the last one being typed)."""
+    quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    code = (f"source {script}\n"
+            f"COMP_WORDS=({quoted}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMPREPLY=()\n"
+            "_cdp_relay\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return [line for line in done.stdout.splitlines() if line]
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash")
+def test_bash_completion_is_generated_from_the_parser(tmp_path: Path) -> None:
+    """`cdp-relay completion bash` is a valid bash script (bash -n) that completes command names, each
+    command's options (the worker's --no-gzip too) and the choices of an option, with no new dependency."""
+    done = cdp("completion", "bash")
+    assert done.returncode == 0 and done.stderr == ""
+    script = tmp_path / "cdp-relay.bash"
+    script.write_text(done.stdout)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    assert _bash_complete(script, "cdp-relay", "tr") == ["track"]
+    assert _bash_complete(script, "cdp-relay", "i") == ["identify", "import"]
+    assert set(COMMANDS) <= set(_bash_complete(script, "cdp-relay", ""))
+    assert _bash_complete(script, "cdp-relay", "import", "events.jsonl", "--format", "") == [
+        "auto", "jsonl", "csv", "tsv"]
+    assert _bash_complete(script, "cdp-relay", "worker", "--no") == ["--no-gzip"]
+    assert _bash_complete(script, "cdp-relay", "track", "-u", "42", "--ho") == ["--host"]
+    assert _bash_complete(script, "cdp-relay", "track", "--host", "") == []  # a URL to type
+    (tmp_path / "events.jsonl").write_text("")
+    assert _bash_complete(script, "cdp-relay", "import", str(tmp_path / "ev")) == [str(tmp_path / "events.jsonl")]
+    # the script follows the parser: a command registered later shows up in a new script
+    assert "completion" in _bash_complete(script, "cdp-relay", "c")
+
+
+@pytest.mark.skipif(not shutil.which("zsh"), reason="needs zsh")
+def test_zsh_completion_is_valid_and_registers_itself(tmp_path: Path) -> None:
+    """`cdp-relay completion zsh` passes zsh -n, and sourced after compinit it is the completion of cdp-relay,
+    listing every command and option (with the choices of --format)."""
+    done = cdp("completion", "zsh")
+    assert done.returncode == 0 and done.stdout.startswith("#compdef cdp-relay")
+    script = tmp_path / "_cdp-relay"
+    script.write_text(done.stdout)
+    assert subprocess.run(["zsh", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    check = subprocess.run(["zsh", "-f", "-c", f"autoload -Uz compinit && compinit -u -D -d {tmp_path}/zcd; "
+                            f"source {script}; print -r -- $_comps[cdp-relay]; whence -w _cdp_relay"],
+                           capture_output=True, text=True, timeout=30)
+    assert check.stdout.split() == ["_cdp_relay", "_cdp_relay:", "function"], check.stdout + check.stderr
+    for name in COMMANDS:
+        assert f"'{name}:" in done.stdout
+    assert "'--format[" in done.stdout and ":value:(auto jsonl csv tsv)'" in done.stdout
+    assert "'--no-gzip[" in done.stdout
