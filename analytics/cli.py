@@ -590,6 +590,8 @@ _IMPORT_EXAMPLES = """examples:
       from stdin (give --checkpoint to make it resumable; .gz files are read directly too)
   cdp-relay import events.jsonl --host http://127.0.0.1:8765 -k test
       try it against the local collector first (cdp-relay collector --port 8765)
+  cdp-relay import events.jsonl -k KEY --bad-lines events.bad.jsonl --accept-bad-lines
+      set the bad lines aside (with their reasons) and succeed; fix and import them later
 
 file formats:
   JSON lines: one Segment-spec message per line ({"type": "track", "userId": "42",
@@ -603,8 +605,9 @@ file formats:
   content: the same on every run of the same (even moved or appended) file, another
   in another file.
 
-exit status: 0 all delivered; 1 bad or undelivered lines (listed with line numbers);
-2 usage problem; 130/143 interrupted (rerun to resume).
+exit status: 0 all delivered (bad lines set aside with --accept-bad-lines); 1 bad or
+undelivered lines (listed with line numbers); 2 usage problem; 130/143 interrupted
+(rerun to resume).
 """
 
 
@@ -628,6 +631,12 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
                    help="progress display (auto: a bar on a terminal, tqdm when installed; lines otherwise)")
     p.add_argument("--max-bad-lines", type=int, default=1000, metavar="N",
                    help="stop reading after this many bad lines (default 1000)")
+    p.add_argument("--bad-lines", metavar="PATH",
+                   help="write each bad line (and each line the server refused) to this file, as JSON lines "
+                        "{\"line\", \"reason\", \"text\"}, to fix and import later")
+    p.add_argument("--accept-bad-lines", action="store_true",
+                   help="with --bad-lines: bad lines do not fail the run (exit 0) and a rerun does not read "
+                        "them again")
     p.add_argument("--drain-timeout", type=float, default=10.0, metavar="S",
                    help="on Ctrl-C/SIGTERM, seconds to wait for queued messages (default 10)")
     _connection_arguments(p, IMPORT_DEFAULTS)
@@ -652,6 +661,7 @@ def _import(args: argparse.Namespace) -> int:
         restart=args.restart, gzip=conn.gzip, timeout=conn.timeout, max_retries=conn.max_retries,
         max_retry_time=conn.max_retry_time, batch_size=args.batch_size, progress=args.progress,
         max_bad=args.max_bad_lines, drain_timeout=args.drain_timeout, id_namespace=args.id_namespace,
+        bad_lines=args.bad_lines, accept_bad=args.accept_bad_lines,
     )
     if args.file == "-" and args.checkpoint is None and not args.no_checkpoint and not args.dry_run:
         print(f"{PROG} import: note: reading stdin without --checkpoint PATH: a rerun cannot resume",
