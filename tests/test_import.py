@@ -461,6 +461,7 @@ def test_progress_rate_eta_and_the_fallback_bar(monkeypatch: pytest.MonkeyPatch)
     import analytics.progress as progress
 
     monkeypatch.setattr(progress, "_have_tqdm", lambda: False)
+    monkeypatch.setenv("COLUMNS", "120")  # the width of a stream that is no real terminal
     clock = _Clock()
     stream = _TTY()
     bar = make_progress(1000, mode="auto", stream=stream, prefix="importing x: ")
@@ -469,10 +470,10 @@ def test_progress_rate_eta_and_the_fallback_bar(monkeypatch: pytest.MonkeyPatch)
     clock.now += 2.0
     bar.update(250, delivered=200)
     assert bar.rate == 125.0 and bar.eta == 6.0
-    assert "[######------------------] 250/1,000 lines (25%) · 125 lines/s · ETA 0:06 · 200 delivered" in \
-        stream.getvalue()
+    assert stream.getvalue() == ("\rimporting x: [##########------------------------------] 250/1,000 lines (25%) · "
+                                 "125 lines/s · ETA 0:06 · 200 delivered\x1b[K")
     bar.close()
-    assert stream.getvalue().startswith("\r") and stream.getvalue().endswith("\n")
+    assert stream.getvalue().startswith("\r") and stream.getvalue().endswith("\x1b[K\n")
     unknown = make_progress(None, mode="plain", stream=io.StringIO())
     assert unknown.eta is None and "ETA ?" in unknown.describe()
     assert [format_duration(s) for s in (7, 723, 3723, None)] == ["0:07", "12:03", "1:02:03", "?"]
