@@ -448,6 +448,21 @@ _FLAGS = {
 }
 
 
+#: Client options as the flags that set them, for a ConfigurationError met by a command.
+_OPTION_FLAGS = {
+    "write_key": "-k/--write-key", "host": "--host", "timeout": "--timeout", "max_retries": "--max-retries",
+    "max_retry_time": "--max-retry-time", "queue": "--queue", "thread": "--threads", "claim_after": "--claim-after",
+    "stream_prefix": "--stream-prefix", "exit_timeout": "--exit-timeout", "upload_size": "--batch-size",
+}
+
+
+def _option_error(exc: ConfigurationError) -> CLIError:
+    """A Client option refused by its check, as a usage error naming the flag (its first word)."""
+    text = str(exc)
+    name, sep, rest = text.partition(" ")
+    return CLIError(f"{_OPTION_FLAGS.get(name, name)}{sep}{rest}")
+
+
 def _in_flags(text: str) -> str:
     """A message check's error with the fields named as the flags that set them."""
     from .importer import rename_fields
@@ -465,7 +480,8 @@ class _Recorder:
         self.inner = HTTPTransport()
         self.attempts: List[Tuple[str, Optional[Any], float, int, Optional[Exception]]] = []
 
-    def post(self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]) -> Any:
+    def post(self, url: str, body: bytes, headers: Dict[str, str], timeout: float,
+             proxies: Optional[Dict[str, str]]) -> Any:
         started = time.monotonic()
         try:
             response = self.inner.post(url, body, headers, timeout, proxies)
@@ -534,7 +550,7 @@ def _send_call(type_: str, args: argparse.Namespace) -> int:
             retry_policy=RetryPolicy(max_retries=conn.max_retries, max_time=conn.max_retry_time, base=0.2, cap=2.0),
         )
     except ConfigurationError as exc:
-        raise CLIError(str(exc)) from None
+        raise _option_error(exc) from None
     try:
         try:
             ok, built, unused = send_message(client, message)
@@ -670,6 +686,8 @@ def _import(args: argparse.Namespace) -> int:
     try:
         report = run_import(options)
     except ImportProblem as exc:
+        if isinstance(exc.__cause__, ConfigurationError):
+            raise _option_error(exc.__cause__) from None
         raise CLIError(str(exc)) from None
     for line in format_report(report):
         print(line, file=sys.stderr)
@@ -747,7 +765,7 @@ def _worker(args: argparse.Namespace) -> int:
             stream_prefix=args.stream_prefix, exit_timeout=args.exit_timeout,
         )
     except ConfigurationError as exc:
-        raise CLIError(str(exc)) from None
+        raise _option_error(exc) from None
     if not args.verbose and not logging.getLogger().handlers:
         # a long-running worker shows the SDK's warnings (delivery problems) on stderr
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -914,12 +932,16 @@ def _zsh_completion() -> str:
     return "\n".join(lines)
 
 
+def _shell_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+
+
 @command("completion", help="print a bash or zsh completion script for cdp-relay",
          examples="examples:\n"
                   "  source <(cdp-relay completion bash)       # in ~/.bashrc\n"
                   "  source <(cdp-relay completion zsh)        # in ~/.zshrc (after compinit)\n"
                   "  cdp-relay completion bash > ~/.local/share/bash-completion/completions/cdp-relay\n",
-         arguments=lambda p: p.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in"),
+         arguments=lambda p: _shell_argument(p),
          description="Print a completion script for bash or zsh, made from the commands and options of this "
                      "cdp-relay: it completes command names, options, and the values of options with choices.")
 def _completion(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple
 from urllib.parse import urlsplit
 
 from ._checks import is_loopback
@@ -837,8 +837,8 @@ class _BadLines:
         self.path = path
         self.written = 0
         self._lock = threading.Lock()
-        self._seen: set = set()
-        self._resolved: set = set()
+        self._seen: Set[int] = set()
+        self._resolved: Set[int] = set()
         if resumed:
             try:
                 with open(path, encoding="utf-8") as f:
@@ -1267,7 +1267,7 @@ class _Import:
         try:
             self.client = self._make_client()
         except ConfigurationError as exc:
-            raise ImportProblem(str(exc)) from None
+            raise ImportProblem(str(exc)) from exc  # the cause names the option
         verb = "checking " if opts.dry_run else "importing "
         self.progress = make_progress(total, initial=max(0, self.source.line - self.header_lines), mode=opts.progress,
                                       stream=self.err, prefix=verb + os.path.basename(self.name) + ": ",

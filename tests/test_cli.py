@@ -527,3 +527,22 @@ def test_zsh_completion_is_valid_and_registers_itself(tmp_path: Path) -> None:
         assert f"'{name}:" in done.stdout
     assert "'--format[" in done.stdout and ":value:(auto jsonl csv tsv)'" in done.stdout
     assert "'--no-gzip[" in done.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["track", "-k", "a\nb", "-u", "1", "-e", "x"], "cdp-relay track: error: -k/--write-key must not contain control"),
+    (["worker", "-k", "k", "--queue", "redis://127.0.0.1:6379/0", "--claim-after", "0.001"],
+     "cdp-relay worker: error: --claim-after must be at least 0.05, got 0.001"),
+    (["worker", "-k", "k", "--queue", "redis://127.0.0.1:6379/0", "--stream-prefix", ""],
+     "cdp-relay worker: error: --stream-prefix must be a non-empty string"),
+])
+def test_option_errors_name_the_flags(argv: List[str], message: str, tmp_path: Path) -> None:
+    """A setting the client refuses is reported with the flag that gave it (-k/--write-key), not the
+    Python option (write_key); the import too."""
+    done = cdp(*argv)
+    assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"type": "track", "userId": "1", "event": "x"}\n')
+    done = cdp("import", str(path), "-k", "a\nb", "--no-checkpoint")
+    assert done.returncode == 2 and done.stderr.startswith("cdp-relay import: error: -k/--write-key must not")
