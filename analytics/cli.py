@@ -826,7 +826,7 @@ def _bash_completion() -> str:
         '        case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break ;; esac',
         "    done",
         '    if [[ -z "$cmd" ]]; then',
-        f'        COMPREPLY=($(compgen -W "{" ".join(name for name, _, _, _ in commands)} --help --version" -- "$cur"))',
+        f'        COMPREPLY=($(compgen -W "{" ".join(name for name, *_ in commands)} --help --version" -- "$cur"))',
         "        return 0",
         "    fi",
         '    local opts="" values="" filed="" files=""',
@@ -847,8 +847,8 @@ def _bash_completion() -> str:
         for strings, _, choices, _ in options:
             if choices:
                 pattern = "|".join(shlex.quote(f"{name} {flag}") for flag in strings)
-                lines.append(f'        {pattern}) COMPREPLY=($(compgen -W {shlex.quote(" ".join(choices))} -- "$cur")); '
-                             "return 0 ;;")
+                words = shlex.quote(" ".join(choices))
+                lines.append(f'        {pattern}) COMPREPLY=($(compgen -W {words} -- "$cur")); return 0 ;;')
     lines += [
         "    esac",
         '    if [[ " $filed " == *" $prev "* ]]; then',

@@ -220,7 +220,8 @@ def test_dry_run_checks_every_line_and_sends_nothing(tmp_path: Path, collector: 
     bad = write_jsonl(tmp_path / "bad.jsonl", [track(0), {"type": "track"}])
     assert main(["import", str(bad), "--dry-run", "--progress", "none"]) == 1
     err = capsys.readouterr().err
-    assert "1 of 2 messages valid" in err and "line 2: track needs userId or anonymousId" in err  # the file's field names
+    # the reason names the file's fields (userId), not the library's parameters (user_id)
+    assert "1 of 2 messages valid" in err and "line 2: track needs userId or anonymousId" in err
     assert collector.stats()["requests"] == 0
     assert not list(tmp_path.glob("*.checkpoint"))
 
