@@ -238,3 +238,21 @@ def test_not_a_terminal_gets_plain_lines(tmp_path: Path, collector: Collector) -
     progress = [line for line in done.stderr.splitlines() if line.startswith("importing piped.jsonl: ")]
     assert progress and progress[-1].startswith("importing piped.jsonl: 501/501 lines (100%) · ")
     assert progress[-1].endswith("· 500 delivered · 1 bad")
+
+
+def test_plain_lines_come_periodically(tmp_path: Path, collector: Collector) -> None:
+    """Not a terminal: a plain line every ``progress_every`` seconds while it runs, and one at the end."""
+    import io
+
+    from analytics.importer import ImportOptions, run_import
+
+    collector.delay = 0.05  # 150 requests, at most 8 at a time: about a second at the very least
+    path = write_events(tmp_path / "slow.jsonl", 3000)
+    err = io.StringIO()
+    report = run_import(ImportOptions(str(path), write_key=WRITE_KEY, host=collector.url, progress="auto",
+                                      progress_every=0.1, batch_size=20), stderr=err)
+    assert report.delivered == 3000
+    lines = err.getvalue().splitlines()
+    assert len(lines) >= 3 and all(line.startswith("importing slow.jsonl: ") for line in lines), lines
+    assert "\r" not in err.getvalue() and "\x1b" not in err.getvalue()
+    assert lines[-1].startswith("importing slow.jsonl: 3,001/3,001 lines (100%)")
