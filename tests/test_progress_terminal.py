@@ -185,7 +185,7 @@ def test_the_bar_fits_redraws_in_place_and_leaves_one_final_line(tmp_path: Path,
     one line, and at the end one clean line at 100% followed by the report."""
     if code == WITH_TQDM:
         pytest.importorskip("tqdm")
-    collector.delay = 0.01  # a few seconds of progress to draw
+    collector.delay = 0.02  # 250 requests, at most 8 at a time: over half a second of progress to draw
     path = write_events(tmp_path / "events.jsonl", 5000)
     status, output = run_in_terminal(code, ["import", str(path), "-k", WRITE_KEY, "--host", collector.url,
                                             "--batch-size", "20"], columns, tmp_path)
