@@ -7,6 +7,7 @@ Every error message that echoes a caller's value goes through :func:`quote`
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import numbers
 import re
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["quote", "redact_url", "number", "flag", "http_url", "header_text", "MAX_SECONDS"]
+__all__ = ["quote", "redact_url", "number", "flag", "http_url", "is_loopback", "header_text", "MAX_SECONDS"]
 
 #: The longest a duration option may be: beyond about 9e9 s the OS refuses the wait
 #: (``OverflowError`` in the consumer); ``None`` means "forever" where an option allows it.
@@ -117,11 +118,28 @@ def flag(name: str, value: Any) -> bool:
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f<>\"{}|\\^`]")
 
 
-def http_url(name: str, value: str, default_scheme: str = "https") -> Tuple[str, Any]:
+def is_loopback(host: Optional[str]) -> bool:
+    """Whether ``host`` (a name or an IP address, without brackets or port) is this machine:
+    ``localhost`` (or ``*.localhost``), ``127.0.0.0/8`` or ``::1``."""
+    if not host:
+        return False
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def http_url(name: str, value: str, default_scheme: Optional[str] = None) -> Tuple[str, Any]:
     """``value`` (stripped of surrounding white space and a trailing ``/``) as an http(s) URL,
     with its :func:`urllib.parse.urlsplit` parts.
 
-    A bare ``host[:port]`` gets ``default_scheme``.  Refused with
+    A bare ``host[:port]`` gets ``default_scheme``; by default ``http://`` when
+    the host is a loopback address (``127.0.0.1:8765``, ``localhost:8765``,
+    ``[::1]:8765``: a local collector serves plain HTTP) and ``https://``
+    otherwise.  Refused with
     :class:`ConfigurationError` naming ``name``: another scheme, spaces or
     control or non-ASCII characters, a bad IPv6 address, a port outside
     1-65535, credentials (``user:pass@``), a query or a fragment.  A path
@@ -129,7 +147,14 @@ def http_url(name: str, value: str, default_scheme: str = "https") -> Tuple[str,
     """
     url = value.strip()
     if "://" not in url:
-        url = f"{default_scheme}://{url}"
+        scheme = default_scheme
+        if scheme is None:
+            try:
+                host = urlsplit("//" + url).hostname
+            except ValueError:
+                host = None
+            scheme = "http" if is_loopback(host) else "https"
+        url = f"{scheme}://{url}"
     url = url.rstrip("/")
     shown = quote(redact_url(url))
     if _BAD_URL_CHARS.search(url) or not url.isascii():

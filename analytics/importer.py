@@ -76,6 +76,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -83,8 +84,10 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple
+from urllib.parse import urlsplit
 
+from ._checks import is_loopback
 from .client import Client
 from .errors import APIError, ConfigurationError, InvalidMessageError, QueueFullError, ShutdownError, TransportError
 from .messages import TYPES
@@ -101,6 +104,7 @@ __all__ = [
     "describe_delivery_error",
     "call_arguments",
     "checkpoint_path_for",
+    "rename_fields",
 ]
 
 log = logging.getLogger("customerio.importer")
@@ -180,6 +184,24 @@ def _kind(value: Any) -> str:
             type(None): "null"}.get(type(value), type(value).__name__)
 
 
+_QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_WORD = re.compile(r"(?<![\w./'\"-])([A-Za-z_]+)(?![\w.\['\"-])")
+
+
+def rename_fields(text: str, names: Dict[str, str]) -> str:
+    """``text`` (an :class:`~analytics.errors.InvalidMessageError`'s message) with each field named
+    as ``names`` says: ``track needs user_id or anonymous_id`` becomes ``track needs userId or
+    anonymousId`` in an import, and names the flags in the command line.  Quoted values are kept."""
+    parts = _QUOTED.split(text)
+    for i in range(0, len(parts), 2):  # the text outside quotes
+        parts[i] = _WORD.sub(lambda m: names.get(m.group(1), m.group(1)), parts[i])
+    return "".join(parts)
+
+
+#: The library's parameter names as the file's field names (for the import's bad-line reasons).
+SPEC_NAMES = {python: spec for spec, python in FIELDS.items() if python != spec}
+
+
 def send_message(client: Client, message: Any, default_type: Optional[str] = None) -> Tuple[bool, Dict[str, Any], List[str]]:
     """Validate and queue (or, in sync mode, send) one Segment-spec message through ``client``.
 
@@ -211,7 +233,11 @@ class ImportOptions:
     queued messages after SIGINT/SIGTERM.  ``retry_policy`` overrides
     ``max_retries`` and ``max_retry_time``.  ``id_namespace`` names the file in
     the messageIds derived for lines without one (default: its first 64 KiB;
-    see the module doc).
+    see the module doc).  ``bad_lines``: a file where the bad lines (and the
+    lines the server refused) are written, one JSON object per line with the
+    line number, the reason and the text as read; ``accept_bad`` (which needs
+    ``bad_lines``) makes a run with bad lines a success: exit status 0, and
+    the checkpoint forgets them, so a rerun does not read them again.
     """
 
     path: str
@@ -235,6 +261,11 @@ class ImportOptions:
     retry_policy: Optional[RetryPolicy] = None
     #: names the file for the messageIds derived for lines without one (default: its first 64 KiB)
     id_namespace: Optional[str] = None
+    #: a JSON-lines file where each bad line is written with its reason (``{"line", "reason", "text"}``)
+    bad_lines: Optional[str] = None
+    #: bad lines (kept in ``bad_lines``) do not fail the run: exit status 0, and the checkpoint
+    #: does not keep them to send again
+    accept_bad: bool = False
 
 
 @dataclass
@@ -261,13 +292,19 @@ class ImportReport:
     unused_fields: Dict[str, Tuple[int, int]] = field(default_factory=dict)  #: name -> (count, first line)
     seconds: float = 0.0
     lines_read: int = 0
+    retried_sent: int = 0  #: of the ``resumed_retry`` lines: sent by this run
+    retried_bad: int = 0  #: of the ``resumed_retry`` lines: still bad (or refused again)
+    bad_lines_file: Optional[str] = None  #: where the bad lines were written
+    bad_written: int = 0  #: bad lines written there by this run
+    bad_accepted: bool = False  #: bad lines do not fail the run (``accept_bad``)
 
     @property
     def exit_code(self) -> int:
-        """0, 1 (bad or undelivered lines, reading stopped early) or 128 + the signal."""
+        """0, 1 (bad lines unless accepted, undelivered lines, reading stopped early) or 128 + the signal."""
         if self.interrupted:
             return 128 + self.interrupted
-        if self.bad_count or self.undelivered or self.delivery_error or self.stopped_early:
+        if (self.bad_count and not self.bad_accepted) or self.undelivered or self.delivery_error \
+                or self.stopped_early:
             return 1
         return 0
 
@@ -284,6 +321,7 @@ class _Record:
     digest: str
     message: Any = None
     problem: Optional[str] = None
+    raw: bytes = b""  #: the record as read (for the --bad-lines file)
 
 
 def _digest(data: bytes) -> str:
@@ -446,7 +484,7 @@ class _JSONLinesReader:
             line = src.line
             if not data.strip():
                 continue
-            record = _Record(line, line, start, src.offset, _digest(data))
+            record = _Record(line, line, start, src.offset, _digest(data), raw=data)
             if not wanted(line, line):
                 yield record
                 continue
@@ -590,7 +628,7 @@ class _CSVReader:
             self._pending = []
             if row is not None and not any(cell.strip() for cell in row):
                 continue  # a blank line
-            record = _Record(first, src.line, start, src.offset, _digest(data))
+            record = _Record(first, src.line, start, src.offset, _digest(data), raw=data)
             if not wanted(first, src.line):
                 pass
             elif self._bad_text is not None:
@@ -754,6 +792,18 @@ def _retry_later(error: Exception) -> bool:
     return isinstance(error, APIError) and error.reason in ("rejected", "too_large") and error.status not in (401, 403)
 
 
+def _connection_refused(error: BaseException) -> bool:
+    """Whether a delivery failed because nothing listens at the host (the cause chain, or the text)."""
+    cause: Optional[BaseException] = error
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "connection refused" in str(error).lower()
+
+
 def describe_delivery_error(error: Exception, host: str) -> str:
     """A delivery failure as one sentence for people."""
     if isinstance(error, APIError):
@@ -765,8 +815,83 @@ def describe_delivery_error(error: Exception, host: str) -> str:
     attempts = getattr(error, "attempts", 0)
     tail = f" ({attempts} attempt{'s' if attempts != 1 else ''})" if attempts else ""
     if isinstance(error, TransportError):
+        if _connection_refused(error):
+            where = urlsplit(host).netloc or host
+            hint = "; is the collector running? (cdp-relay collector --port N)" if is_loopback(
+                urlsplit(host).hostname) else ""
+            return f"cannot reach {host}: connection refused, nothing listens at {where}{tail}{hint}"
         return f"cannot reach {host}: {text}{tail}"
     return f"could not deliver to {host}: {text}{tail}"
+
+
+class _BadLines:
+    """The ``--bad-lines`` file: one JSON object per bad line, ``{"line", "reason", "text"}``.
+
+    A run that starts at the top rewrites it; a resumed run adds to it the
+    lines not already there (a bad line read again is not written twice), and
+    drops the lines it delivered (fixed in place since).  Written from the
+    reader and the checkpoint threads.
+    """
+
+    def __init__(self, path: str, resumed: bool) -> None:
+        self.path = path
+        self.written = 0
+        self._lock = threading.Lock()
+        self._seen: Set[int] = set()
+        self._resolved: Set[int] = set()
+        if resumed:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    for text in f:
+                        line = _entry_line(text)
+                        if line is not None:
+                            self._seen.add(line)
+            except FileNotFoundError:
+                pass
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ImportProblem(f"cannot read the bad-lines file {path}: {exc}") from None
+        try:
+            self._file: IO[str] = open(path, "a" if resumed else "w", encoding="utf-8")
+        except OSError as exc:
+            raise ImportProblem(f"cannot write the bad-lines file {path}: {exc.strerror or exc}") from None
+
+    def write(self, line: int, reason: str, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
+        with self._lock:
+            if line in self._seen:
+                return
+            self._seen.add(line)
+            self._file.write(json.dumps({"line": line, "reason": reason, "text": text}, ensure_ascii=False) + "\n")
+            self._file.flush()
+            self.written += 1
+
+    def resolve(self, line: int) -> None:
+        """Line ``line`` was delivered: drop it from the file (at :meth:`close`) if it is there."""
+        if line in self._seen:
+            with self._lock:
+                self._resolved.add(line)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+            if not self._resolved:
+                return
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    kept = [text for text in f if _entry_line(text) not in self._resolved]
+                tmp = f"{self.path}.tmp-{os.getpid()}"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.writelines(kept)
+                os.replace(tmp, self.path)
+            except (OSError, UnicodeDecodeError) as exc:
+                log.warning("cannot drop the delivered lines from %s: %s", self.path, exc)
+
+
+def _entry_line(text: str) -> Optional[int]:
+    try:
+        return int(json.loads(text)["line"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 class _Tracker:
@@ -780,7 +905,10 @@ class _Tracker:
     failed for another reason than the message itself.
     """
 
-    def __init__(self, base: _Checkpoint, host: str, max_refused: int) -> None:
+    def __init__(self, base: _Checkpoint, host: str, max_refused: int, bad_lines: Optional[_BadLines] = None,
+                 accept_bad: bool = False) -> None:
+        self._bad_lines = bad_lines
+        self._accept_bad = accept_bad  #: bad and refused lines are not kept to send again
         self._lock = threading.Lock()
         self._entries: Deque[_Entry] = deque()
         self._failed: Dict[str, Exception] = {}
@@ -846,18 +974,27 @@ class _Tracker:
                     error = self._failed.get(e.message_id)
                     if error is None:
                         self.delivered += 1
-                        cp.retry.pop(r.first_line, None)
+                        if cp.retry.pop(r.first_line, None) is not None and self._bad_lines is not None:
+                            self._bad_lines.resolve(r.first_line)
                     elif _retry_later(error):
-                        cp.retry[r.first_line] = r.start
+                        why = "refused by the server: " + describe_delivery_error(error, self._host)
+                        if not self._accept_bad:
+                            cp.retry[r.first_line] = r.start
+                        else:
+                            cp.retry.pop(r.first_line, None)
                         self.refused_count += 1
                         if len(self.refused) < 1000:
-                            self.refused.append(
-                                (r.first_line, "refused by the server: " + describe_delivery_error(error, self._host)))
+                            self.refused.append((r.first_line, why))
+                        if self._bad_lines is not None:
+                            self._bad_lines.write(r.first_line, why, r.raw)
                     else:
                         self.blocked = error
                         break
                 elif e.kind == _BAD:
-                    cp.retry[r.first_line] = r.start
+                    if self._accept_bad:
+                        cp.retry.pop(r.first_line, None)  # accepted: skipped for good
+                    else:
+                        cp.retry[r.first_line] = r.start
                 else:  # _UNSENT: the client stopped before it could be queued
                     self.blocked = ShutdownError("stopped before this message was queued")
                     break
@@ -866,6 +1003,14 @@ class _Tracker:
                         r.last_line, r.first_line, r.start, r.end, r.digest)
                 entries.popleft()
             cp.delivered = self._base_delivered + self.delivered
+
+    def reanchor(self, record: _Record) -> None:
+        """The checkpoint's anchor line was found again: record where it is now (a bad line fixed
+        before it may have changed its length, and so its offset)."""
+        with self._lock:
+            cp = self.checkpoint
+            if cp.line == record.last_line:
+                cp.first, cp.start, cp.offset = record.first_line, record.start, record.end
 
     def unconfirmed(self) -> int:
         """Queued messages the checkpoint has not passed (not confirmed, or at or after a failure)."""
@@ -944,6 +1089,7 @@ class _Import:
         self.lines = 0  #: the last line read
         self.unused: Dict[str, List[int]] = {}
         self.verified = True
+        self.bad_lines: Optional[_BadLines] = None
 
     # -- set-up --------------------------------------------------------------------
 
@@ -1008,10 +1154,13 @@ class _Import:
                         f"{self.name} changed since the checkpoint {self.cp_path} was written (line {base.line} "
                         "differs); pass --restart to send the whole file again")
                 self.verified = record.last_line == base.line
+                if self.verified:
+                    tracker.reanchor(record)
             if not self._wanted(record.first_line, record.last_line):
                 report.skipped += 1
                 continue
             report.records += 1
+            retried = record.first_line in base.retry and record.last_line <= base.line
             problem = record.problem
             if problem is None:
                 message = record.message
@@ -1021,7 +1170,7 @@ class _Import:
                 try:
                     ok, built, unused = send_message(self.client, message, opts.default_type)
                 except InvalidMessageError as exc:
-                    problem = str(exc)
+                    problem = rename_fields(str(exc), SPEC_NAMES)
                 else:
                     for name in unused:
                         self.unused.setdefault(name, [0, record.first_line])[0] += 1
@@ -1031,11 +1180,16 @@ class _Import:
                         tracker.add(_UNSENT, record)
                         return  # the client was stopped
                     report.queued += 1
+                    report.retried_sent += retried
                     tracker.add(_SENT, record, built["messageId"])
+                    record.message = None  # the tracker keeps the record until it is settled
                     continue
             report.bad_count += 1
+            report.retried_bad += retried
             if len(report.bad) < 1000:
                 report.bad.append((record.first_line, problem))
+            if self.bad_lines is not None:
+                self.bad_lines.write(record.first_line, problem, record.raw)
             if not opts.dry_run:
                 tracker.add(_BAD, record)
             if report.bad_count > opts.max_bad:
@@ -1097,7 +1251,13 @@ class _Import:
         total = self.source.count_lines()
         if total is not None:
             total -= self.header_lines
-        self.tracker = _Tracker(self.base, self.host, opts.max_bad)
+        if opts.accept_bad and not opts.bad_lines:
+            raise ImportProblem("--accept-bad-lines needs --bad-lines FILE (where the skipped lines are kept)")
+        if opts.bad_lines:
+            self.bad_lines = _BadLines(opts.bad_lines, resumed=self.base.line > 0)
+            self.report.bad_lines_file = opts.bad_lines
+        self.report.bad_accepted = opts.accept_bad
+        self.tracker = _Tracker(self.base, self.host, opts.max_bad, self.bad_lines, opts.accept_bad)
         if self.cp_path is not None:
             try:
                 _write_checkpoint(self.cp_path, self.base, self.name)
@@ -1107,7 +1267,7 @@ class _Import:
         try:
             self.client = self._make_client()
         except ConfigurationError as exc:
-            raise ImportProblem(str(exc)) from None
+            raise ImportProblem(str(exc)) from exc  # the cause names the option
         verb = "checking " if opts.dry_run else "importing "
         self.progress = make_progress(total, initial=max(0, self.source.line - self.header_lines), mode=opts.progress,
                                       stream=self.err, prefix=verb + os.path.basename(self.name) + ": ",
@@ -1119,6 +1279,8 @@ class _Import:
             self.finished.set()
             self.progress.close()
             self.client.shutdown(timeout=0)
+            if self.bad_lines is not None:
+                self.bad_lines.close()
         if self.error is not None:
             if isinstance(self.error, ImportProblem):
                 raise self.error
@@ -1182,6 +1344,8 @@ class _Import:
         report.interrupted = self.signals.first
         report.lines_read = max(0, self.lines - self.header_lines)
         report.unused_fields = {name: (v[0], v[1]) for name, v in self.unused.items()}
+        if self.bad_lines is not None:
+            report.bad_written = self.bad_lines.written
         if self.options.dry_run:
             return
         report.delivered = tracker.delivered
@@ -1217,7 +1381,15 @@ def format_report(report: ImportReport, show_bad: int = 20) -> List[str]:
         head = f"{report.source}: {report.delivered:,} of {report.records:,} messages delivered"
         lines.append(f"{head} in {report.seconds:.1f} s ({rate:,.0f}/s)")
         if report.resumed_from:
-            again = f", but {report.resumed_retry:,} bad line(s) sent again" if report.resumed_retry else ""
+            again = ""
+            if report.resumed_retry:
+                left = report.resumed_retry
+                outcome = [f"{report.retried_sent:,} sent now", f"{report.retried_bad:,} still bad"]
+                unread = left - report.retried_sent - report.retried_bad
+                if unread > 0:
+                    outcome.append(f"{unread:,} not read")
+                again = (f", but {left:,} line{'s' if left != 1 else ''} it could not send: "
+                         + ", ".join(outcome))
             lines.append(f"resumed: lines up to {report.resumed_from:,} were delivered by an earlier run{again}")
         if report.records == 0 and report.resumed_from and not report.bad_count and not report.interrupted:
             lines.append("nothing to send: every line was delivered before (--restart sends the file again)")
@@ -1227,6 +1399,11 @@ def format_report(report: ImportReport, show_bad: int = 20) -> List[str]:
             lines.append(f"  line {line}: {why}")
         if report.bad_count > show_bad:
             lines.append(f"  ... and {report.bad_count - show_bad:,} more")
+    if report.bad_lines_file is not None and (report.bad_count or report.bad_written):
+        lines.append(f"bad lines written to {report.bad_lines_file} ({report.bad_written:,} new; one JSON object "
+                     "per line: line, reason, text)")
+    if report.bad_count and report.bad_accepted:
+        lines.append("bad lines accepted (--accept-bad-lines): skipped, not sent again by a rerun")
     for name, (count, first) in sorted(report.unused_fields.items()):
         lines.append(f"warning: field {name!r} is not part of these messages and was ignored "
                      f"({count:,} line{'s' if count != 1 else ''}, first on line {first})")
@@ -1244,5 +1421,6 @@ def format_report(report: ImportReport, show_bad: int = 20) -> List[str]:
         lines.append(f"checkpoint: {report.checkpoint} (delivered through line {report.checkpoint_line:,}{more})")
         if report.exit_code:
             lines.append("run the same command again to resume" +
-                         (" once the bad lines are fixed" if report.bad_count and not report.undelivered else ""))
+                         (" once the bad lines are fixed (or add --bad-lines FILE --accept-bad-lines to set them "
+                          "aside)" if report.bad_count and not report.undelivered else ""))
     return lines

@@ -7,16 +7,26 @@ interface (``update(done, **counts)``, ``close()``):
 - a one-line bar redrawn in place on a terminal without ``tqdm``;
 - plain lines every few seconds when stderr is not a terminal (logs, CI).
 
-Every display shows the rate (lines/s) and the ETA when the total is known.
+On a terminal both bars fit its width (asked at every redraw: a resized
+window is followed), from 40 columns up: what does not fit is left out a
+whole part at a time, never cut.  Each redraw goes back to the start of the
+line and erases the rest of it, the line stays two columns short of the edge
+(so an echoed ``^C`` does not wrap it), and :meth:`Progress.close` leaves
+the final state on one line of its own.
+
+Every display shows the rate (lines/s) and the ETA when the total is known,
+as room allows.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
-from typing import Any, Callable, Dict, Optional, TextIO
+from typing import Any, Callable, Dict, Optional, TextIO, Tuple
 
-__all__ = ["Progress", "make_progress", "format_duration"]
+__all__ = ["Progress", "make_progress", "format_duration", "terminal_width"]
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -116,57 +126,170 @@ class _Lines(Progress):
         print(f"{self._prefix}{self.describe()}", file=self._stream, flush=True)
 
 
-class _Bar(Progress):
-    """A one-line bar redrawn in place with ``\\r`` (a terminal without tqdm)."""
+def terminal_width(stream: TextIO, default: int = 80) -> int:
+    """The width of the terminal ``stream`` writes to (asked again each time: it may be resized);
+    ``$COLUMNS`` or ``default`` when it is not a terminal."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+        if columns > 0:
+            return columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        pass
+    try:
+        return max(1, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return default
 
-    WIDTH = 24
+
+#: Columns left free at the end of the line: the terminal echoes ``^C`` there without wrapping.
+MARGIN = 2
+#: The smallest bar worth drawing, and the widest.
+MIN_BAR, MAX_BAR = 6, 40
+
+
+class _Terminal(Progress):
+    """A display that redraws one line in place on a terminal, fitted to its current width.
+
+    The line never reaches the last ``MARGIN`` columns (so neither it nor an echoed ``^C``
+    wraps), each redraw returns to the start of the line and erases what was there, and
+    :meth:`close` leaves the final state on a line of its own.  What does not fit is left
+    out a whole part at a time (the rate, then the ETA, then the name, then the counters):
+    never a number cut in two.
+    """
 
     def __init__(self, stream: TextIO, prefix: str, **kw: Any) -> None:
         super().__init__(**kw)
         self._stream = stream
         self._prefix = prefix
-        self._last = 0.0
-        self._shown = 0
+        self._last = -1.0
+        self._width = 0
+
+    def layout(self, width: int) -> Tuple[str, str, int]:
+        """``(prefix, text, bar cells)`` of the line for a terminal ``width`` columns wide: of the
+        arrangements that fit, the one showing the most (the counters first, then the ETA, the
+        bar, the name, the rate)."""
+        usable = max(1, width - MARGIN)
+        done, total, unit = self.done, self.total, self.unit
+        if total is not None:
+            pct = f"{100.0 * done / total if total else 100.0:.0f}%"
+            heads = [(f"{done:,}/{total:,} {unit} ({pct})", 1.8), (f"{done:,}/{total:,} ({pct})", 1.6), (pct, 0.0)]
+            etas = [(f"ETA {format_duration(self.eta)}", 2.5), ("", 0.0)]
+        else:
+            heads = [(f"{done:,} {unit}", 1.0), (f"{done:,}", 0.8)]
+            etas = [("", 0.0)]
+        rate = self.rate
+        rates = [(f"{rate:,.0f} {unit}/s", 1.2), (f"{rate:,.0f}/s", 1.0), ("", 0.0)] if rate is not None \
+            else [("", 0.0)]
+        counts = [f"{value:,} {name}" for name, value in self.counts.items()]
+        name = self._prefix.rstrip(": ")
+        short = name.rsplit(" ", 1)[-1]
+        if len(short) > 16:
+            short = short[:13] + "..."
+        prefixes = [(self._prefix, 2.0), (short + ": " if short else "", 1.5), ("", 0.0)]
+        best: Tuple[float, int, str, str, int] = (-1.0, 0, "", "", 0)
+        for head, head_score in heads:
+            for eta, eta_score in etas:
+                for rate_text, rate_score in rates:
+                    for shown in range(len(counts), -1, -1):
+                        text = " · ".join(part for part in [head, rate_text, eta, *counts[:shown]] if part)
+                        score = head_score + eta_score + rate_score + sum(4.0 - i for i in range(shown))
+                        for prefix, prefix_score in prefixes:
+                            room = usable - len(prefix) - len(text)
+                            bar = 2.0 if total and room >= MIN_BAR + 3 else 0.0
+                            if room < 0:
+                                continue
+                            key = (score + prefix_score + bar, len(prefix) + len(text))
+                            if key > best[:2]:
+                                cells = min(MAX_BAR, room - 3) if bar else 0
+                                best = (key[0], key[1], prefix, text, cells)
+        if best[0] < 0:
+            return "", heads[-1][0][:usable], 0
+        return best[2], best[3], best[4]
+
+    def line(self, width: int) -> str:
+        """The whole line for a terminal ``width`` columns wide (at most ``width - MARGIN`` characters)."""
+        prefix, text, cells = self.layout(width)
+        if not cells:
+            return prefix + text
+        filled = min(cells, int(cells * self.done / self.total)) if self.total else 0
+        return f"{prefix}[{'#' * filled}{'-' * (cells - filled)}] {text}"
+
+    def _due(self, final: bool) -> Optional[int]:
+        """The width to redraw at, or None when it is too soon (at most five redraws a second)."""
+        now = self._clock()
+        width = terminal_width(self._stream)
+        if not final and now - self._last < 0.2 and width == self._width:
+            return None
+        self._last, self._width = now, width
+        return width
 
     def _show(self, final: bool) -> None:
-        now = self._clock()
-        if not final and now - self._last < 0.2:
+        width = self._due(final)
+        if width is None:
             return
-        self._last = now
-        if self.total:
-            filled = min(self.WIDTH, int(self.WIDTH * self.done / self.total))
-            bar = "[" + "#" * filled + "-" * (self.WIDTH - filled) + "] "
-        else:
-            bar = ""
-        text = f"{self._prefix}{bar}{self.describe()}"
-        pad = max(0, self._shown - len(text))
-        self._shown = len(text)
-        self._stream.write("\r" + text + " " * pad + ("\n" if final else ""))
+        # \r: back to the start of the line; ESC [ K: erase the rest (an echoed ^C, a longer line)
+        self._stream.write("\r" + self.line(width) + "\x1b[K" + ("\n" if final else ""))
         self._stream.flush()
 
 
-class _Tqdm(Progress):
-    """A ``tqdm`` bar (rate and ETA are tqdm's own)."""
+#: kept for code that named the fallback bar
+_Bar = _Terminal
+
+
+class _EraseToEnd:
+    """The stream tqdm writes to: each redraw also erases the rest of the line."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if "\r" in text:
+            text = text.rstrip(" ") + "\x1b[K"  # tqdm pads with spaces to the last length instead
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Tqdm(_Terminal):
+    """A ``tqdm`` bar: the same fitted line, tqdm drawing the bar itself."""
 
     def __init__(self, stream: TextIO, prefix: str, **kw: Any) -> None:
-        super().__init__(**kw)
+        super().__init__(stream, prefix, **kw)
         from tqdm import tqdm
 
-        self._bar = tqdm(total=self.total, initial=self.initial, unit=" " + self.unit, unit_scale=False,
-                         desc=prefix.rstrip(": ") or None, file=stream, dynamic_ncols=True, smoothing=0.1)
+        width = terminal_width(stream)
+        self._bar = tqdm(total=self.total, initial=self.initial, file=_EraseToEnd(stream), ncols=width - MARGIN,
+                         dynamic_ncols=False, leave=True, mininterval=0, miniters=0, delay=0,
+                         bar_format=self._format(width))
 
-    def update(self, done: int, **counts: int) -> None:
-        step = done - self.done
-        super().update(done, **counts)
-        if step > 0:
-            self._bar.update(step)
-        if counts:
-            self._bar.set_postfix_str(", ".join(f"{v:,} {k}" for k, v in self.counts.items()), refresh=False)
+    def _format(self, width: int) -> str:
+        prefix, text, cells = self.layout(width)
+        prefix, text = prefix.replace("{", "{{").replace("}", "}}"), text.replace("{", "{{").replace("}", "}}")
+        if not cells:
+            return prefix + text
+        return f"{prefix}|{{bar:{cells}}}| {text}"
+
+    def _show(self, final: bool) -> None:
+        width = self._due(final)
+        if width is None:
+            return
+        bar = self._bar
+        bar.n = self.done
+        bar.ncols = width - MARGIN
+        bar.bar_format = self._format(width)
+        if final:
+            bar.close()  # draws the line once more, then leaves it with a newline
+        else:
+            bar.refresh()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._bar.close()
+            self._show(final=True)
 
 
 def _have_tqdm() -> bool:

@@ -9,6 +9,8 @@ import io
 import json
 import os
 import queue
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,7 +60,7 @@ def test_track_from_flags_prints_and_sends_the_message(collector: Collector, cap
                          "-p", "plan=pro", "-p", "seats=3", "-p", "address.city=Paris", "-p", 'code="7"',
                          "--properties", '{"source": "cli", "plan": "free"}', "--context", '{"ip": "10.1.1.1"}',
                          "--timestamp", "2024-05-01T10:00:00Z", "--message-id", "cli-1")
-    assert code == 0 and err == ""
+    assert code == 0 and err.startswith(f"cdp-relay track: sent to {collector.url}/v1/batch: 200 OK")
     printed = json.loads(out)
     [got] = collector.messages
     assert printed == got
@@ -154,11 +156,11 @@ def test_errors_are_one_line_with_the_right_status(collector: Collector, capsys:
     dead.stop()  # nothing listens there now
     cases = [
         (["track", "-u", "1", "-k", "k", "--bogus"], 2, "cdp-relay track: error: unrecognized arguments: --bogus"),
-        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
-        (["track", "-k", "k", "-u", "1"], 2, "cdp-relay track: error: invalid track: event is required"),
-        (["track", "-u", "1", "-e", "x"], 2, "no write key: pass --write-key KEY or set CDP_WRITE_KEY"),
+        (["frobnicate"], 2, "unknown command 'frobnicate'; the commands are track, identify"),
+        (["track", "-k", "k", "-u", "1"], 2, "cdp-relay track: error: invalid track: -e/--event is required"),
+        (["track", "-u", "1", "-e", "x"], 2, "no write key: pass -k/--write-key KEY or set CDP_WRITE_KEY"),
         (["track", "-k", "k", "-u", "1", "-e", "x", "--properties", "[1]"], 2, "--properties must be a JSON object"),
-        (["track", "-k", "k", "-u", "1", "-e", "x", "-p", "novalue"], 2, "--property takes KEY=VALUE"),
+        (["track", "-k", "k", "-u", "1", "-e", "x", "-p", "novalue"], 2, "-p/--property takes KEY=VALUE"),
         (["track", "-k", "wrong", "--host", collector.url, "-u", "1", "-e", "x"], 1,
          f"not delivered: {collector.url} refused the write key (401 unauthorized)"),
         (["track", "-k", "k", "--host", dead_url, "-u", "1", "-e", "x", "--max-retry-time", "0"], 1,
@@ -256,9 +258,9 @@ def test_a_command_is_added_by_registering_one_function(capsys: pytest.CaptureFi
     assert code == 0 and "cdp-relay scratch-args --queue q" in out
 
 
-def test_worker_name_is_reserved() -> None:
-    """`worker` is registered as a command that hands its arguments to analytics.worker."""
-    assert "worker" in COMMANDS and COMMANDS["worker"].arguments is None
+def test_worker_reads_its_settings_like_every_command() -> None:
+    """`worker` is registered with the shared connection flags (the same parser code as the calls and import)."""
+    assert "worker" in COMMANDS and COMMANDS["worker"].arguments is not None
 
 
 def test_logs_stay_quiet_unless_verbose(collector: Collector, capsys: pytest.CaptureFixture) -> None:
@@ -351,3 +353,196 @@ def test_tools_fragment_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
     for block in blocks:
         exec(compile(block.code, f"tools.rst:{block.line}", "exec"), {"__name__": f"tools_{block.index}"})
+
+
+# -- issue 19: the command line as people use it, through real processes ------------------------------
+
+
+def cdp(*args: str, input: "str | None" = None, timeout: float = 60, **env: str) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -m analytics ARGS`` in its own process (no CDP_* variable but those given)."""
+    return subprocess.run([sys.executable, "-m", "analytics", *args], capture_output=True, text=True,
+                          env=subprocess_env(**env), input=input, timeout=timeout)
+
+
+def test_a_bare_loopback_host_port_is_plain_http(collector: Collector) -> None:
+    """--host 127.0.0.1:PORT (no scheme) reaches the local collector over http://, as CDP_HOST too;
+    the help says which scheme a bare HOST:PORT gets."""
+    bare = collector.url.split("://", 1)[1]
+    done = cdp("track", "-k", WRITE_KEY, "--host", bare, "-u", "1", "-e", "Bare", "-q")
+    assert (done.returncode, done.stderr) == (0, "")
+    port = bare.rsplit(":", 1)[1]
+    done = cdp("track", "-u", "1", "-e", "BareEnv", "-q", CDP_WRITE_KEY=WRITE_KEY, CDP_HOST=f"localhost:{port}")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert [m["event"] for m in collector.messages] == ["Bare", "BareEnv"]
+    helped = cdp("track", "--help")
+    assert "A bare HOST:PORT means http:// for this machine" in " ".join(helped.stdout.split())
+
+
+def test_a_refused_connection_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
+    """Nothing listens at --host: one call gives up after its few quick retries (2 by default) and says so;
+    -k/--max-retries and CDP_MAX_RETRIES set how many."""
+    dead = Collector()
+    dead.start()
+    url = dead.url
+    dead.stop()  # nothing listens there now
+    base = ("track", "-k", WRITE_KEY, "--host", url, "-u", "1", "-e", "x")
+    done = cdp(*base)
+    assert done.returncode == 1 and done.stdout == ""
+    [line] = done.stderr.strip().splitlines()
+    where = url.split("://", 1)[1]
+    assert line.startswith(f"cdp-relay track: error: not delivered: cannot reach {url}: connection refused, "
+                           f"nothing listens at {where} (3 attempts); is the collector running?"), line
+    assert "--max-retries N" in line
+    done = cdp(*base, "--max-retries", "0")
+    assert "nothing listens at" in done.stderr and "(1 attempt)" in done.stderr
+    done = cdp(*base, CDP_MAX_RETRIES="1")
+    assert "(2 attempts)" in done.stderr
+    helped = " ".join(cdp("track", "--help").stdout.split())
+    assert "retries of a failed request (default 2; 0: one attempt) [CDP_MAX_RETRIES]" in helped
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["track", "-e", "x"], "invalid track: track needs -u/--user-id or -a/--anonymous-id"),
+    (["track", "-u", "1"], "invalid track: -e/--event is required"),
+    (["group", "-u", "1"], "invalid group: group needs -g/--group-id"),
+    (["alias", "-u", "1"], "invalid alias: alias needs --previous-id"),
+    (["group", "-u", "1", "-g", "acme", "--object-type-id", "x"], "invalid group: --object-type-id must be a whole "
+                                                                  "number such as '1', got 'x'"),
+    (["track", "-u", "1", "-e", "x", "--timestamp", "event"], "invalid track: --timestamp must be an ISO-8601 "
+                                                               "date-time, got 'event'"),
+])
+def test_errors_name_the_flags(argv: List[str], message: str) -> None:
+    """A message check's error names the flag to fix (-u/--user-id), not a Python parameter (user_id)."""
+    done = cdp(*argv, "-k", WRITE_KEY, "--dry-run")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"cdp-relay {argv[0]}: error: {message}"]
+    assert "user_id" not in done.stderr and "group_id" not in done.stderr
+
+
+def test_dry_run_is_marked_and_a_send_says_where_it_went(collector: Collector) -> None:
+    """--dry-run prints the message and says it was not sent; a real send prints it and one line naming the
+    URL and the server's answer; -v shows each attempt with the answer's headers and body; -q nothing."""
+    common = ("track", "-k", WRITE_KEY, "--host", collector.url, "-u", "1", "-e", "Signed Up")
+    dry = cdp(*common, "--dry-run")
+    assert dry.returncode == 0 and json.loads(dry.stdout)["event"] == "Signed Up"
+    assert dry.stderr.strip().splitlines() == [
+        f"cdp-relay track: dry run: the message above is valid and was NOT sent (drop --dry-run to send it to "
+        f"{collector.url})"]
+    assert collector.stats()["requests"] == 0
+    sent = cdp(*common)
+    assert sent.returncode == 0 and json.loads(sent.stdout)["messageId"] == collector.messages[0]["messageId"]
+    [line] = sent.stderr.strip().splitlines()
+    assert re.fullmatch(rf"cdp-relay track: sent to {re.escape(collector.url)}/v1/batch: 200 OK "
+                        r'\{"success": ?true\} \(\d+ ms\)', line), line
+    verbose = cdp(*common, "-v")
+    assert verbose.returncode == 0
+    assert f"attempt 1: POST {collector.url}/v1/batch (" in verbose.stderr
+    assert "Content-Type: application/json" in verbose.stderr and "body: {" in verbose.stderr
+    quiet = cdp(*common, "-q")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert len(collector.messages) == 3
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["-p", "a=1", "-p", "a.b=2"], "-p a.b=2 conflicts with -p a=1: a cannot be both a value and an object holding b"),
+    (["-p", "a.b=2", "-p", "a=1"], "-p a=1 conflicts with -p a.b=2: a cannot be both a value and an object holding b"),
+    (["-p", "plan=pro", "-p", "plan=free"], "-p plan=free conflicts with -p plan=pro: plan is given twice"),
+    (["--properties", '{"a": 1}', "-p", "a.b=2"], "-p a.b=2: a is 1 in --properties, not an object"),
+    (["-p", "a..b=1"], "-p/--property a..b=1: 'a..b' is not a key or a dotted path such as address.city"),
+])
+def test_conflicting_properties_are_refused(collector: Collector, flags: List[str], message: str) -> None:
+    """-p a=1 -p a.b=2 (either order), one key given two values, or a dotted key under a JSON value: refused
+    in one line, nothing sent; disjoint dotted keys and a flag overriding a --properties key still work."""
+    done = cdp("track", "-k", WRITE_KEY, "--host", collector.url, "-u", "1", "-e", "x", *flags)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"cdp-relay track: error: {message}"]
+    ok = cdp("track", "-k", WRITE_KEY, "--host", collector.url, "-u", "1", "-e", "x", "-q", "-p", "a.b=1",
+             "-p", "a.c=2", "-p", "plan=pro", "--properties", '{"plan": "free"}')
+    assert ok.returncode == 0, ok.stderr
+    [got] = collector.messages
+    assert got["properties"] == {"plan": "pro", "a": {"b": 1, "c": 2}}
+    traits = cdp("identify", "-k", WRITE_KEY, "--host", collector.url, "-u", "1", "-t", "x=1", "-t", "x.y=2")
+    assert traits.returncode == 2 and "-t x.y=2 conflicts with -t x=1" in traits.stderr
+
+
+def test_a_mistyped_command_or_flag_gets_a_suggestion() -> None:
+    """`trak` gets "did you mean track?", `imprt` import; an unknown word lists the commands; --hots gets --host."""
+    done = cdp("trak", "-u", "1")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "cdp-relay: error: unknown command 'trak'; did you mean track? (see cdp-relay --help)"
+    assert "did you mean import?" in cdp("imprt", "x.jsonl").stderr
+    assert "the commands are track, identify, page" in cdp("xyzzy").stderr
+    done = cdp("track", "--hots", "127.0.0.1:1", "-u", "1", "-e", "x")
+    assert done.returncode == 2 and "unrecognized arguments: --hots 127.0.0.1:1 (did you mean --host?)" in done.stderr
+
+
+def _bash_complete(script: Path, *words: str) -> List[str]:
+    """What the generated bash completion offers for the command line ``words`` (the last one being typed)."""
+    quoted = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
+    code = (f"source {script}\n"
+            f"COMP_WORDS=({quoted}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMPREPLY=()\n"
+            "_cdp_relay\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return [line for line in done.stdout.splitlines() if line]
+
+
+@pytest.mark.skipif(not shutil.which("bash"), reason="needs bash")
+def test_bash_completion_is_generated_from_the_parser(tmp_path: Path) -> None:
+    """`cdp-relay completion bash` is a valid bash script (bash -n) that completes command names, each
+    command's options (the worker's --no-gzip too) and the choices of an option, with no new dependency."""
+    done = cdp("completion", "bash")
+    assert done.returncode == 0 and done.stderr == ""
+    script = tmp_path / "cdp-relay.bash"
+    script.write_text(done.stdout)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    assert _bash_complete(script, "cdp-relay", "tr") == ["track"]
+    assert _bash_complete(script, "cdp-relay", "i") == ["identify", "import"]
+    assert set(COMMANDS) <= set(_bash_complete(script, "cdp-relay", ""))
+    assert _bash_complete(script, "cdp-relay", "import", "events.jsonl", "--format", "") == [
+        "auto", "jsonl", "csv", "tsv"]
+    assert _bash_complete(script, "cdp-relay", "worker", "--no") == ["--no-gzip"]
+    assert _bash_complete(script, "cdp-relay", "track", "-u", "42", "--ho") == ["--host"]
+    assert _bash_complete(script, "cdp-relay", "track", "--host", "") == []  # a URL to type
+    (tmp_path / "events.jsonl").write_text("")
+    assert _bash_complete(script, "cdp-relay", "import", str(tmp_path / "ev")) == [str(tmp_path / "events.jsonl")]
+    # the script follows the parser: a command registered later shows up in a new script
+    assert "completion" in _bash_complete(script, "cdp-relay", "c")
+
+
+@pytest.mark.skipif(not shutil.which("zsh"), reason="needs zsh")
+def test_zsh_completion_is_valid_and_registers_itself(tmp_path: Path) -> None:
+    """`cdp-relay completion zsh` passes zsh -n, and sourced after compinit it is the completion of cdp-relay,
+    listing every command and option (with the choices of --format)."""
+    done = cdp("completion", "zsh")
+    assert done.returncode == 0 and done.stdout.startswith("#compdef cdp-relay")
+    script = tmp_path / "_cdp-relay"
+    script.write_text(done.stdout)
+    assert subprocess.run(["zsh", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    check = subprocess.run(["zsh", "-f", "-c", f"autoload -Uz compinit && compinit -u -D -d {tmp_path}/zcd; "
+                            f"source {script}; print -r -- $_comps[cdp-relay]; whence -w _cdp_relay"],
+                           capture_output=True, text=True, timeout=30)
+    assert check.stdout.split() == ["_cdp_relay", "_cdp_relay:", "function"], check.stdout + check.stderr
+    for name in COMMANDS:
+        assert f"'{name}:" in done.stdout
+    assert "'--format[" in done.stdout and ":value:(auto jsonl csv tsv)'" in done.stdout
+    assert "'--no-gzip[" in done.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["track", "-k", "a\nb", "-u", "1", "-e", "x"], "cdp-relay track: error: -k/--write-key must not contain control"),
+    (["worker", "-k", "k", "--queue", "redis://127.0.0.1:6379/0", "--claim-after", "0.001"],
+     "cdp-relay worker: error: --claim-after must be at least 0.05, got 0.001"),
+    (["worker", "-k", "k", "--queue", "redis://127.0.0.1:6379/0", "--stream-prefix", ""],
+     "cdp-relay worker: error: --stream-prefix must be a non-empty string"),
+])
+def test_option_errors_name_the_flags(argv: List[str], message: str, tmp_path: Path) -> None:
+    """A setting the client refuses is reported with the flag that gave it (-k/--write-key), not the
+    Python option (write_key); the import too."""
+    done = cdp(*argv)
+    assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"type": "track", "userId": "1", "event": "x"}\n')
+    done = cdp("import", str(path), "-k", "a\nb", "--no-checkpoint")
+    assert done.returncode == 2 and done.stderr.startswith("cdp-relay import: error: -k/--write-key must not")

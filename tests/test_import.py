@@ -220,7 +220,8 @@ def test_dry_run_checks_every_line_and_sends_nothing(tmp_path: Path, collector: 
     bad = write_jsonl(tmp_path / "bad.jsonl", [track(0), {"type": "track"}])
     assert main(["import", str(bad), "--dry-run", "--progress", "none"]) == 1
     err = capsys.readouterr().err
-    assert "1 of 2 messages valid" in err and "line 2: track needs user_id or anonymous_id" in err
+    # the reason names the file's fields (userId), not the library's parameters (user_id)
+    assert "1 of 2 messages valid" in err and "line 2: track needs userId or anonymousId" in err
     assert collector.stats()["requests"] == 0
     assert not list(tmp_path.glob("*.checkpoint"))
 
@@ -461,6 +462,7 @@ def test_progress_rate_eta_and_the_fallback_bar(monkeypatch: pytest.MonkeyPatch)
     import analytics.progress as progress
 
     monkeypatch.setattr(progress, "_have_tqdm", lambda: False)
+    monkeypatch.setenv("COLUMNS", "120")  # the width of a stream that is no real terminal
     clock = _Clock()
     stream = _TTY()
     bar = make_progress(1000, mode="auto", stream=stream, prefix="importing x: ")
@@ -469,10 +471,10 @@ def test_progress_rate_eta_and_the_fallback_bar(monkeypatch: pytest.MonkeyPatch)
     clock.now += 2.0
     bar.update(250, delivered=200)
     assert bar.rate == 125.0 and bar.eta == 6.0
-    assert "[######------------------] 250/1,000 lines (25%) · 125 lines/s · ETA 0:06 · 200 delivered" in \
-        stream.getvalue()
+    assert stream.getvalue() == ("\rimporting x: [##########------------------------------] 250/1,000 lines (25%) · "
+                                 "125 lines/s · ETA 0:06 · 200 delivered\x1b[K")
     bar.close()
-    assert stream.getvalue().startswith("\r") and stream.getvalue().endswith("\n")
+    assert stream.getvalue().startswith("\r") and stream.getvalue().endswith("\x1b[K\n")
     unknown = make_progress(None, mode="plain", stream=io.StringIO())
     assert unknown.eta is None and "ETA ?" in unknown.describe()
     assert [format_duration(s) for s in (7, 723, 3723, None)] == ["0:07", "12:03", "1:02:03", "?"]
@@ -573,3 +575,78 @@ def test_cli_id_namespace_flag(tmp_path: Path, collector: Collector) -> None:
         assert done.returncode == 0, done.stderr
     got = ids(collector)
     assert len(got) == 10 and got[:5] == got[5:]
+
+
+# -- bad lines set aside, and the rerun report (issue 19) ---------------------------------------
+
+
+def _cli_import(*args: str) -> "subprocess.CompletedProcess[str]":
+    return subprocess.run([sys.executable, "-m", "analytics", "import", *args, "--progress", "none"],
+                          capture_output=True, text=True, env=cli_env(), timeout=60)
+
+
+def test_bad_lines_file_and_accepting_a_run_that_skipped_them(tmp_path: Path, collector: Collector) -> None:
+    """--bad-lines FILE writes each bad line with its reason and text (once, however many reruns);
+    the rerun report says what became of the lines left to send again; --accept-bad-lines makes the run
+    a success whose checkpoint forgets them; the fixed lines import from that file later."""
+    lines: List[Any] = [track(i) for i in range(10)]
+    lines[2] = '{"type": "track", "userId": oops}'
+    lines[5] = {"type": "track", "userId": "u", "messageId": "m-5"}  # no event
+    lines[7] = track(7, timestamp="yesterday")
+    path = write_jsonl(tmp_path / "events.jsonl", lines)
+    bad = tmp_path / "events.bad.jsonl"
+    args = [str(path), "-k", WRITE_KEY, "--host", collector.url, "--bad-lines", str(bad)]
+
+    first = _cli_import(*args)
+    assert first.returncode == 1, first.stderr
+    assert f"bad lines written to {bad} (3 new; one JSON object per line: line, reason, text)" in first.stderr
+    written = [json.loads(line) for line in bad.read_text().splitlines()]
+    assert [(w["line"], w["reason"]) for w in written] == [
+        (3, "not valid JSON: Expecting value (column 29)"), (6, "event is required"),
+        (8, "timestamp must be an ISO-8601 date-time, got 'yesterday'")]
+    assert written[0]["text"] == lines[2] and json.loads(written[1]["text"]) == lines[5]
+    assert "--bad-lines FILE --accept-bad-lines" in first.stderr
+
+    again = _cli_import(*args)  # nothing fixed: nothing is sent, and the report says so
+    assert again.returncode == 1
+    assert ("resumed: lines up to 10 were delivered by an earlier run, but 3 lines it could not send: "
+            "0 sent now, 3 still bad") in again.stderr, again.stderr
+    assert "sent again" not in again.stderr
+    assert len(bad.read_text().splitlines()) == 3  # not written twice
+
+    lines[5] = track(5)  # one fixed in place
+    write_jsonl(path, lines)
+    fixed = _cli_import(*args)
+    assert fixed.returncode == 1 and "3 lines it could not send: 1 sent now, 2 still bad" in fixed.stderr
+    assert [json.loads(line)["line"] for line in bad.read_text().splitlines()] == [3, 8]  # 6 was delivered
+
+    accepted = _cli_import(*args, "--accept-bad-lines")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "bad lines accepted (--accept-bad-lines): skipped, not sent again by a rerun" in accepted.stderr
+    assert read_checkpoint(Path(str(path) + ".checkpoint"))["retry"] == []
+    after = _cli_import(*args)
+    assert after.returncode == 0 and "nothing to send" in after.stderr
+    assert sorted(ids(collector)) == sorted(f"m-{i}" for i in range(10) if i not in (2, 7))
+
+    # later: fix the lines set aside and import them as a file of their own
+    repaired = [json.loads(w["text"].replace("oops", '"u2", "event": "E", "messageId": "m-2"'))
+                if w["line"] == 3 else {**json.loads(w["text"]), "timestamp": "2023-01-02T03:04:07Z"}
+                for w in map(json.loads, bad.read_text().splitlines())]
+    later = _cli_import(str(write_jsonl(tmp_path / "repaired.jsonl", repaired)), "-k", WRITE_KEY, "--host",
+                        collector.url)
+    assert later.returncode == 0, later.stderr
+    assert sorted(ids(collector)) == sorted(f"m-{i}" for i in range(10))
+
+
+def test_accept_bad_lines_needs_a_file_and_a_dry_run_can_write_them(tmp_path: Path, collector: Collector) -> None:
+    """--accept-bad-lines alone is refused (the lines would be lost); --dry-run --bad-lines lists them in the file."""
+    path = write_jsonl(tmp_path / "e.jsonl", [track(0), {"type": "track"}])
+    done = _cli_import(str(path), "-k", WRITE_KEY, "--host", collector.url, "--accept-bad-lines")
+    assert done.returncode == 2
+    assert "--accept-bad-lines needs --bad-lines FILE" in done.stderr and len(done.stderr.splitlines()) == 1
+    bad = tmp_path / "dry.bad.jsonl"
+    dry = _cli_import(str(path), "--dry-run", "--bad-lines", str(bad), "--accept-bad-lines")
+    assert dry.returncode == 0, dry.stderr
+    [entry] = [json.loads(line) for line in bad.read_text().splitlines()]
+    assert entry["line"] == 2 and entry["reason"] == "track needs userId or anonymousId"
+    assert collector.stats()["requests"] == 0

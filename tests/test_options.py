@@ -110,12 +110,17 @@ def test_send_no_sends_nothing(collector: Collector) -> None:
     assert [m["event"] for m in collector.messages] == ["Sent"]
 
 
-@pytest.mark.parametrize("host,url", [("localhost:8080", "https://localhost:8080"),
+@pytest.mark.parametrize("host,url", [("localhost:8080", "http://localhost:8080"),
+                                      ("127.0.0.1:8765", "http://127.0.0.1:8765"),
+                                      ("[::1]:8765", "http://[::1]:8765"),
+                                      ("cdp-eu.customer.io", "https://cdp-eu.customer.io"),
+                                      ("proxy.example.com:8443/cdp", "https://proxy.example.com:8443/cdp"),
                                       (" https://127.0.0.1:8443/ ", "https://127.0.0.1:8443"),
                                       ("https://localhost:8443/cdp", "https://localhost:8443/cdp"),
                                       ("HTTP://[::1]:8080", "HTTP://[::1]:8080")])
 def test_good_hosts_are_kept(host: str, url: str) -> None:
-    """A bare host:port gets https://; a path prefix and an IPv6 literal are kept."""
+    """A bare host:port gets http:// for a loopback address (a local collector), https:// for any other
+    host; a path prefix and an IPv6 literal are kept."""
     client = Client(WRITE_KEY, host=host, send=False)
     assert client.host == url
     client.shutdown(timeout=1)

@@ -379,3 +379,37 @@ def test_stats_do_not_wait_for_an_unreachable_redis(clients, collector):
     s = c.stats()
     assert s["redis"]["length"] is None and s["redis"]["redis_down"]
     assert s["redis"]["buffered"] == 1
+
+
+def test_worker_reads_the_cdp_variables_and_flags_like_every_command(redis_url, prefix, clients, collector):
+    """`cdp-relay worker` reads CDP_WRITE_KEY, CDP_HOST (a bare host:port), CDP_GZIP, CDP_TIMEOUT,
+    CDP_MAX_RETRIES and CDP_QUEUE as the other commands do, and its flags (--no-gzip) win (issue 19)."""
+    bare = collector.url.split("://", 1)[1]
+    env = dict(os.environ, PYTHONPATH=ROOT, CDP_WRITE_KEY=WRITE_KEY, CDP_HOST=bare, CDP_GZIP="1", CDP_TIMEOUT="5",
+               CDP_MAX_RETRIES="3", CDP_QUEUE=redis_url)
+    producer = _client(clients, host=collector.url, queue=redis_url, stream_prefix=prefix, consume=False)
+    for flags, compressed in (([], True), (["--no-gzip"], False)):
+        worker = subprocess.Popen([sys.executable, "-m", "analytics", "worker", "--stream-prefix", prefix, *flags],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            before = len(collector.batches)
+            sent = {producer.track(f"u{i}", "E", {"flags": " ".join(flags)})[1]["messageId"] for i in range(30)}
+            assert producer.wait_durable(10) == 0
+            _wait(lambda: sent <= collector.unique_ids, 30, "the worker to deliver")
+            assert all((b.compressed_size is not None) == compressed for b in collector.batches[before:])
+        finally:
+            assert _stop(worker) == 0
+        err = worker.stderr.read()
+        assert "delivering from " in err and f"to {collector.url} " in err and "stopped; delivered 30" in err, err
+    for name, value, message in (("CDP_TIMEOUT", "soon", "CDP_TIMEOUT must be a number like --timeout"),
+                                 ("CDP_GZIP", "maybe", "CDP_GZIP must be 1 or 0"),
+                                 ("CDP_MAX_RETRIES", "-1", "--max-retries must be at least 0")):
+        done = subprocess.run([sys.executable, "-m", "analytics", "worker", "--stream-prefix", prefix],
+                              env=dict(env, **{name: value}), capture_output=True, text=True, timeout=60)
+        [line] = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and line.startswith(f"cdp-relay worker: error: {message}"), done.stderr
+    helped = subprocess.run([sys.executable, "-m", "analytics", "worker", "--help"], env=env, capture_output=True,
+                            text=True, timeout=60).stdout
+    for flag in ("--write-key", "--host", "--gzip, --no-gzip", "--timeout", "--max-retries", "--max-retry-time",
+                 "--queue", "CDP_QUEUE", "examples:"):
+        assert flag in helped, flag

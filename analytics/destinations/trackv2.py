@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import json
 import logging
 import re
@@ -76,15 +75,7 @@ def _convert_dates(value: Any) -> Any:
     return value
 
 
-def _loopback(host: Optional[str]) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+_loopback = _checks.is_loopback  # a Track API host given as http:// keeps http only for this machine
 
 
 class TrackV2(Destination):
