@@ -199,7 +199,7 @@ def test_redis_unreachable_calls_return_at_once_and_drops_are_counted(clients, c
     assert c.flush(timeout=0.2) > 0
     c.shutdown(timeout=1)
     s = c.stats()
-    assert s["dropped"] == {"queue_full": 50, "shutdown": 100}
+    assert s["dropped"] == {"queue_full": 50, "shutdown": 100, "before_send": 0, "before_send_error": 0}
     assert [type(e) for e, _ in errors.calls].count(ShutdownError) == 1 and len(errors.items) == 150
 
 

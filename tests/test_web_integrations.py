@@ -84,6 +84,9 @@ def django_site(collector) -> Iterator[str]:
         "trusted_proxy_header": "HTTP_X_FORWARDED_FOR", "trusted_proxy_count": 1,
     }  # fmt: skip
     from django.core.handlers.wsgi import WSGIHandler
+    from django.urls import path
+
+    urlpatterns[:] = [path("buy", _django_buy), path("nothing", _django_nothing)]
 
     yield from _serve_wsgi(WSGIHandler())
 
@@ -130,12 +133,8 @@ def _django_nothing(request: Any) -> Any:
     return HttpResponse("ok")
 
 
-try:
-    from django.urls import path as _path
-
-    urlpatterns = [_path("buy", _django_buy), _path("nothing", _django_nothing)]
-except ImportError:  # pragma: no cover - django not installed: the fixture skips
-    urlpatterns = []
+urlpatterns: list = []  # ROOT_URLCONF is this module; filled by the fixture (importing Django here would
+# leave its unconfigured settings object in every test process, which gevent's patching trips over)
 
 
 def test_django_middleware_sets_the_request_context_and_user(django_site, collector):

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from celery import signals
-
 from .. import client as _client
 from .._checks import number as _number
 
@@ -62,6 +60,8 @@ def setup(*, flush_after_task: bool = False, flush_timeout: Optional[float] = 5.
     global _flush_timeout
     if flush_timeout is not None:
         _number("flush_timeout", flush_timeout, 0)
+    from celery import signals  # here: importing this module imports nothing of Celery's
+
     _flush_timeout = flush_timeout
     signals.worker_process_init.connect(_process_init, weak=False, dispatch_uid=_UID + "-init")
     signals.worker_process_shutdown.connect(_process_shutdown, weak=False, dispatch_uid=_UID + "-shutdown")
@@ -73,6 +73,8 @@ def setup(*, flush_after_task: bool = False, flush_timeout: Optional[float] = 5.
 
 def teardown() -> None:
     """Disconnect what :func:`setup` connected."""
+    from celery import signals
+
     signals.worker_process_init.disconnect(dispatch_uid=_UID + "-init")
     signals.worker_process_shutdown.disconnect(dispatch_uid=_UID + "-shutdown")
     signals.task_postrun.disconnect(dispatch_uid=_UID + "-postrun")

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from django.conf import settings
-
 from ..context import request_context
 from ._web import apply_settings, proxy_settings, request_fields
 
@@ -58,6 +56,8 @@ class AnalyticsMiddleware:
     """Sets the request's context (and the signed-in user's id) for the messages built while it is handled."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from django.conf import settings  # here: importing this module leaves Django's settings untouched
+
         self.get_response = get_response
         own = apply_settings(getattr(settings, "CDP_RELAY", None), "settings.CDP_RELAY")
         self.proxy = proxy_settings(own.get("trusted_proxy_header"), own.get("trusted_proxy_count", 1))
