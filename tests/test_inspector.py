@@ -779,3 +779,15 @@ def test_browser_page_runs_under_its_content_security_policy(browser: Any, inspe
         assert errors == []
     finally:
         context.close()
+
+
+def test_a_write_key_in_a_refused_batch_body_is_redacted(inspected: Collector) -> None:
+    """A refused Data Pipelines body keeps everything but a writeKey member (some clients send the key there)."""
+    body = json.dumps({"batch": [{"type": "track"}], "writeKey": "secret-in-body", "sentAt": "x"})
+    r = requests.post(inspected.url + "/v1/batch", data=body, auth=(WRITE_KEY, ""), timeout=TIMEOUT)
+    assert r.status_code == 400
+    [summary] = get(inspected, "/_collector/requests")["requests"]
+    kept = get(inspected, f"/_collector/request?id={summary['id']}")["request"]
+    assert json.loads(kept["body"]) == {"batch": [{"type": "track"}], "writeKey": "<redacted>", "sentAt": "x"}
+    assert "writeKey redacted" in kept["body_note"] and "secret-in-body" not in json.dumps(kept)
+    assert kept["reason"].startswith("batch[0]: ") and kept["code"] == "invalid_message"

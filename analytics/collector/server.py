@@ -233,6 +233,10 @@ class Exchange:
         return not 200 <= self.status <= 299
 
 
+#: A ``"writeKey": "..."`` member in a Data Pipelines body (some clients send the key there too).
+_WRITE_KEY_MEMBER = re.compile(r'("writeKey"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
 def _body_text(body: bytes, encoding: str) -> Tuple[str, Optional[str]]:
     """(text to show, note) for a request body as received: un-gzipped when it is gzip,
     decoded as UTF-8 (bad bytes replaced), cut at :data:`MAX_KEPT_BODY` characters."""
@@ -1291,7 +1295,8 @@ class Collector:
         self._request_log: List[Request] = []
         self._outages: List[List[Any]] = []
         self._exchanges: Dict[int, Exchange] = {}  # in memory (without db_path), by id
-        self._next_exchange = 1
+        # ids go on counting after a reset: a request in flight across it keeps an id of its own
+        self._next_exchange: int = getattr(self, "_next_exchange", 1)
         #: What the Customer.io Track API routes received.
         self.track_api = TrackAPIStore()
         #: What the Bloomreach routes received.
@@ -1393,6 +1398,9 @@ class Collector:
             exchange.reason = _answer_reason(status, answer)
         if exchange.body is None and exchange.batch_id is None:
             exchange.body, exchange.body_note = _body_text(body, encoding)  # a /v1/batch that was not accepted
+            if exchange.body and _WRITE_KEY_MEMBER.search(exchange.body):
+                exchange.body = _WRITE_KEY_MEMBER.sub(r'\1"<redacted>"', exchange.body)
+                exchange.body_note = (exchange.body_note + "; " if exchange.body_note else "") + "writeKey redacted"
         elif exchange.batch_id is not None:
             exchange.body_note = "accepted: its messages and envelope are kept with its batch"
         if self._store is not None:
