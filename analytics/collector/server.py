@@ -1353,6 +1353,7 @@ class Collector:
     def _refuse(self, status: int, code: str, reason: str, raw_size: int, received_at: float) -> None:
         method = getattr(_current, "method", "")
         path = getattr(_current, "path", "")
+        _current.refused = True
         exchange: Optional[Exchange] = getattr(_current, "exchange", None)
         request_id = None
         if exchange is not None:
@@ -1597,6 +1598,9 @@ _current = threading.local()
 
 
 _CONTROL = "/_collector/"
+#: The code a refusal is recorded with when its answer names none.
+_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                413: "payload_too_large", 415: "unsupported_encoding"}
 #: The inspector page's own paths (not API requests: not kept as exchanges).
 _PAGE_PATHS = frozenset({"/", "/inspector", "/favicon.ico"})
 _ROUTES: Dict[str, Dict[str, str]] = {
@@ -1677,7 +1681,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
     def handle_one_request(self) -> None:
         """Read one request's head, then route it (``_route`` reads the body)."""
         self.close_connection = True  # until a whole head has been read
-        _current.exchange = None
+        _current.exchange, _current.api_request = None, False
         collector = self.server.collector
         try:
             # Idle between requests up to idle_timeout; once one has begun, each read
@@ -1759,7 +1763,23 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         return None
 
     def _keep_exchange(self, status: int, answer: bytes) -> None:
-        """Keep the request being answered (see Exchange), once, before its answer leaves."""
+        """Keep the request being answered (see Exchange), once, before its answer leaves.
+
+        An API request answered 4xx or 5xx that its route did not record as refused
+        (Bloomreach's routes answer their refusals themselves) is recorded here, so
+        every API's refusals are in ``collector.refused``.
+        """
+        if status >= 400 and getattr(_current, "api_request", False) and not getattr(_current, "refused", True):
+            code = _ERROR_CODES.get(status, "error")
+            try:
+                doc = json.loads(answer[:MAX_KEPT_ANSWER]) if answer else None
+                if isinstance(doc, dict) and isinstance(doc.get("code"), str):
+                    code = doc["code"]
+            except ValueError:
+                pass
+            body = getattr(_current, "request_body", (b"", ""))[0]
+            self.server.collector._refuse(status, code, _answer_reason(status, answer) or f"answered {status}",
+                                          len(body), time.time())
         exchange = getattr(_current, "exchange", None)
         if exchange is not None:
             _current.exchange = None
@@ -1869,6 +1889,8 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         path, _, query = target.partition("?")
         _current.method, _current.path = self.command, path
         _current.exchange = None
+        # an API request answered with an error its route did not record as refused is recorded in _send
+        _current.api_request, _current.refused = not path.startswith(_CONTROL) and path not in _PAGE_PATHS, False
         collector = self.server.collector
         methods = _ROUTES.get(path)
         api = None
@@ -1886,11 +1908,11 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             self.close_connection = True
             return
         control = path.startswith(_CONTROL)
-        if collector.keep_messages and not control and path not in _PAGE_PATHS:
-            encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
+        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
+        _current.request_body = (body, encoding)
+        if collector.keep_messages and _current.api_request:
             _current.exchange = collector._open_exchange(
                 _api_of(path), self.command, path, query, self._header_items, body, encoding, time.time())
-            _current.request_body = (body, encoding)
         refusal: Optional[Tuple[int, str, str]] = None
         foreign = next((h for h in hosts if h is not None and not collector._serves(h)), None)
         if foreign is not None:
