@@ -202,8 +202,8 @@ MAX_KEPT_ANSWER = 16 * 1024
 class Exchange:
     """One request to an API route (or to a path none serves) and what was answered.
 
-    Kept with ``keep_messages`` (see :meth:`Collector.exchanges`); ids count from 1
-    in arrival order.  ``headers`` have credentials redacted (``Authorization``,
+    Kept with ``keep_messages`` (see :meth:`Collector.exchanges`); ids count up from 1
+    in arrival order (a reset does not start them again).  ``headers`` have credentials redacted (``Authorization``,
     ``Cookie``) and ``query`` credential parameters (``access_token``...).
     ``body`` is the body as received, as text (un-gzipped when it was gzip; at
     most :data:`MAX_KEPT_BODY` characters), or None when not kept: an accepted
@@ -652,7 +652,10 @@ class Collector:
     used.  Without it (the default) nothing touches the disk.
 
     The same port serves the inspector page at ``/`` (see
-    :mod:`analytics.collector.inspector`).
+    :mod:`analytics.collector.inspector`).  With ``keep_messages`` every request
+    to an API it serves is also kept as received (:meth:`exchanges`,
+    :meth:`exchange`; credentials redacted), and :meth:`batch` gives one
+    batch's envelope and headers.
 
     Requests whose ``Host`` names another server get 421 (a web page cannot
     reach the collector through a DNS name of its own): accepted are
