@@ -2016,6 +2016,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
                 headers: Sequence[Tuple[str, str]] = (), content_type: str = "application/json") -> None:
         """Log ``record`` and answer with ``status``; status 0 resets the connection (raises _Drop)."""
         collector = self.server.collector
+        self._keep_exchange(status, body)  # first: between the log and the write as little as before
         record.answered_at = time.time()
         record.status = status
         collector._log_request(record)
