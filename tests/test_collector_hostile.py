@@ -103,7 +103,8 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
 
 @pytest.mark.parametrize("method, path", [
     ("GET", "/_collector/messages"), ("GET", "/_collector/stats"), ("GET", "/_collector/events"),
-    ("GET", "/_collector/batches"), ("GET", "/"), ("POST", "/_collector/reset"), ("POST", "/_collector/faults"),
+    ("GET", "/_collector/batches"), ("GET", "/_collector/export"), ("GET", "/_collector/requests"),
+    ("GET", "/_collector/request?id=1"), ("GET", "/"), ("POST", "/_collector/reset"), ("POST", "/_collector/faults"),
     ("POST", "/v1/batch"), ("POST", "/api/v2/batch"),
 ])
 def test_a_foreign_host_header_is_refused_on_every_route(collector: Collector, method: str, path: str) -> None:

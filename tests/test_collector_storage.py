@@ -255,6 +255,25 @@ def test_the_command_keeps_its_default_database_in_the_user_data_directory(tmp_p
     assert list(elsewhere.iterdir()) == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_command_names_a_database_an_earlier_version_left_in_the_current_directory(tmp_path: Path) -> None:
+    """Started where an earlier version left ./cdp-relay-collector.db, the command says it is not read
+    and how to serve it; it does not touch the file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    old = work / "cdp-relay-collector.db"
+    old.write_bytes(b"")
+    proc, _ = _start(None, cwd=work, env_overrides={"XDG_DATA_HOME": str(tmp_path / "data")})
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("records: " + str(tmp_path / "data" / "cdp-relay" / "collector.db"))
+        note = proc.stderr.readline()
+        assert "./cdp-relay-collector.db" in note and "--db cdp-relay-collector.db" in note
+    finally:
+        _stop(proc)
+    assert old.read_bytes() == b"" and sorted(p.name for p in work.iterdir()) == ["cdp-relay-collector.db"]
+
+
 def test_the_command_says_where_it_cannot_make_its_data_directory(tmp_path: Path) -> None:
     """A data directory that cannot be made: one line naming it and the way out (--db), exit 2."""
     blocker = tmp_path / "not-a-dir"

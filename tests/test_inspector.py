@@ -597,7 +597,7 @@ def test_browser_shows_a_refused_request_raw_and_a_batch_envelope(page: Any, ins
     assert post_batch(inspected, [{"type": "track", "event": "E", "userId": "u", "messageId": "no-sent-at"}]) == 200
     page.goto(inspected.url + "/")
     page.click("#tab-refusals")
-    page.wait_for_function("document.querySelectorAll('#refusals-table tbody tr[data-id]').length === 3")
+    page.wait_for_function("document.querySelectorAll('#refusals-table tbody tr[data-id]').length === 4")
     page.click("#refusals-table tbody tr[data-id='1']")  # the bad write key
     page.wait_for_function("document.getElementById('detail-title').textContent.includes('401')")
     assert page.text_content("#detail-title") == "Data Pipelines: POST /v1/batch → 401"
@@ -779,3 +779,27 @@ def test_browser_page_runs_under_its_content_security_policy(browser: Any, inspe
         assert errors == []
     finally:
         context.close()
+
+
+def test_a_write_key_in_a_refused_batch_body_is_redacted(inspected: Collector) -> None:
+    """A refused Data Pipelines body keeps everything but a writeKey member (some clients send the key there)."""
+    body = json.dumps({"batch": [{"type": "track"}], "writeKey": "secret-in-body", "sentAt": "x"})
+    r = requests.post(inspected.url + "/v1/batch", data=body, auth=(WRITE_KEY, ""), timeout=TIMEOUT)
+    assert r.status_code == 400
+    [summary] = get(inspected, "/_collector/requests")["requests"]
+    kept = get(inspected, f"/_collector/request?id={summary['id']}")["request"]
+    assert json.loads(kept["body"]) == {"batch": [{"type": "track"}], "writeKey": "<redacted>", "sentAt": "x"}
+    assert "writeKey redacted" in kept["body_note"] and "secret-in-body" not in json.dumps(kept)
+    assert kept["reason"].startswith("batch[0]: ") and kept["code"] == "invalid_message"
+
+
+def test_every_api_s_refusals_are_listed(inspected: Collector) -> None:
+    """A Bloomreach request refused by its route is a refusal like the others, linked to its raw request."""
+    send_every_api(inspected)
+    refusals = get(inspected, "/_collector/refusals")
+    assert [(r["status"], r["path"]) for r in refusals["refusals"]] == [
+        (404, "/v2/nothing"), (400, "/track/v2/projects/proj-1/batch"), (400, "/api/v2/entity"), (401, "/v1/batch")]
+    br = refusals["refusals"][1]
+    assert "commands" in br["reason"] and br["code"] == "bad_request"
+    assert get(inspected, f"/_collector/request?id={br['request_id']}")["request"]["api"] == "Bloomreach"
+    assert inspected.stats()["refused"] == 4

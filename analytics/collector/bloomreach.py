@@ -50,6 +50,10 @@ Checked in this order, as far as the public documentation describes the real API
    :meth:`~BloomreachStore.reject_when` hook refusing it is answered
    **200** ``{"success": false, "errors": [...]}`` (the documented "200 with
    success false"); otherwise **200** ``{"success": true}``.
+
+A request answered 4xx or 5xx is also recorded in ``collector.refused`` (by
+the collector's handler, with the answer's message as the reason), and, with
+``keep_messages``, as it was received in ``collector.exchanges()``.
 """
 
 from __future__ import annotations

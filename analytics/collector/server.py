@@ -202,8 +202,8 @@ MAX_KEPT_ANSWER = 16 * 1024
 class Exchange:
     """One request to an API route (or to a path none serves) and what was answered.
 
-    Kept with ``keep_messages`` (see :meth:`Collector.exchanges`); ids count from 1
-    in arrival order.  ``headers`` have credentials redacted (``Authorization``,
+    Kept with ``keep_messages`` (see :meth:`Collector.exchanges`); ids count up from 1
+    in arrival order (a reset does not start them again).  ``headers`` have credentials redacted (``Authorization``,
     ``Cookie``) and ``query`` credential parameters (``access_token``...).
     ``body`` is the body as received, as text (un-gzipped when it was gzip; at
     most :data:`MAX_KEPT_BODY` characters), or None when not kept: an accepted
@@ -231,6 +231,10 @@ class Exchange:
     def refused(self) -> bool:
         """Answered outside 2xx, or not answered at all."""
         return not 200 <= self.status <= 299
+
+
+#: A ``"writeKey": "..."`` member in a Data Pipelines body (some clients send the key there too).
+_WRITE_KEY_MEMBER = re.compile(r'("writeKey"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 
 def _body_text(body: bytes, encoding: str) -> Tuple[str, Optional[str]]:
@@ -648,7 +652,10 @@ class Collector:
     used.  Without it (the default) nothing touches the disk.
 
     The same port serves the inspector page at ``/`` (see
-    :mod:`analytics.collector.inspector`).
+    :mod:`analytics.collector.inspector`).  With ``keep_messages`` every request
+    to an API it serves is also kept as received (:meth:`exchanges`,
+    :meth:`exchange`; credentials redacted), and :meth:`batch` gives one
+    batch's envelope and headers.
 
     Requests whose ``Host`` names another server get 421 (a web page cannot
     reach the collector through a DNS name of its own): accepted are
@@ -1291,7 +1298,8 @@ class Collector:
         self._request_log: List[Request] = []
         self._outages: List[List[Any]] = []
         self._exchanges: Dict[int, Exchange] = {}  # in memory (without db_path), by id
-        self._next_exchange = 1
+        # ids go on counting after a reset: a request in flight across it keeps an id of its own
+        self._next_exchange: int = getattr(self, "_next_exchange", 1)
         #: What the Customer.io Track API routes received.
         self.track_api = TrackAPIStore()
         #: What the Bloomreach routes received.
@@ -1348,6 +1356,7 @@ class Collector:
     def _refuse(self, status: int, code: str, reason: str, raw_size: int, received_at: float) -> None:
         method = getattr(_current, "method", "")
         path = getattr(_current, "path", "")
+        _current.refused = True
         exchange: Optional[Exchange] = getattr(_current, "exchange", None)
         request_id = None
         if exchange is not None:
@@ -1393,6 +1402,9 @@ class Collector:
             exchange.reason = _answer_reason(status, answer)
         if exchange.body is None and exchange.batch_id is None:
             exchange.body, exchange.body_note = _body_text(body, encoding)  # a /v1/batch that was not accepted
+            if exchange.body and _WRITE_KEY_MEMBER.search(exchange.body):
+                exchange.body = _WRITE_KEY_MEMBER.sub(r'\1"<redacted>"', exchange.body)
+                exchange.body_note = (exchange.body_note + "; " if exchange.body_note else "") + "writeKey redacted"
         elif exchange.batch_id is not None:
             exchange.body_note = "accepted: its messages and envelope are kept with its batch"
         if self._store is not None:
@@ -1589,6 +1601,9 @@ _current = threading.local()
 
 
 _CONTROL = "/_collector/"
+#: The code a refusal is recorded with when its answer names none.
+_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                413: "payload_too_large", 415: "unsupported_encoding"}
 #: The inspector page's own paths (not API requests: not kept as exchanges).
 _PAGE_PATHS = frozenset({"/", "/inspector", "/favicon.ico"})
 _ROUTES: Dict[str, Dict[str, str]] = {
@@ -1669,7 +1684,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
     def handle_one_request(self) -> None:
         """Read one request's head, then route it (``_route`` reads the body)."""
         self.close_connection = True  # until a whole head has been read
-        _current.exchange = None
+        _current.exchange, _current.api_request = None, False
         collector = self.server.collector
         try:
             # Idle between requests up to idle_timeout; once one has begun, each read
@@ -1751,7 +1766,23 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         return None
 
     def _keep_exchange(self, status: int, answer: bytes) -> None:
-        """Keep the request being answered (see Exchange), once, before its answer leaves."""
+        """Keep the request being answered (see Exchange), once, before its answer leaves.
+
+        An API request answered 4xx or 5xx that its route did not record as refused
+        (Bloomreach's routes answer their refusals themselves) is recorded here, so
+        every API's refusals are in ``collector.refused``.
+        """
+        if status >= 400 and getattr(_current, "api_request", False) and not getattr(_current, "refused", True):
+            code = _ERROR_CODES.get(status, "error")
+            try:
+                doc = json.loads(answer[:MAX_KEPT_ANSWER]) if answer else None
+                if isinstance(doc, dict) and isinstance(doc.get("code"), str):
+                    code = doc["code"]
+            except ValueError:
+                pass
+            body = getattr(_current, "request_body", (b"", ""))[0]
+            self.server.collector._refuse(status, code, _answer_reason(status, answer) or f"answered {status}",
+                                          len(body), time.time())
         exchange = getattr(_current, "exchange", None)
         if exchange is not None:
             _current.exchange = None
@@ -1861,6 +1892,8 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         path, _, query = target.partition("?")
         _current.method, _current.path = self.command, path
         _current.exchange = None
+        # an API request answered with an error its route did not record as refused is recorded in _send
+        _current.api_request, _current.refused = not path.startswith(_CONTROL) and path not in _PAGE_PATHS, False
         collector = self.server.collector
         methods = _ROUTES.get(path)
         api = None
@@ -1878,11 +1911,11 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             self.close_connection = True
             return
         control = path.startswith(_CONTROL)
-        if collector.keep_messages and not control and path not in _PAGE_PATHS:
-            encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
+        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
+        _current.request_body = (body, encoding)
+        if collector.keep_messages and _current.api_request:
             _current.exchange = collector._open_exchange(
                 _api_of(path), self.command, path, query, self._header_items, body, encoding, time.time())
-            _current.request_body = (body, encoding)
         refusal: Optional[Tuple[int, str, str]] = None
         foreign = next((h for h in hosts if h is not None and not collector._serves(h)), None)
         if foreign is not None:
@@ -1983,6 +2016,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
                 headers: Sequence[Tuple[str, str]] = (), content_type: str = "application/json") -> None:
         """Log ``record`` and answer with ``status``; status 0 resets the connection (raises _Drop)."""
         collector = self.server.collector
+        self._keep_exchange(status, body)  # first: between the log and the write as little as before
         record.answered_at = time.time()
         record.status = status
         collector._log_request(record)

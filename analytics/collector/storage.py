@@ -377,8 +377,7 @@ class SQLiteStore:
             for table in ("messages", "batches", "refusals", "requests", "meta"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("COMMIT")
-            self._next_message = 1
-            self._next_request = 1
+            self._next_message = 1  # (request ids go on: a request in flight across the reset keeps its own)
 
     # -- reads ------------------------------------------------------------------
 
