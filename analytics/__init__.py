@@ -106,7 +106,10 @@ spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: created): ``analytics.destination = TrackV2(site_id, api_key)``; see README.
 destination: Optional[_options.Destination] = _DEFAULTS["destination"]
 
-#: The shared client, created by the first call; set it to None to start afresh.
+#: The shared client, created by the first call (or ``flush()``, ``join()``, ``shutdown()``)
+#: from the module settings.  Public and assignable: ``analytics.default_client = None``
+#: makes the next call create a new one with the current settings; a ``Client`` of your
+#: own assigned here is used by the module functions.
 default_client: Optional[Client] = None
 
 # applied to the shared client when assigned; read only when it is created
@@ -122,15 +125,18 @@ if hasattr(os, "register_at_fork"):
 
 
 def _default() -> Client:
+    """The shared client: created from the module settings if there is none, or if the one there
+    was shut down (``analytics.shutdown()`` keeps it in ``default_client``; the next call starts anew)."""
     global default_client
     client = default_client
-    if client is not None:
+    if client is not None and not client._closed:
         return client
     with _client_module._process_lock(_locks):
-        if default_client is None:
+        client = default_client
+        if client is None or client._closed:
             mod = sys.modules[__name__]
-            default_client = Client(**{name: getattr(mod, name) for name in _given})
-        return default_client
+            client = default_client = Client(**{name: getattr(mod, name) for name in _given})
+        return client
 
 
 Result = Tuple[bool, Dict[str, Any]]
@@ -167,17 +173,24 @@ def alias(*args: Any, **kwargs: Any) -> Result:
 
 
 def flush(timeout: Optional[float] = None) -> int:
-    """Deliver what the shared client has queued; returns how many are still pending (0: all done)."""
-    client = default_client
-    return 0 if client is None else client.flush(timeout)
+    """Deliver what the shared client has queued; returns how many are still pending (0: all done).
+
+    Creates the shared client if there is none yet (as the official SDK does), so
+    ``analytics.default_client`` is set afterwards.
+    """
+    return _default().flush(timeout)
 
 
 def shutdown(timeout: Optional[float] = None) -> int:
-    """Drain and stop the shared client; the next call creates a new one.  Returns messages dropped."""
-    global default_client
-    with _client_module._process_lock(_locks):
-        client, default_client = default_client, None
-    return 0 if client is None else client.shutdown(timeout)
+    """Drain and stop the shared client.  Returns messages dropped.
+
+    The client stays in ``analytics.default_client`` (created first if there was
+    none, as the official SDK does); the next call creates a new one.
+    """
+    client = default_client
+    if client is None:
+        client = _default()
+    return client.shutdown(timeout)
 
 
 def join(timeout: Optional[float] = None) -> int:

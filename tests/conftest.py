@@ -96,7 +96,9 @@ def _reset_facade() -> Iterator[None]:
     given = set(analytics._given)
     level = logging.getLogger("customerio").level
     yield
-    analytics.shutdown(timeout=2)
+    client, analytics.default_client = analytics.default_client, None
+    if client is not None:
+        client.shutdown(timeout=2)
     for name, value in saved.items():
         setattr(analytics, name, value)
     analytics._given.clear()  # restored, not assigned: the next shared client sees them as defaults

@@ -1,0 +1,120 @@
+"""The official SDK's public behaviours that users' own code and tests rely on (issue 16).
+
+Written from the description of customerio-cdp-analytics' (and Segment's analytics-python's)
+behaviour, not from their suites: the module functions create the shared client, the client's
+settings as attributes, the keys of the returned message, the errors raised, and the read-only
+``queue`` and ``consumers`` views.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict
+
+import pytest
+
+import analytics
+from analytics import Client, ConfigurationError, InvalidMessageError, MessageTooLargeError
+
+from .conftest import OFFLINE_HOST, WRITE_KEY
+
+# --- the module functions create the shared client --------------------------------------------
+
+_CALLS: Dict[str, Callable[[], Any]] = {
+    "flush": lambda: analytics.flush(),
+    "join": lambda: analytics.join(),
+    "shutdown": lambda: analytics.shutdown(),
+    "identify": lambda: analytics.identify("u1", {"plan": "pro"}),
+    "track": lambda: analytics.track("u1", "Signed Up"),
+    "page": lambda: analytics.page("u1", "Docs", "Intro"),
+    "screen": lambda: analytics.screen("u1", "App", "Home"),
+    "group": lambda: analytics.group("u1", "g1"),
+    "alias": lambda: analytics.alias("anon-1", "u1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_CALLS))
+def test_each_module_function_creates_the_shared_client(name: str) -> None:
+    """flush(), join(), shutdown() and the six calls each create analytics.default_client when
+    there is none, from the module settings."""
+    analytics.write_key = WRITE_KEY
+    analytics.host = OFFLINE_HOST
+    analytics.send = False
+    analytics.timeout = 2.5
+    assert analytics.default_client is None
+    _CALLS[name]()
+    client = analytics.default_client
+    assert isinstance(client, Client)
+    assert (client.write_key, client.host, client.send, client.timeout) == (WRITE_KEY, OFFLINE_HOST, False, 2.5)
+
+
+def test_setting_default_client_to_none_starts_over_with_the_current_settings() -> None:
+    """analytics.default_client = None: the next flush() makes a new client with the settings of now."""
+    analytics.write_key = WRITE_KEY
+    analytics.send = False
+    analytics.debug = True
+    analytics.flush()
+    first = analytics.default_client
+    assert first is not None and first.debug is True
+    analytics.default_client = None
+    analytics.debug = False
+    analytics.flush()
+    second = analytics.default_client
+    assert second is not None and second is not first and second.debug is False
+
+
+def test_a_client_assigned_to_default_client_is_used_by_the_module_functions() -> None:
+    """A Client of the user's own put in analytics.default_client receives the module calls."""
+    mine = Client(WRITE_KEY, send=False)
+    analytics.default_client = mine
+    ok, msg = analytics.track("u1", "Mine")
+    assert ok and msg["event"] == "Mine" and analytics.default_client is mine
+
+
+def test_shutdown_keeps_the_client_and_the_next_call_starts_a_new_one() -> None:
+    """After analytics.shutdown() default_client is the shut-down client; a later call replaces it."""
+    analytics.write_key = WRITE_KEY
+    analytics.send = False
+    analytics.track("u1", "Before")
+    first = analytics.default_client
+    assert analytics.shutdown() == 0
+    assert analytics.default_client is first
+    assert analytics.shutdown() == 0  # again: the same client, idempotent
+    assert analytics.default_client is first
+    assert analytics.track("u1", "After")[0] is True
+    assert analytics.default_client is not first
+
+
+def test_the_client_exposes_the_official_settings_as_attributes() -> None:
+    """write_key, host, debug, gzip, sync_mode, timeout, send, upload_size, upload_interval,
+    max_retries, on_error and proxies read back as given."""
+
+    def on_error(error: Exception, items: list) -> None:
+        pass
+
+    given: Dict[str, Any] = dict(
+        write_key=WRITE_KEY, host="http://127.0.0.1:9", debug=True, gzip=True, sync_mode=True, timeout=3.5,
+        send=False, upload_size=42, upload_interval=1.5, max_retries=3, on_error=on_error,
+        proxies={"https": "http://127.0.0.1:3128"},
+    )
+    client = Client(**given)
+    try:
+        assert {name: getattr(client, name) for name in given} == given
+    finally:
+        client.shutdown()
+    defaults = Client(WRITE_KEY, send=False)
+    assert (defaults.debug, defaults.gzip, defaults.sync_mode, defaults.timeout, defaults.send,
+            defaults.upload_size, defaults.upload_interval, defaults.max_retries, defaults.on_error,
+            defaults.proxies) == (False, False, False, 15, False, 100, 0.5, 10, None, None)
+    assert defaults.host == analytics.DEFAULT_HOST
+
+
+def test_module_settings_read_back_on_the_shared_client() -> None:
+    """A module setting assigned before flush() is the shared client's attribute afterwards."""
+    analytics.write_key = WRITE_KEY
+    analytics.send = False
+    analytics.gzip = True
+    analytics.max_retries = 42
+    analytics.upload_interval = 2.0
+    analytics.flush()
+    client = analytics.default_client
+    assert client is not None and (client.gzip, client.max_retries, client.upload_interval) == (True, 42, 2.0)
