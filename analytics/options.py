@@ -78,7 +78,7 @@ def _option(default: Any, check: Check, live: bool = False, facade: bool = False
     return Option(default, check, live, facade, doc)
 
 
-# --- checks (ConfigurationError naming the option, never AssertionError) --------------------------
+# --- checks (ConfigurationError naming the option; never an assert statement) --------------------------
 
 
 def _write_key(name: str, value: Any) -> Optional[str]:

@@ -118,3 +118,53 @@ def test_module_settings_read_back_on_the_shared_client() -> None:
     analytics.flush()
     client = analytics.default_client
     assert client is not None and (client.gzip, client.max_retries, client.upload_interval) == (True, 42, 2.0)
+
+
+# --- errors catchable as the official SDK's ----------------------------------------------------
+
+
+def test_a_missing_write_key_is_caught_as_an_assertion_error() -> None:
+    """Code written for the official SDK (``except AssertionError``) catches a missing write key,
+    from Client() and from the module's first call; it is this library's ConfigurationError."""
+    with pytest.raises(AssertionError) as info:
+        Client()
+    assert isinstance(info.value, ConfigurationError) and isinstance(info.value, ValueError)
+    assert analytics.write_key is None
+    for call in (lambda: analytics.track("u1", "E"), analytics.flush):
+        with pytest.raises(AssertionError) as info:
+            call()
+        assert isinstance(info.value, ConfigurationError) and "write_key" in str(info.value)
+    assert analytics.default_client is None
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.track(),                                   # no user id
+    lambda c: c.track("u1"),                               # no event
+    lambda c: c.track("u1", "E", properties=["not", "a", "dict"]),
+    lambda c: c.identify("u1", traits="plan=pro"),
+    lambda c: c.group("u1"),                               # no group id
+    lambda c: c.alias(None, "u1"),                         # no previous id
+    lambda c: c.page("u1", name=7),
+    lambda c: c.track("u1", "E", timestamp="yesterday"),
+    lambda c: c.track("u1", "E", {"x": object()}),        # not JSON
+])
+def test_invalid_arguments_are_caught_as_assertion_errors(call: Callable[[Client], Any]) -> None:
+    """``except AssertionError`` catches bad arguments, as with the official SDK; the error is the
+    library's InvalidMessageError (a ValueError too) and nothing is queued."""
+    client = Client(WRITE_KEY, send=False)
+    with pytest.raises(AssertionError) as info:
+        call(client)
+    assert isinstance(info.value, InvalidMessageError) and isinstance(info.value, ValueError)
+    assert client.stats()["accepted"] == 0
+
+
+def test_a_message_over_32_kb_is_caught_as_a_runtime_error() -> None:
+    """``except RuntimeError`` catches a message over 32 KB, as with the official SDK; it is also a
+    MessageTooLargeError and a ValueError."""
+    client = Client(WRITE_KEY, send=False)
+    with pytest.raises(RuntimeError) as info:
+        client.track("u1", "Big", {"blob": "x" * 40_000})
+    error = info.value
+    assert isinstance(error, MessageTooLargeError) and isinstance(error, ValueError)
+    assert error.size > error.limit == 32 * 1024
+    assert client.track("u1", "Small", {"blob": "x" * 100})[0] is True
