@@ -50,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
+from . import messages
 from ._checks import http_url
 from .errors import AnalyticsError, ConfigurationError, InvalidMessageError
 from .version import VERSION
@@ -396,7 +397,7 @@ def _send_call(type_: str, args: argparse.Namespace) -> int:
         why = describe_delivery_error(error, conn.host) if error is not None else "the message was not sent"
         raise CLIError(f"not delivered: {why}", code=1)
     if not args.quiet:
-        print(json.dumps(built, ensure_ascii=False))
+        print(json.dumps(messages.as_sent(built), ensure_ascii=False))
     return 0
 
 

@@ -10,7 +10,7 @@ import time
 import weakref
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple, cast
 
-from . import _checks, encoding, messages
+from . import _checks, messages
 from . import options as _options
 from .engine import Consumer, report
 from .engine.clock import Clock
@@ -33,6 +33,7 @@ Message = Dict[str, Any]
 Result = Tuple[bool, Message]
 
 _number = _checks.number
+_add_unsent_keys = messages.add_unsent_keys
 
 
 class _Setting:
@@ -342,7 +343,7 @@ class Client:
         )
         self._stats.count_lost("queue_full", len(items), error)
         log.warning("%s", error)
-        report(self._config.on_error, error, [encoding.loads(i) for i in items])
+        report(self._config.on_error, error, [self._dest.decode(i) for i in items])
 
     def _build_engine(self, queue: Queue) -> None:
         # Everything that is per process: counters, queue, consumer (threads,
@@ -629,6 +630,7 @@ class Client:
         data = destination.encode(msg)
         if len(data) > destination.max_message_bytes:
             raise MessageTooLargeError(len(data), destination.max_message_bytes)
+        _add_unsent_keys(msg)  # the official SDK's keys with no value, after encoding: never sent
         cfg = self._config
         if cfg.debug:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])

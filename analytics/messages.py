@@ -26,7 +26,8 @@ from ._checks import quote
 from .errors import InvalidMessageError
 from .version import VERSION
 
-__all__ = ["build", "LIBRARY", "TYPES", "now_iso", "format_timestamp", "new_message_id"]
+__all__ = ["build", "add_unsent_keys", "as_sent", "LIBRARY", "TYPES", "now_iso", "format_timestamp",
+           "new_message_id"]
 
 #: Sent as ``context.library`` on every message.
 LIBRARY = {"name": "cdp-relay", "version": VERSION}
@@ -274,3 +275,35 @@ def build(
     msg["timestamp"] = now_iso() if timestamp is None else format_timestamp(timestamp)
     msg["messageId"] = new_message_id() if message_id is None else _id(message_id, "messageId")
     return msg
+
+
+# --- the returned message -----------------------------------------------------
+
+
+def add_unsent_keys(msg: Dict[str, Any]) -> None:
+    """Give an encoded message the keys the official SDK's returned message has and this one lacks.
+
+    Run on the message a call returns, after it was encoded: ``userId`` and
+    ``anonymousId`` (``None`` when not given), ``integrations`` (``{}``) and, for
+    page and screen, ``name`` and ``category`` (``None``).  So
+    ``msg['anonymousId'] is None`` for a call with only a user id, as with the
+    official SDK.  They are not sent: the bytes were made before, without them
+    (:func:`as_sent` removes them again).
+    """
+    if "userId" not in msg:
+        msg["userId"] = None
+    if "anonymousId" not in msg:
+        msg["anonymousId"] = None
+    if "integrations" not in msg:
+        msg["integrations"] = {}
+    type_ = msg["type"]
+    if type_ == "page" or type_ == "screen":
+        if "name" not in msg:
+            msg["name"] = None
+        if "category" not in msg:
+            msg["category"] = None
+
+
+def as_sent(msg: Dict[str, Any]) -> Dict[str, Any]:
+    """A returned message without the keys :func:`add_unsent_keys` gave it: the fields that are sent."""
+    return {k: v for k, v in msg.items() if not (v is None or (k == "integrations" and v == {}))}

@@ -168,3 +168,80 @@ def test_a_message_over_32_kb_is_caught_as_a_runtime_error() -> None:
     assert isinstance(error, MessageTooLargeError) and isinstance(error, ValueError)
     assert error.size > error.limit == 32 * 1024
     assert client.track("u1", "Small", {"blob": "x" * 100})[0] is True
+
+
+# --- the returned message has the official SDK's keys -------------------------------------------
+
+#: The keys of the message the official SDK returns, per call (its builders' dicts, plus the
+#: ``userId`` and ``anonymousId`` its enqueue step adds to every message).
+_OFFICIAL_KEYS = {
+    "identify": {"integrations", "anonymousId", "timestamp", "context", "type", "userId", "traits", "messageId"},
+    "track": {"integrations", "anonymousId", "properties", "timestamp", "context", "userId", "type", "event",
+              "messageId"},
+    "alias": {"integrations", "previousId", "timestamp", "context", "userId", "type", "messageId", "anonymousId"},
+    "group": {"integrations", "anonymousId", "timestamp", "context", "userId", "type", "groupId", "traits",
+              "messageId"},
+    "page": {"integrations", "anonymousId", "properties", "timestamp", "category", "context", "userId", "type",
+             "name", "messageId"},
+    "screen": {"integrations", "anonymousId", "properties", "timestamp", "category", "context", "userId", "type",
+               "name", "messageId"},
+}
+
+
+def test_a_user_id_only_track_returns_anonymous_id_none_and_the_reverse() -> None:
+    """``ok, msg = client.track(user_id='u', event='e')`` gives ``msg['anonymousId'] is None``;
+    ``track(anonymous_id='a', ...)`` gives ``msg['userId'] is None``."""
+    client = Client(WRITE_KEY, send=False)
+    ok, msg = client.track(user_id="u", event="e")
+    assert ok and msg["userId"] == "u" and msg["anonymousId"] is None
+    ok, msg = client.track(anonymous_id="a", event="e")
+    assert ok and msg["anonymousId"] == "a" and msg["userId"] is None
+    assert msg["integrations"] == {}
+
+
+@pytest.mark.parametrize("call, args", [
+    ("identify", ("u1",)), ("track", ("u1", "E")), ("alias", ("a1", "u1")), ("group", (None, "g1")),
+    ("page", ("u1",)), ("screen", (None, "App", "Home", None, None, None, "anon-1")),
+])
+def test_the_returned_message_has_every_key_of_the_official_sdks(call: str, args: tuple) -> None:
+    """Each call's returned dict has at least the keys the official SDK's has, with None (and
+    ``integrations`` {}) where no value was given, so ``msg[key]`` never raises KeyError."""
+    client = Client(WRITE_KEY, send=False)
+    ok, msg = getattr(client, call)(*args)
+    assert ok and _OFFICIAL_KEYS[call] <= set(msg), _OFFICIAL_KEYS[call] - set(msg)
+    given = {"identify": {"userId"}, "track": {"userId"}, "alias": {"userId"}, "group": set(),
+             "page": {"userId"}, "screen": {"anonymousId", "name", "category"}}[call]
+    for key in {"userId", "anonymousId", "name", "category"} & _OFFICIAL_KEYS[call] - given:
+        assert msg[key] is None, key
+    assert msg["integrations"] == {}
+
+
+def test_the_keys_without_value_are_not_sent(collector) -> None:
+    """The null keys are in the returned dict only: the server receives the message without them
+    (the wire bytes are what they were), and ``as_sent(msg)`` is exactly what it receives."""
+    from analytics import messages
+
+    client = Client(WRITE_KEY, host=collector.url)
+    ok, track = client.track("u1", "Bought", {"sku": "a"})
+    ok2, page = client.page(anonymous_id="anon-1", properties={"path": "/"})
+    assert ok and ok2 and track["anonymousId"] is None and page["userId"] is None and page["name"] is None
+    assert client.flush(timeout=10) == 0
+    client.shutdown(timeout=2)
+    received = {m["type"]: m for m in collector.messages}
+    for sent in (track, page):
+        wire = received[sent["type"]]
+        assert None not in wire.values() and "integrations" not in wire
+        assert wire == {k: v for k, v in messages.as_sent(sent).items()}
+
+
+def test_on_error_gets_the_messages_as_the_calls_returned_them(collector) -> None:
+    """The messages handed to on_error after a refused batch have the same keys (None included)
+    as the ones the calls returned, though the request carried none of the null keys."""
+    got: list = []
+    client = Client(WRITE_KEY, host=collector.url, on_error=lambda error, items: got.extend(items), max_retries=0)
+    collector.fail_next(1, status=400)
+    returned = [client.track("u1", "Refused")[1], client.page(anonymous_id="a1")[1]]
+    assert client.flush(timeout=10) == 0
+    client.shutdown(timeout=2)
+    assert got == returned
+    assert got[0]["anonymousId"] is None and got[1]["userId"] is None and got[1]["category"] is None

@@ -266,7 +266,7 @@ def test_sync_mode_posts_in_the_callers_thread(make_client, collector):
     client = make_client(sync_mode=True)
     ok, msg = client.track("u", "E")
     assert ok
-    assert collector.messages == [msg]
+    assert collector.messages == [analytics.messages.as_sent(msg)]
     assert client._consumer.alive_threads() == 0
 
 

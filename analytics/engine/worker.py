@@ -30,7 +30,6 @@ drains and stops the consumer).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import math
 import threading
@@ -583,7 +582,16 @@ class Consumer:
         """Log and report to ``on_error`` items already counted as lost (outside the lock: it may be slow)."""
         reason = error.reason
         log.error("%d message(s) not delivered (%s): %s", len(items), reason, error)
-        report(self.config.on_error, error, [_decode(i) for i in items])
+        report(self.config.on_error, error, [self._decode(i) for i in items])
+
+
+    def _decode(self, item: bytes) -> Any:
+        # what on_error gets for an item: the destination's decoding of it (a Segment message with
+        # the keys the call returned), or the bytes should they not decode
+        try:
+            return self.destination.decode(item)
+        except ValueError:  # pragma: no cover - we wrote these bytes ourselves
+            return item
 
 
 class _Batch:
@@ -632,8 +640,4 @@ def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Ex
         log.error("on_error raised SystemExit; ignored")
 
 
-def _decode(item: bytes) -> Any:
-    try:
-        return json.loads(item)
-    except ValueError:  # pragma: no cover - we wrote these bytes ourselves
-        return item
+
