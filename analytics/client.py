@@ -23,6 +23,7 @@ from .retry import RetryPolicy
 from .stats import Stats
 from .transport import HTTPTransport, Transport
 from .version import VERSION
+from .views import ConsumerView, QueueView
 
 __all__ = ["Client", "DEFAULT_HOST"]
 
@@ -443,6 +444,21 @@ class Client:
         While this is set, new messages are kept in memory: not durable, but not lost.
         """
         return self._queue.degraded
+
+    @property
+    def queue(self) -> QueueView:
+        """A read-only view of the queue: ``maxsize``, ``qsize()``, ``empty()``, ``full()`` (as the
+        official SDK's ``client.queue`` is read; see :mod:`analytics.views`)."""
+        return QueueView(self)
+
+    @property
+    def consumers(self) -> List[ConsumerView]:
+        """Read-only views of the ``thread`` delivery threads (``timeout``, ``retries``,
+        ``upload_size``, ``upload_interval``, ``is_alive()``); empty in ``sync_mode``, where the
+        caller's thread delivers, and for a Redis queue this process only produces to."""
+        if self._config.sync_mode:
+            return []
+        return [ConsumerView(self, i) for i in range(self._consumer.thread_count)]
 
     @property
     def thread(self) -> int:

@@ -15,7 +15,7 @@ import pytest
 import analytics
 from analytics import Client, ConfigurationError, InvalidMessageError, MessageTooLargeError
 
-from .conftest import OFFLINE_HOST, WRITE_KEY
+from .conftest import OFFLINE_HOST, WRITE_KEY, wait_until
 
 # --- the module functions create the shared client --------------------------------------------
 
@@ -245,3 +245,77 @@ def test_on_error_gets_the_messages_as_the_calls_returned_them(collector) -> Non
     client.shutdown(timeout=2)
     assert got == returned
     assert got[0]["anonymousId"] is None and got[1]["userId"] is None and got[1]["category"] is None
+
+
+# --- client.queue and client.consumers ----------------------------------------------------------
+
+
+def test_the_queue_view_reads_the_queue_and_cannot_change_it(collector) -> None:
+    """client.queue has maxsize, qsize() and empty() as the official SDK's queue.Queue; it is
+    read-only; maxsize follows the client's max_queue_size."""
+    client = Client(WRITE_KEY, host=collector.url, max_queue_size=50, upload_interval=30)
+    try:
+        queue = client.queue
+        assert (queue.maxsize, queue.qsize(), queue.empty(), queue.full()) == (50, 0, True, False)
+        for i in range(3):
+            client.track(f"u{i}", "Queued")
+        assert queue.qsize() == 3 and not queue.empty()  # a partial batch waits upload_interval
+        client.max_queue_size = 70
+        assert queue.maxsize == 70
+        with pytest.raises(AttributeError):
+            queue.maxsize = 5  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            queue.put = None  # type: ignore[attr-defined]
+        assert client.flush(timeout=10) == 0
+        assert queue.empty() and queue.qsize() == 0 and len(collector.messages) == 3
+    finally:
+        client.shutdown(timeout=2)
+
+
+def test_the_consumers_are_views_of_the_delivery_threads(collector) -> None:
+    """client.consumers has one read-only view per thread, with the client's timeout, retries,
+    upload_size and upload_interval; is_alive() is True once they run, False after shutdown(),
+    when the queue is empty (the official SDK's shutdown behaviour)."""
+    client = Client(WRITE_KEY, host=collector.url, thread=3, timeout=4.5, max_retries=42, upload_size=25,
+                    upload_interval=0.2)
+    consumers = client.consumers
+    assert len(consumers) == 3
+    for consumer in consumers:
+        assert (consumer.timeout, consumer.retries, consumer.upload_size, consumer.upload_interval) == \
+            (4.5, 42, 25, 0.2)
+        assert consumer.is_alive() is False  # started by the first call
+        with pytest.raises(AttributeError):
+            consumer.retries = 1  # type: ignore[misc]
+    for i in range(1000):
+        client.identify(f"u{i}", {"trait": "value"})
+    assert wait_until(lambda: all(c.is_alive() for c in client.consumers))
+    client.max_retries = 7
+    assert [c.retries for c in client.consumers] == [7, 7, 7]
+    assert client.shutdown() == 0
+    assert client.queue.empty()
+    assert not any(c.is_alive() for c in client.consumers) and not any(c.is_alive() for c in consumers)
+    assert len(collector.unique_ids) == 1000
+
+
+def test_sync_mode_has_no_consumers() -> None:
+    """In sync_mode the caller's thread delivers: client.consumers is empty, as in the official SDK."""
+    client = Client(WRITE_KEY, host=OFFLINE_HOST, sync_mode=True, send=False)
+    assert client.consumers == []
+    assert client.track("u1", "Direct")[0] is True and client.queue.empty()
+    client.sync_mode = False
+    assert len(client.consumers) == 1
+
+
+def test_the_shared_clients_queue_and_consumers_follow_the_module_settings() -> None:
+    """analytics.max_queue_size and max_retries show on default_client.queue and .consumers after flush()."""
+    analytics.write_key = WRITE_KEY
+    analytics.host = OFFLINE_HOST
+    analytics.max_queue_size = 1337
+    analytics.max_retries = 42
+    analytics.flush()
+    client = analytics.default_client
+    assert client is not None and client.queue.maxsize == 1337 and client.consumers[0].retries == 42
+    analytics.default_client = None
+    analytics.sync_mode = True
+    analytics.flush()
+    assert analytics.default_client is not None and analytics.default_client.consumers == []
