@@ -108,10 +108,10 @@ from typing import (
 )
 from urllib.parse import quote
 
-from analytics import _checks
-from analytics._checks import quote as quote_value
-from analytics.apiclient import DEFAULT_USER_AGENT
-from analytics.errors import ConfigurationError, UnserializableValueError
+from .analytics import _checks
+from .analytics._checks import quote as quote_value
+from .analytics.apiclient import DEFAULT_USER_AGENT
+from .analytics.errors import ConfigurationError, UnserializableValueError
 
 from .retry import BackoffRetry, check_sync_strategy, default_policy, requests_attempt
 from .track import CustomerIOException, CustomerIOValidationError, Region, Regions
@@ -119,8 +119,8 @@ from .track import CustomerIOException, CustomerIOValidationError, Region, Regio
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from analytics.apiclient import JSONClient, JSONResponse
-    from analytics.retry import RetryPolicy
+    from .analytics.apiclient import JSONClient, JSONResponse
+    from .analytics.retry import RetryPolicy
 
 __all__ = [
     "APIClient",
@@ -831,7 +831,7 @@ class AppClientBase(Generic[R]):
     def _encode(self, call: Call) -> Optional[bytes]:
         if call.body is None:
             return None
-        from analytics.encoding import dumps
+        from .analytics.encoding import dumps
 
         try:
             return dumps(call.body)
@@ -904,7 +904,7 @@ class APIClient(AppClientBase[Dict[str, Any]]):
         return self._segments
 
     def _new_client(self) -> "JSONClient":
-        from analytics.apiclient import JSONClient
+        from .analytics.apiclient import JSONClient
 
         return JSONClient(self.url, self._headers(), timeout=self.timeout, user_agent=self.user_agent,
                           error_class=CustomerIOException)

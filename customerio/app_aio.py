@@ -45,8 +45,8 @@ from .track import CustomerIOException, Region, Regions
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from analytics.apiclient import JSONResponse
-    from analytics.retry import RetryPolicy
+    from .analytics.apiclient import JSONResponse
+    from .analytics.retry import RetryPolicy
 
 __all__ = ["AsyncAPIClient", "AsyncCustomers", "AsyncSegments"]
 

@@ -58,14 +58,14 @@ import warnings
 from typing import TYPE_CHECKING, Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import quote, urlsplit
 
-from analytics import _checks
-from analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
+from .analytics import _checks
+from .analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from analytics.apiclient import JSONClient, JSONResponse
-    from analytics.retry import RetryPolicy
+    from .analytics.apiclient import JSONClient, JSONResponse
+    from .analytics.retry import RetryPolicy
 
 __all__ = [
     "CustomerIO",
@@ -368,12 +368,12 @@ class TrackClientBase(Generic[R]):
     def _auth_header(self) -> str:
         if not self.site_id or not self.api_key:
             raise CustomerIOException("site_id and api_key are needed to send to the Track API")
-        from analytics.destinations import basic_auth
+        from .analytics.destinations import basic_auth
 
         return basic_auth(str(self.site_id), str(self.api_key))
 
     def _encode(self, data: Any) -> bytes:
-        from analytics.encoding import dumps
+        from .analytics.encoding import dumps
 
         try:
             return dumps(data)
@@ -645,7 +645,7 @@ class CustomerIO(TrackClientBase["JSONResponse"]):
         self._client: Optional["JSONClient"] = None
 
     def _new_client(self) -> "JSONClient":
-        from analytics.apiclient import JSONClient
+        from .analytics.apiclient import JSONClient
 
         return JSONClient(
             self._make_origin(),
