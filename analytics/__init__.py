@@ -25,12 +25,12 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set, Union
 
 from . import client as _client_module
-from . import errors as _errors
 from . import options as _options
 from .client import DEFAULT_HOST, Client
+from .destinations import Destination
 from .errors import (
     REASONS,
     AnalyticsError,
@@ -47,7 +47,9 @@ from .errors import (
     UnserializableValueError,
     UnsupportedCallError,
 )
+from .messages import ID, Fields, Result, Timestamp
 from .retry import RetryPolicy
+from .stats import StatsSnapshot
 from .version import VERSION
 
 __version__ = VERSION
@@ -58,7 +60,20 @@ __all__ = [
     "DEFAULT_HOST",
     "EU_HOST",
     "VERSION",
-    *_errors.__all__,
+    "AnalyticsError",
+    "ConfigurationError",
+    "SpoolError",
+    "InvalidMessageError",
+    "UnserializableValueError",
+    "MessageTooLargeError",
+    "UnsupportedCallError",
+    "ServiceError",
+    "DeliveryError",
+    "APIError",
+    "TransportError",
+    "QueueFullError",
+    "ShutdownError",
+    "REASONS",
     "identify",
     "track",
     "page",
@@ -74,6 +89,7 @@ __all__ = [
     "aflush",
     "ashutdown",
     "default_client",
+    "StatsSnapshot",
 ]
 
 #: Customer.io's EU Data Pipelines endpoint.
@@ -93,7 +109,7 @@ timeout: float = _DEFAULTS["timeout"]
 max_retries: int = _DEFAULTS["max_retries"]
 upload_size: int = _DEFAULTS["upload_size"]
 upload_interval: float = _DEFAULTS["upload_interval"]
-proxies: Optional[dict] = _DEFAULTS["proxies"]
+proxies: Optional[Dict[str, str]] = _DEFAULTS["proxies"]
 thread: int = _DEFAULTS["thread"]
 max_queue_wait: Optional[float] = _DEFAULTS["max_queue_wait"]
 max_retry_time: float = _DEFAULTS["max_retry_time"]
@@ -104,7 +120,9 @@ max_in_flight: int = _DEFAULTS["max_in_flight"]
 spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: Deliver the shared client's messages to another batch API (read when it is
 #: created): ``analytics.destination = TrackV2(site_id, api_key)``; see README.
-destination: Optional[_options.Destination] = _DEFAULTS["destination"]
+destination: Optional[Destination] = _DEFAULTS["destination"]
+#: Alias of ``host`` (Customer.io's docs set ``analytics.endpoint``): reads and assigns ``host``.
+endpoint: Optional[str]  # declared for type checkers; the module's class reads and writes host
 
 #: The shared client, created by the first call (or ``flush()``, ``join()``, ``shutdown()``)
 #: from the module settings.  Public and assignable: ``analytics.default_client = None``
@@ -139,37 +157,92 @@ def _default() -> Client:
         return client
 
 
-Result = Tuple[bool, Dict[str, Any]]
-
-
-def identify(*args: Any, **kwargs: Any) -> Result:
+def identify(
+    user_id: Optional[ID] = None,
+    traits: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send an identify call through the shared client (see :meth:`Client.identify`)."""
-    return _default().identify(*args, **kwargs)
+    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
 
 
-def track(*args: Any, **kwargs: Any) -> Result:
+def track(
+    user_id: Optional[ID] = None,
+    event: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send a track call through the shared client (see :meth:`Client.track`)."""
-    return _default().track(*args, **kwargs)
+    return _default().track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
 
 
-def page(*args: Any, **kwargs: Any) -> Result:
+def page(
+    user_id: Optional[ID] = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send a page call through the shared client (see :meth:`Client.page`)."""
-    return _default().page(*args, **kwargs)
+    return _default().page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
+                           message_id)
 
 
-def screen(*args: Any, **kwargs: Any) -> Result:
+def screen(
+    user_id: Optional[ID] = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send a screen call through the shared client (see :meth:`Client.screen`)."""
-    return _default().screen(*args, **kwargs)
+    return _default().screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
+                             message_id)
 
 
-def group(*args: Any, **kwargs: Any) -> Result:
+def group(
+    user_id: Optional[ID] = None,
+    group_id: Optional[ID] = None,
+    traits: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+    *,
+    object_type_id: Optional[Union[str, int]] = None,
+) -> Result:
     """Send a group call through the shared client (see :meth:`Client.group`)."""
-    return _default().group(*args, **kwargs)
+    return _default().group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id,
+                            object_type_id=object_type_id)
 
 
-def alias(*args: Any, **kwargs: Any) -> Result:
+def alias(
+    previous_id: Optional[ID] = None,
+    user_id: Optional[ID] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send an alias call through the shared client (see :meth:`Client.alias`)."""
-    return _default().alias(*args, **kwargs)
+    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
 
 
 def flush(timeout: Optional[float] = None) -> int:
@@ -204,7 +277,7 @@ def wait_durable(timeout: Optional[float] = None) -> int:
     return 0 if client is None else client.wait_durable(timeout)
 
 
-def stats() -> Dict[str, Any]:
+def stats() -> StatsSnapshot:
     """The shared client's counters (all zero before the first call)."""
     client = default_client
     if client is None:
@@ -244,7 +317,8 @@ class _Facade(types.ModuleType):
     @property
     def endpoint(self) -> Optional[str]:
         """Alias of ``host`` (Customer.io's docs set ``analytics.endpoint``)."""
-        return self.__dict__["host"]
+        host: Optional[str] = self.__dict__["host"]
+        return host
 
 
 sys.modules[__name__].__class__ = _Facade

@@ -73,6 +73,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from .client import Client
 from .errors import ConfigurationError
+from .stats import StatsSnapshot
 
 __all__ = ["AsyncClient", "flush", "shutdown", "run_in_thread"]
 
@@ -173,7 +174,7 @@ class AsyncClient:
         """:meth:`analytics.Client.alias` (returns at once)."""
         return self.client.alias(*args, **kwargs)
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> StatsSnapshot:
         """:meth:`analytics.Client.stats` (a snapshot; does not wait)."""
         return self.client.stats()
 

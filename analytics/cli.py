@@ -48,7 +48,7 @@ import sys
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, cast
 
 from . import messages
 from ._checks import http_url
@@ -237,7 +237,7 @@ def _pairs(pairs: Sequence[str], flag: str) -> List[Tuple[List[str], Any]]:
 
 def _merge(base: Any, obj: Optional[Dict[str, Any]], pairs: List[Tuple[List[str], Any]]) -> Optional[Dict[str, Any]]:
     if obj is None and not pairs:
-        return base
+        return cast(Optional[Dict[str, Any]], base)
     result: Dict[str, Any] = dict(base) if isinstance(base, dict) else {}
     if obj is not None:
         result = dict(obj)

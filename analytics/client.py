@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple, cast
+from typing import Any, Dict, FrozenSet, List, Optional, Union, cast
 
 from . import _checks, messages
 from . import options as _options
@@ -17,10 +17,11 @@ from .engine.clock import Clock
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
+from .messages import ID, Fields, Message, Result, Timestamp
 from .options import DEFAULT_HOST, Config, OnError
 from .queues import Queue, SharedQueue, open_queue
 from .retry import RetryPolicy
-from .stats import Stats
+from .stats import Stats, StatsSnapshot
 from .transport import HTTPTransport, Transport
 from .version import VERSION
 from .views import ConsumerView, QueueView
@@ -30,8 +31,6 @@ __all__ = ["Client", "DEFAULT_HOST"]
 log = logging.getLogger("customerio.analytics")
 _root_log = logging.getLogger("customerio")
 
-Message = Dict[str, Any]
-Result = Tuple[bool, Message]
 
 _number = _checks.number
 _add_unsent_keys = messages.add_unsent_keys
@@ -261,7 +260,7 @@ class Client:
     max_retries: int = _setting()
     sync_mode: bool = _setting()
     timeout: float = _setting()
-    proxies: Optional[dict] = _setting()
+    proxies: Optional[Dict[str, Any]] = _setting()
     upload_size: int = _setting()
     upload_interval: float = _setting()
     max_queue_wait: Optional[float] = _setting()
@@ -284,7 +283,7 @@ class Client:
         max_retries: int = 10,
         sync_mode: bool = False,
         timeout: float = 15,
-        proxies: Optional[dict] = None,
+        proxies: Optional[Dict[str, Any]] = None,
         thread: int = 1,
         upload_size: int = 100,
         upload_interval: float = 0.5,
@@ -474,13 +473,13 @@ class Client:
 
     def identify(
         self,
-        user_id: Any = None,
-        traits: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        user_id: Optional[ID] = None,
+        traits: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Say who the user is and set their traits.  Needs ``user_id`` or ``anonymous_id``."""
         return self._enqueue(
@@ -498,14 +497,14 @@ class Client:
 
     def track(
         self,
-        user_id: Any = None,
+        user_id: Optional[ID] = None,
         event: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Record that the user did ``event``.  Needs ``event`` and ``user_id`` or ``anonymous_id``."""
         return self._enqueue(
@@ -524,12 +523,12 @@ class Client:
 
     def alias(
         self,
-        previous_id: Any = None,
-        user_id: Any = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        previous_id: Optional[ID] = None,
+        user_id: Optional[ID] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Merge ``previous_id`` into ``user_id``.  Both are required."""
         return self._enqueue(
@@ -546,16 +545,16 @@ class Client:
 
     def group(
         self,
-        user_id: Any = None,
-        group_id: Any = None,
-        traits: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        user_id: Optional[ID] = None,
+        group_id: Optional[ID] = None,
+        traits: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
         *,
-        object_type_id: Any = None,
+        object_type_id: Optional[Union[str, int]] = None,
     ) -> Result:
         """Associate the user with a group (a Customer.io object).  Needs ``group_id``.
 
@@ -579,15 +578,15 @@ class Client:
 
     def page(
         self,
-        user_id: Any = None,
+        user_id: Optional[ID] = None,
         category: Optional[str] = None,
         name: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Record a page view.  Needs ``user_id`` or ``anonymous_id``."""
         return self._page_or_screen(
@@ -596,15 +595,15 @@ class Client:
 
     def screen(
         self,
-        user_id: Any = None,
+        user_id: Optional[ID] = None,
         category: Optional[str] = None,
         name: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Record a mobile screen view.  Needs ``user_id`` or ``anonymous_id``."""
         return self._page_or_screen(
@@ -759,7 +758,7 @@ class Client:
             return self.flush(timeout)
         return self._queue.wait_durable(None, timeout)
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> StatsSnapshot:
         """Counters accounting for every message (see README "Stats")."""
         self._check_pid()
         q = self._queue

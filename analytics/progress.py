@@ -150,7 +150,7 @@ class _Tqdm(Progress):
 
     def __init__(self, stream: TextIO, prefix: str, **kw: Any) -> None:
         super().__init__(**kw)
-        from tqdm import tqdm
+        from tqdm import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
         self._bar = tqdm(total=self.total, initial=self.initial, unit=" " + self.unit, unit_scale=False,
                          desc=prefix.rstrip(": ") or None, file=stream, dynamic_ncols=True, smoothing=0.1)

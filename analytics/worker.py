@@ -51,7 +51,8 @@ def run(client: Any, stop: threading.Event, exit_timeout: Optional[float], repor
             log.info("worker: delivered %d, failed %d, backlog %s", s["delivered"], sum(s["failed"].values()),
                      s["redis"]["length"])
     client._queue.stop_reading()
-    return client.shutdown(exit_timeout)
+    dropped: int = client.shutdown(exit_timeout)
+    return dropped
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -116,7 +116,7 @@ if not os.path.isfile(os.path.join(_OURS, "__init__.py")) or _top_level_is_ours(
 else:
     # A top-level ``analytics`` of the user's comes first on sys.path: ``import analytics`` stays
     # theirs, and ``from customerio import analytics`` gives this SDK, loaded under our own name.
-    analytics = _load_ours_as_alias()  # type: ignore[assignment]  # the same package, named customerio.analytics
+    analytics = _load_ours_as_alias()  # the same package, named customerio.analytics
 
 from .track import (  # noqa: E402  (after the alias above, which must come first)
     CIOID,

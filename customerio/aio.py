@@ -111,8 +111,9 @@ class AsyncHTTP:
 
     def _new(self) -> "httpx.AsyncClient":
         hx = _httpx()
-        return hx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
-                                 headers=self.headers)
+        client: "httpx.AsyncClient" = hx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
+                                                     headers=self.headers)
+        return client
 
     @property
     def client(self) -> Optional["httpx.AsyncClient"]:

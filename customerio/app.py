@@ -96,6 +96,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Set,
     Generic,
     Iterator,
     List,
@@ -253,7 +254,7 @@ def page_items(doc: Any, key: str) -> List[Any]:
     return list(items) if isinstance(items, list) else []
 
 
-def next_cursor(doc: Any, sent: Optional[str], seen: set, items: List[Any]) -> Optional[str]:
+def next_cursor(doc: Any, sent: Optional[str], seen: Set[Any], items: List[Any]) -> Optional[str]:
     """The ``start`` of the next page, or None to stop: no ``next``, an empty page, or a
     cursor seen before (a server that repeats itself must not loop a client forever)."""
     nxt = doc.get("next") if isinstance(doc, Mapping) else None
@@ -266,7 +267,7 @@ def next_cursor(doc: Any, sent: Optional[str], seen: set, items: List[Any]) -> O
 def _pages(fetch: Callable[[Optional[str]], Any], key: str, start: Optional[str],
            max_pages: Optional[int]) -> Iterator[Any]:
     cursor, pages = start, 0
-    seen: set = set()
+    seen: Set[Any] = set()
     while max_pages is None or pages < max_pages:
         doc = fetch(cursor)
         pages += 1

@@ -283,7 +283,7 @@ def error_detail(text: str) -> str:
     if isinstance(doc, dict):
         meta = doc.get("meta")
         if isinstance(meta, dict) and isinstance(meta.get("error"), str):
-            return meta["error"]
+            return str(meta["error"])
         errors = doc.get("errors")
         if isinstance(errors, list):
             parts = []

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Iterator, List, Tuple
 
 import pytest
@@ -145,3 +146,44 @@ def run_python(code: str, cwd: str, timeout: float = 60) -> "subprocess.Complete
     """Run ``code`` in a fresh interpreter on this checkout (output captured as text)."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=checkout_env())
+
+
+@pytest.fixture(scope="session")
+def cdp_relay_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from a copy of this checkout, offline (no build isolation: this virtualenv's
+    setuptools), as ``pip install cdp-relay`` would install it."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("wheel")
+    source = base / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".bench*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".hypothesis", ".mypy_cache", "tests", "benchmarks", "docs"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-q", "-w", str(base / "dist"), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (base / "dist").glob("cdp_relay-*.whl")
+    return wheel
+
+
+def wheel_venv(wheel: "os.PathLike[str]", where: "os.PathLike[str]", with_dependencies: bool) -> str:
+    """A virtualenv at ``where`` with ``wheel`` installed as pip installs a wheel; its python.
+
+    ``with_dependencies``: requests and the rest come from this virtualenv's site-packages, read
+    as a plain directory (a line of a .pth file: the .pth files in it are not run, so this
+    checkout's editable install is not seen)."""
+    import sysconfig
+
+    venv = os.path.join(where, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    python = os.path.join(venv, "bin", "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                                "--target", site, os.fspath(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    if with_dependencies:
+        with open(os.path.join(site, "zz_dependencies.pth"), "w") as f:
+            f.write(sysconfig.get_paths()["purelib"] + "\n")
+    return python

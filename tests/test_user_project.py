@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict
 
 import pytest
 
 from analytics.collector import Collector
 
-from .conftest import ROOT, WRITE_KEY
+from .conftest import ROOT, WRITE_KEY, wheel_venv
 
 #: The user's script: imports in the order given, checks both names, sends one message.
 APP = textwrap.dedent('''
@@ -84,30 +82,9 @@ def _check(result: Dict[str, object], install_dir: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def wheel_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A virtualenv with a normal (wheel) install of this checkout; its dependencies come from
-    this virtualenv's site-packages, read as a plain directory (its .pth files are not run)."""
-    base = tmp_path_factory.mktemp("wheel-install")
-    source = base / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", ".bench*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-        ".hypothesis", ".mypy_cache", "tests", "benchmarks", "docs"))
-    wheels = base / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "--no-index", "-q", "-w", str(wheels), str(source)],
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    (wheel,) = wheels.glob("cdp_relay-*.whl")
-    venv = base / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = str(venv / "bin" / "python")
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                                "--target", site, str(wheel)], capture_output=True, text=True, timeout=300)
-    assert installed.returncode == 0, installed.stderr
-    Path(site, "zz_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    yield python
+def wheel_python(cdp_relay_wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A virtualenv with a normal install of the wheel, dependencies from this virtualenv."""
+    return wheel_venv(cdp_relay_wheel, tmp_path_factory.mktemp("wheel-venv"), with_dependencies=True)
 
 
 @pytest.mark.parametrize("order", ["sdk-first", "theirs-first"])

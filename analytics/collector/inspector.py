@@ -175,12 +175,12 @@ def _contains(value: Any, needle: str) -> bool:
     return value is not None and needle in str(value).casefold()
 
 
-def _snapshot(collector: Any) -> Tuple[list, list]:
+def _snapshot(collector: Any) -> Tuple[List[Any], List[Any]]:
     with collector._lock:
         return list(collector._batches), list(collector._messages)
 
 
-def _newest_first(batches: list, total: int) -> Iterator[Tuple[int, int, Any, Mapping[str, Any]]]:
+def _newest_first(batches: List[Any], total: int) -> Iterator[Tuple[int, int, Any, Mapping[str, Any]]]:
     """(1-based message id, 1-based batch id, batch, message) from the newest message back."""
     end = total
     for batch_no in range(len(batches), 0, -1):
@@ -208,7 +208,7 @@ def _events(collector: Any, params: Mapping[str, Sequence[str]]) -> Dict[str, An
     batches, messages = _snapshot(collector)
     event_key = event.casefold() if event else None
     user_key = user.casefold() if user else None
-    rows: List[Dict[str, Any]] = []
+    rows = []
     matching = 0
     for index, batch_no, b, m in _newest_first(batches, len(messages)):
         if type_ and m.get("type") != type_:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import encoding
 from ..messages import add_unsent_keys
@@ -32,7 +32,7 @@ class DataPipelines(Destination):
     def __init__(self, settings: Any) -> None:
         self._settings = settings
         self._format = CDPFormat()
-        self._auth: Optional[tuple] = None  # (write key, header), made once per key
+        self._auth: Optional[Tuple[str, Dict[str, str]]] = None  # (write key, header), made once per key
 
     def base_url(self) -> str:
         return str(self._settings.host).rstrip("/")
