@@ -96,7 +96,8 @@ def _load_ours_as_alias() -> types.ModuleType:
     then load as ``customerio.analytics.<name>`` from its directory, by the usual path search)."""
     spec = importlib.util.spec_from_file_location(
         _ALIAS, os.path.join(_OURS, "__init__.py"), submodule_search_locations=[_OURS])
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:  # pragma: no cover - the file was just found
+        raise ImportError(f"cannot load cdp-relay's analytics package from {_OURS}", name=_ALIAS)
     module = importlib.util.module_from_spec(spec)
     sys.modules[_ALIAS] = module
     try:

@@ -107,3 +107,16 @@ def test_every_exception_is_exported_by_name() -> None:
     """analytics.__all__ names each exception (a type checker cannot read a computed __all__)."""
     assert set(errors.__all__) <= set(analytics.__all__)
     assert "StatsSnapshot" in analytics.__all__
+
+
+@pytest.mark.parametrize("name", ["identify", "track", "page", "screen", "group", "alias"])
+def test_the_module_functions_have_the_client_methods_signatures(name: str) -> None:
+    """analytics.track and the others take exactly Client.track's parameters, annotations and
+    defaults (not ``*args, **kwargs``), so a type checker sees a misspelt keyword."""
+    import inspect
+
+    function = inspect.signature(getattr(analytics, name))
+    method = inspect.signature(getattr(analytics.Client, name))
+    expected = list(method.parameters.values())[1:]  # without self
+    assert list(function.parameters.values()) == expected
+    assert function.return_annotation == method.return_annotation
