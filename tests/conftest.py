@@ -148,17 +148,22 @@ def run_python(code: str, cwd: str, timeout: float = 60) -> "subprocess.Complete
                           cwd=cwd, env=checkout_env())
 
 
+def checkout_copy(where: Path) -> Path:
+    """This checkout's packages and build files copied to ``where`` (no tests, no virtualenvs)."""
+    import shutil
+
+    shutil.copytree(ROOT, where, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".bench*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".hypothesis", ".mypy_cache", "tests", "benchmarks", "docs"))
+    return where
+
+
 @pytest.fixture(scope="session")
 def cdp_relay_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from a copy of this checkout, offline (no build isolation: this virtualenv's
     setuptools), as ``pip install cdp-relay`` would install it."""
-    import shutil
-
     base = tmp_path_factory.mktemp("wheel")
-    source = base / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", ".bench*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-        ".hypothesis", ".mypy_cache", "tests", "benchmarks", "docs"))
+    source = checkout_copy(base / "src")
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                             "--no-index", "-q", "-w", str(base / "dist"), str(source)],
                            capture_output=True, text=True, timeout=300)
@@ -167,8 +172,8 @@ def cdp_relay_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wheel
 
 
-def wheel_venv(wheel: "os.PathLike[str]", where: "os.PathLike[str]", with_dependencies: bool) -> str:
-    """A virtualenv at ``where`` with ``wheel`` installed as pip installs a wheel; its python.
+def _bare_venv(where: "os.PathLike[str]", with_dependencies: bool) -> Tuple[str, str]:
+    """A virtualenv without pip at ``where``: its python and site-packages.
 
     ``with_dependencies``: requests and the rest come from this virtualenv's site-packages, read
     as a plain directory (a line of a .pth file: the .pth files in it are not run, so this
@@ -180,10 +185,28 @@ def wheel_venv(wheel: "os.PathLike[str]", where: "os.PathLike[str]", with_depend
     python = os.path.join(venv, "bin", "python")
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                                "--target", site, os.fspath(wheel)], capture_output=True, text=True, timeout=300)
-    assert installed.returncode == 0, installed.stderr
     if with_dependencies:
         with open(os.path.join(site, "zz_dependencies.pth"), "w") as f:
             f.write(sysconfig.get_paths()["purelib"] + "\n")
+    return python, site
+
+
+def wheel_venv(wheel: "os.PathLike[str]", where: "os.PathLike[str]", with_dependencies: bool) -> str:
+    """A virtualenv at ``where`` with ``wheel`` installed as pip installs a wheel; its python."""
+    python, site = _bare_venv(where, with_dependencies)
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                                "--target", site, os.fspath(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    return python
+
+
+def editable_venv(where: Path) -> str:
+    """A virtualenv at ``where`` with a copy of this checkout installed by ``pip install -e`` in
+    setuptools' default mode (an import hook, as most users' editable installs are); its python."""
+    source = checkout_copy(where / "src")
+    python, _ = _bare_venv(where, with_dependencies=True)  # (setuptools too, for the build)
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
+                                "--no-build-isolation", "--no-index", "-q", "-e", str(source)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
     return python

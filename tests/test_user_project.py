@@ -2,10 +2,11 @@
 Django app name) first on ``sys.path`` must not break ``from customerio import analytics``.
 
 Each test lays out a real project in a temporary directory (their ``analytics`` package beside their
-script, so it comes first on ``sys.path``) and runs the script in a fresh interpreter against two
-installs of this checkout: the editable one ``make`` sets up (this virtualenv) and a normal install
-of a wheel built from the checkout into a virtualenv of its own.  The script sends a message to a
-collector on 127.0.0.1 through the SDK it got from ``customerio``.
+script, so it comes first on ``sys.path``) and runs the script in a fresh interpreter against three
+installs of this checkout: the editable one ``make`` sets up (this virtualenv), an editable install
+in setuptools' default (import hook) mode, and a normal install of a wheel built from the checkout,
+each of the last two in a virtualenv of its own.  The script sends a message to a collector on
+127.0.0.1 through the SDK it got from ``customerio``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import pytest
 
 from analytics.collector import Collector
 
-from .conftest import ROOT, WRITE_KEY, wheel_venv
+from .conftest import ROOT, WRITE_KEY, editable_venv, wheel_venv
 
 #: The user's script: imports in the order given, checks both names, sends one message.
 APP = textwrap.dedent('''
@@ -95,6 +96,26 @@ def test_their_analytics_package_with_the_editable_install(project: Path, order:
         result = _run(sys.executable, project, order, collector.url)
         assert [m["event"] for m in collector.messages] == ["From The Project"]
     _check(result, ROOT)
+
+
+@pytest.fixture(scope="module")
+def hook_editable(tmp_path_factory: pytest.TempPathFactory) -> Tuple[str, str]:
+    """A virtualenv with an editable install in setuptools' default mode (an import hook placed
+    after the path search): its python and the source directory it points at."""
+    where = tmp_path_factory.mktemp("editable-hook")
+    return editable_venv(where), str(where / "src")
+
+
+@pytest.mark.parametrize("order", ["sdk-first", "theirs-first"])
+def test_their_analytics_package_with_a_default_mode_editable_install(hook_editable: Tuple[str, str],
+                                                                      project: Path, order: str) -> None:
+    """An editable install made the usual way (pip install -e, an import hook): it used to return
+    the user's module silently for customerio.analytics."""
+    python, source = hook_editable
+    with Collector(write_keys={WRITE_KEY}) as collector:
+        result = _run(python, project, order, collector.url)
+        assert [m["event"] for m in collector.messages] == ["From The Project"]
+    _check(result, source)
 
 
 @pytest.mark.parametrize("order", ["sdk-first", "theirs-first"])
