@@ -1,6 +1,6 @@
 """Typing (issue 16): ``mypy --strict`` passes on the package, and on a user's module using the
-documented API (tests/typing/usage.py) with the editable install ``make`` sets up and with a
-normal install of a wheel; the mistakes in tests/typing/usage_errors.py are reported.  These
+documented API (tests/typecheck/usage.py) with the editable install ``make`` sets up and with a
+normal install of a wheel; the mistakes in tests/typecheck/usage_errors.py are reported.  These
 tests are part of ``make test``."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from analytics import errors
 
 from .conftest import ROOT, wheel_venv
 
-TYPING = Path(__file__).parent / "typing"
+TYPING = Path(__file__).parent / "typecheck"
 sys.path.insert(0, str(TYPING))
 import make_stubs  # noqa: E402
 
@@ -96,7 +96,7 @@ def test_mistakes_in_a_users_module_are_reported(user_dir: Path) -> None:
 
 def test_the_stubs_of_customerio_analytics_cover_every_module() -> None:
     """customerio/analytics/*.pyi has one stub per module of the analytics package, as
-    tests/typing/make_stubs.py writes them (run it after adding a module)."""
+    tests/typecheck/make_stubs.py writes them (run it after adding a module)."""
     base = Path(ROOT) / "customerio" / "analytics"
     on_disk = {str(p.relative_to(base)): p.read_text() for p in base.rglob("*.pyi")}
     assert on_disk == make_stubs.expected()
