@@ -9,6 +9,12 @@ Use the module directly (one shared client, created on the first call)::
 
 or create clients of your own: ``from analytics import Client``.
 
+The shared client is made from the module settings by the first of the six
+calls, ``flush()``, ``join()`` or ``shutdown()`` (as the official SDK does) and
+is ``analytics.default_client`` from then on; assign ``None`` there to start
+over with the current settings (a shut-down shared client is replaced by the
+next call too).
+
 Module settings (``write_key``, ``host``/``endpoint``, ``on_error``, ``debug``,
 ``send``, ``sync_mode``, ``max_queue_size``, ``gzip``, ``timeout``,
 ``max_retries``, ``upload_size``, ``upload_interval``, ``proxies`` and this
