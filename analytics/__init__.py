@@ -9,6 +9,12 @@ Use the module directly (one shared client, created on the first call)::
 
 or create clients of your own: ``from analytics import Client``.
 
+The shared client is made from the module settings by the first of the six
+calls, ``flush()``, ``join()`` or ``shutdown()`` (as the official SDK does) and
+is ``analytics.default_client`` from then on; assign ``None`` there to start
+over with the current settings (a shut-down shared client is replaced by the
+next call too).
+
 Module settings (``write_key``, ``host``/``endpoint``, ``on_error``, ``debug``,
 ``send``, ``sync_mode``, ``max_queue_size``, ``gzip``, ``timeout``,
 ``max_retries``, ``upload_size``, ``upload_interval``, ``proxies`` and this
@@ -25,12 +31,12 @@ from __future__ import annotations
 import os
 import sys
 import types
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import Any, Dict, Optional, Set, Union
 
 from . import client as _client_module
-from . import errors as _errors
 from . import options as _options
 from .client import DEFAULT_HOST, Client
+from .destinations import Destination
 from .errors import (
     REASONS,
     AnalyticsError,
@@ -48,7 +54,9 @@ from .errors import (
     UnsupportedCallError,
 )
 from .context import request_context
+from .messages import ID, Fields, Result, Timestamp
 from .retry import RetryPolicy
+from .stats import StatsSnapshot
 from .version import VERSION
 
 __version__ = VERSION
@@ -59,7 +67,20 @@ __all__ = [
     "DEFAULT_HOST",
     "EU_HOST",
     "VERSION",
-    *_errors.__all__,
+    "AnalyticsError",
+    "ConfigurationError",
+    "SpoolError",
+    "InvalidMessageError",
+    "UnserializableValueError",
+    "MessageTooLargeError",
+    "UnsupportedCallError",
+    "ServiceError",
+    "DeliveryError",
+    "APIError",
+    "TransportError",
+    "QueueFullError",
+    "ShutdownError",
+    "REASONS",
     "identify",
     "track",
     "page",
@@ -76,6 +97,7 @@ __all__ = [
     "ashutdown",
     "default_client",
     "request_context",
+    "StatsSnapshot",
 ]
 
 #: Customer.io's EU Data Pipelines endpoint.
@@ -95,7 +117,7 @@ timeout: float = _DEFAULTS["timeout"]
 max_retries: int = _DEFAULTS["max_retries"]
 upload_size: int = _DEFAULTS["upload_size"]
 upload_interval: float = _DEFAULTS["upload_interval"]
-proxies: Optional[dict] = _DEFAULTS["proxies"]
+proxies: Optional[Dict[str, str]] = _DEFAULTS["proxies"]
 thread: int = _DEFAULTS["thread"]
 max_queue_wait: Optional[float] = _DEFAULTS["max_queue_wait"]
 max_retry_time: float = _DEFAULTS["max_retry_time"]
@@ -105,15 +127,20 @@ max_in_flight: int = _DEFAULTS["max_in_flight"]
 #: f(message) -> message or None, or a list of them: shape or drop each message before it is queued.
 before_send: Optional[_options.BeforeSend] = _DEFAULTS["before_send"]
 #: Context fields and properties added to every message (the call's own win).
-global_context: Optional[dict] = _DEFAULTS["global_context"]
-global_properties: Optional[dict] = _DEFAULTS["global_properties"]
+global_context: Optional[Dict[str, Any]] = _DEFAULTS["global_context"]
+global_properties: Optional[Dict[str, Any]] = _DEFAULTS["global_properties"]
 #: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
 spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: Deliver the shared client's messages to another batch API (read when it is
 #: created): ``analytics.destination = TrackV2(site_id, api_key)``; see README.
-destination: Optional[_options.Destination] = _DEFAULTS["destination"]
+destination: Optional[Destination] = _DEFAULTS["destination"]
+#: Alias of ``host`` (Customer.io's docs set ``analytics.endpoint``): reads and assigns ``host``.
+endpoint: Optional[str]  # declared for type checkers; the module's class reads and writes host
 
-#: The shared client, created by the first call; set it to None to start afresh.
+#: The shared client, created by the first call (or ``flush()``, ``join()``, ``shutdown()``)
+#: from the module settings.  Public and assignable: ``analytics.default_client = None``
+#: makes the next call create a new one with the current settings; a ``Client`` of your
+#: own assigned here is used by the module functions.
 default_client: Optional[Client] = None
 
 # applied to the shared client when assigned; read only when it is created
@@ -129,62 +156,127 @@ if hasattr(os, "register_at_fork"):
 
 
 def _default() -> Client:
+    """The shared client: created from the module settings if there is none, or if the one there
+    was shut down (``analytics.shutdown()`` keeps it in ``default_client``; the next call starts anew)."""
     global default_client
     client = default_client
-    if client is not None:
+    if client is not None and not client._closed:
         return client
     with _client_module._process_lock(_locks):
-        if default_client is None:
+        client = default_client
+        if client is None or client._closed:
             mod = sys.modules[__name__]
-            default_client = Client(**{name: getattr(mod, name) for name in _given})
-        return default_client
+            client = default_client = Client(**{name: getattr(mod, name) for name in _given})
+        return client
 
 
-Result = Tuple[bool, Dict[str, Any]]
-
-
-def identify(*args: Any, **kwargs: Any) -> Result:
+def identify(
+    user_id: Optional[ID] = None,
+    traits: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send an identify call through the shared client (see :meth:`Client.identify`)."""
-    return _default().identify(*args, **kwargs)
+    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
 
 
-def track(*args: Any, **kwargs: Any) -> Result:
+def track(
+    user_id: Optional[ID] = None,
+    event: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send a track call through the shared client (see :meth:`Client.track`)."""
-    return _default().track(*args, **kwargs)
+    return _default().track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
 
 
-def page(*args: Any, **kwargs: Any) -> Result:
+def page(
+    user_id: Optional[ID] = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send a page call through the shared client (see :meth:`Client.page`)."""
-    return _default().page(*args, **kwargs)
+    return _default().page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
+                           message_id)
 
 
-def screen(*args: Any, **kwargs: Any) -> Result:
+def screen(
+    user_id: Optional[ID] = None,
+    category: Optional[str] = None,
+    name: Optional[str] = None,
+    properties: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send a screen call through the shared client (see :meth:`Client.screen`)."""
-    return _default().screen(*args, **kwargs)
+    return _default().screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
+                             message_id)
 
 
-def group(*args: Any, **kwargs: Any) -> Result:
+def group(
+    user_id: Optional[ID] = None,
+    group_id: Optional[ID] = None,
+    traits: Optional[Fields] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    anonymous_id: Optional[ID] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+    *,
+    object_type_id: Optional[Union[str, int]] = None,
+) -> Result:
     """Send a group call through the shared client (see :meth:`Client.group`)."""
-    return _default().group(*args, **kwargs)
+    return _default().group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id,
+                            object_type_id=object_type_id)
 
 
-def alias(*args: Any, **kwargs: Any) -> Result:
+def alias(
+    previous_id: Optional[ID] = None,
+    user_id: Optional[ID] = None,
+    context: Optional[Fields] = None,
+    timestamp: Optional[Timestamp] = None,
+    integrations: Optional[Fields] = None,
+    message_id: Optional[ID] = None,
+) -> Result:
     """Send an alias call through the shared client (see :meth:`Client.alias`)."""
-    return _default().alias(*args, **kwargs)
+    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
 
 
 def flush(timeout: Optional[float] = None) -> int:
-    """Deliver what the shared client has queued; returns how many are still pending (0: all done)."""
-    client = default_client
-    return 0 if client is None else client.flush(timeout)
+    """Deliver what the shared client has queued; returns how many are still pending (0: all done).
+
+    Creates the shared client if there is none yet (as the official SDK does), so
+    ``analytics.default_client`` is set afterwards.
+    """
+    return _default().flush(timeout)
 
 
 def shutdown(timeout: Optional[float] = None) -> int:
-    """Drain and stop the shared client; the next call creates a new one.  Returns messages dropped."""
-    global default_client
-    with _client_module._process_lock(_locks):
-        client, default_client = default_client, None
-    return 0 if client is None else client.shutdown(timeout)
+    """Drain and stop the shared client.  Returns messages dropped.
+
+    The client stays in ``analytics.default_client`` (created first if there was
+    none, as the official SDK does); the next call creates a new one.
+    """
+    client = default_client
+    if client is None:
+        client = _default()
+    return client.shutdown(timeout)
 
 
 def join(timeout: Optional[float] = None) -> int:
@@ -198,7 +290,7 @@ def wait_durable(timeout: Optional[float] = None) -> int:
     return 0 if client is None else client.wait_durable(timeout)
 
 
-def stats() -> Dict[str, Any]:
+def stats() -> StatsSnapshot:
     """The shared client's counters (all zero before the first call)."""
     client = default_client
     if client is None:
@@ -238,7 +330,8 @@ class _Facade(types.ModuleType):
     @property
     def endpoint(self) -> Optional[str]:
         """Alias of ``host`` (Customer.io's docs set ``analytics.endpoint``)."""
-        return self.__dict__["host"]
+        host: Optional[str] = self.__dict__["host"]
+        return host
 
 
 sys.modules[__name__].__class__ = _Facade

@@ -89,7 +89,7 @@ def number(
             maximum = MAX_SECONDS
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {quote(value)}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and value > maximum:  # type: ignore[operator]  # a real number (checked above)
         raise ConfigurationError(f"{name} must be at most {maximum:g}, got {quote(value)}")
     return value
 

@@ -67,11 +67,13 @@ shared client of the module facade (``analytics.default_client``).
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from .client import Client
 from .errors import ConfigurationError
+from .stats import StatsSnapshot
 
 __all__ = ["AsyncClient", "flush", "shutdown", "run_in_thread"]
 
@@ -172,7 +174,7 @@ class AsyncClient:
         """:meth:`analytics.Client.alias` (returns at once)."""
         return self.client.alias(*args, **kwargs)
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> StatsSnapshot:
         """:meth:`analytics.Client.stats` (a snapshot; does not wait)."""
         return self.client.stats()
 
@@ -222,8 +224,7 @@ class AsyncClient:
 async def flush(timeout: Optional[float] = None) -> int:
     """:func:`analytics.flush`, awaitable: waits in a helper thread, the loop keeps running.
     Returns how many of the shared client's messages are still pending (0 when it has none)."""
-    import analytics as facade
-
+    facade = _facade()
     if facade.default_client is None:
         return 0
     return await run_in_thread(facade.flush, timeout, name="cdp-relay-aio-flush")
@@ -232,8 +233,13 @@ async def flush(timeout: Optional[float] = None) -> int:
 async def shutdown(timeout: Optional[float] = None) -> int:
     """:func:`analytics.shutdown`, awaitable: drains and stops the shared client without
     blocking the loop; the next call creates a new one.  Returns the messages dropped."""
-    import analytics as facade
-
+    facade = _facade()
     if facade.default_client is None:
         return 0
     return await run_in_thread(facade.shutdown, timeout, name="cdp-relay-aio-shutdown")
+
+
+def _facade() -> Any:
+    # the package this module belongs to (analytics, or customerio.analytics when a user's own
+    # top-level analytics package shadows this one): never `import analytics`, which could be theirs
+    return sys.modules[__name__.rpartition(".")[0]]

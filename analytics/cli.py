@@ -60,8 +60,9 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequence, Tuple, cast
 
+from . import messages
 from ._checks import http_url
 from .errors import AnalyticsError, ConfigurationError, InvalidMessageError
 from .version import VERSION
@@ -287,7 +288,7 @@ def _merge(base: Any, obj: Optional[Dict[str, Any]], pairs: List[Tuple[List[str]
     or a dotted key under a key that holds a value (``-p a=1 -p a.b=2``), are refused.
     """
     if obj is None and not pairs:
-        return base
+        return cast(Optional[Dict[str, Any]], base)
     result: Dict[str, Any] = dict(base) if isinstance(base, dict) else {}
     if obj is not None:
         result = dict(obj)
@@ -569,7 +570,7 @@ def _send_call(type_: str, args: argparse.Namespace) -> int:
             _report_send(prefix, recorder, verbose=True)
         raise CLIError(f"not delivered: {why}", code=1)
     if not args.quiet:
-        print(json.dumps(built, ensure_ascii=False))
+        print(json.dumps(messages.as_sent(built), ensure_ascii=False))
         sys.stdout.flush()
         if args.dry_run:
             print(f"{prefix}: dry run: the message above is valid and was NOT sent (drop --dry-run to send it "

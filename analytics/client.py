@@ -8,9 +8,9 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple, cast
+from typing import Any, Dict, FrozenSet, List, Optional, Set, Union, cast
 
-from . import _checks, encoding, messages
+from . import _checks, messages
 from . import options as _options
 from .engine import Consumer, report
 from .engine.clock import Clock
@@ -18,22 +18,23 @@ from .engine.hosts import threads_stall_between_calls
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
+from .messages import ID, Fields, Message, Result, Timestamp
 from .options import DEFAULT_HOST, Config, OnError
 from .queues import Queue, SharedQueue, open_queue
 from .retry import RetryPolicy
-from .stats import Stats
+from .stats import Stats, StatsSnapshot
 from .transport import HTTPTransport, Transport
 from .version import VERSION
+from .views import ConsumerView, QueueView
 
 __all__ = ["Client", "DEFAULT_HOST"]
 
 log = logging.getLogger("customerio.analytics")
 _root_log = logging.getLogger("customerio")
 
-Message = Dict[str, Any]
-Result = Tuple[bool, Message]
 
 _number = _checks.number
+_add_unsent_keys = messages.add_unsent_keys
 
 
 class _Setting:
@@ -72,7 +73,7 @@ _debug_handler: Optional[logging.Handler] = None
 
 #: How long a call waits for a due batch where threads stall between calls (see _deliver_if_due).
 _CALLER_DELIVERY_WAIT_S = 1.0
-_warned: set = set()
+_warned: Set[str] = set()
 
 
 def _warn_once(text: str) -> None:
@@ -298,7 +299,7 @@ class Client:
     max_retries: int = _setting()
     sync_mode: bool = _setting()
     timeout: float = _setting()
-    proxies: Optional[dict] = _setting()
+    proxies: Optional[Dict[str, Any]] = _setting()
     upload_size: int = _setting()
     upload_interval: float = _setting()
     max_queue_wait: Optional[float] = _setting()
@@ -307,8 +308,8 @@ class Client:
     pace_wait: float = _setting()
     max_in_flight: int = _setting()
     before_send: Optional[_options.BeforeSend] = _setting()
-    global_context: Optional[dict] = _setting()
-    global_properties: Optional[dict] = _setting()
+    global_context: Optional[Dict[str, Any]] = _setting()
+    global_properties: Optional[Dict[str, Any]] = _setting()
     _given: FrozenSet[str]  # the names of the arguments passed to __init__ (see options.records_given)
 
     @_options.records_given
@@ -324,7 +325,7 @@ class Client:
         max_retries: int = 10,
         sync_mode: bool = False,
         timeout: float = 15,
-        proxies: Optional[dict] = None,
+        proxies: Optional[Dict[str, Any]] = None,
         thread: int = 1,
         upload_size: int = 100,
         upload_interval: float = 0.5,
@@ -348,8 +349,8 @@ class Client:
         claim_after: float = 30.0,
         stream_prefix: str = "cdp-relay",
         before_send: Optional[_options.BeforeSend] = None,
-        global_context: Optional[dict] = None,
-        global_properties: Optional[dict] = None,
+        global_context: Optional[Dict[str, Any]] = None,
+        global_properties: Optional[Dict[str, Any]] = None,
     ) -> None:
         # every parameter is an option of analytics.options; Config checks them all, defaults included
         arguments = locals()
@@ -393,7 +394,7 @@ class Client:
         )
         self._stats.count_lost("queue_full", len(items), error)
         log.warning("%s", error)
-        report(self._config.on_error, error, [encoding.loads(i) for i in items])
+        report(self._config.on_error, error, [self._dest.decode(i) for i in items])
 
     def _build_engine(self, queue: Queue) -> None:
         # Everything that is per process: counters, queue, consumer (threads,
@@ -495,6 +496,21 @@ class Client:
         return self._queue.degraded
 
     @property
+    def queue(self) -> QueueView:
+        """A read-only view of the queue: ``maxsize``, ``qsize()``, ``empty()``, ``full()`` (as the
+        official SDK's ``client.queue`` is read; see :mod:`analytics.views`)."""
+        return QueueView(self)
+
+    @property
+    def consumers(self) -> List[ConsumerView]:
+        """Read-only views of the ``thread`` delivery threads (``timeout``, ``retries``,
+        ``upload_size``, ``upload_interval``, ``is_alive()``); empty in ``sync_mode``, where the
+        caller's thread delivers, and for a Redis queue this process only produces to."""
+        if self._config.sync_mode:
+            return []
+        return [ConsumerView(self, i) for i in range(self._consumer.thread_count)]
+
+    @property
     def thread(self) -> int:
         """Number of consumer threads (fixed at construction)."""
         return self._config.thread
@@ -508,13 +524,13 @@ class Client:
 
     def identify(
         self,
-        user_id: Any = None,
-        traits: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        user_id: Optional[ID] = None,
+        traits: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Say who the user is and set their traits.  Needs ``user_id`` or ``anonymous_id``."""
         return self._enqueue(
@@ -533,14 +549,14 @@ class Client:
 
     def track(
         self,
-        user_id: Any = None,
+        user_id: Optional[ID] = None,
         event: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Record that the user did ``event``.  Needs ``event`` and ``user_id`` or ``anonymous_id``."""
         return self._enqueue(
@@ -561,12 +577,12 @@ class Client:
 
     def alias(
         self,
-        previous_id: Any = None,
-        user_id: Any = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        previous_id: Optional[ID] = None,
+        user_id: Optional[ID] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Merge ``previous_id`` into ``user_id``.  Both are required."""
         return self._enqueue(
@@ -584,16 +600,16 @@ class Client:
 
     def group(
         self,
-        user_id: Any = None,
-        group_id: Any = None,
-        traits: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        user_id: Optional[ID] = None,
+        group_id: Optional[ID] = None,
+        traits: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
         *,
-        object_type_id: Any = None,
+        object_type_id: Optional[Union[str, int]] = None,
     ) -> Result:
         """Associate the user with a group (a Customer.io object).  Needs ``group_id``.
 
@@ -618,15 +634,15 @@ class Client:
 
     def page(
         self,
-        user_id: Any = None,
+        user_id: Optional[ID] = None,
         category: Optional[str] = None,
         name: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Record a page view.  Needs ``user_id`` or ``anonymous_id``."""
         return self._page_or_screen(
@@ -635,15 +651,15 @@ class Client:
 
     def screen(
         self,
-        user_id: Any = None,
+        user_id: Optional[ID] = None,
         category: Optional[str] = None,
         name: Optional[str] = None,
-        properties: Optional[dict] = None,
-        context: Optional[dict] = None,
-        timestamp: Any = None,
-        anonymous_id: Any = None,
-        integrations: Optional[dict] = None,
-        message_id: Any = None,
+        properties: Optional[Fields] = None,
+        context: Optional[Fields] = None,
+        timestamp: Optional[Timestamp] = None,
+        anonymous_id: Optional[ID] = None,
+        integrations: Optional[Fields] = None,
+        message_id: Optional[ID] = None,
     ) -> Result:
         """Record a mobile screen view.  Needs ``user_id`` or ``anonymous_id``."""
         return self._page_or_screen(
@@ -687,12 +703,14 @@ class Client:
         if cfg.before_send is not None:
             shaped = self._shape(msg, cfg.before_send)
             if shaped is None:
+                _add_unsent_keys(msg)
                 return False, msg
             msg = shaped
         destination = self._dest
         data = destination.encode(msg)
         if len(data) > destination.max_message_bytes:
             raise MessageTooLargeError(len(data), destination.max_message_bytes)
+        _add_unsent_keys(msg)  # the official SDK's keys with no value, after encoding: never sent
         if _captures:
             for capture in _captures:
                 capture.record(data)
@@ -854,7 +872,7 @@ class Client:
             return self.flush(timeout)
         return self._queue.wait_durable(None, timeout)
 
-    def stats(self) -> Dict[str, Any]:
+    def stats(self) -> StatsSnapshot:
         """Counters accounting for every message (see README "Stats")."""
         self._check_pid()
         q = self._queue

@@ -45,7 +45,9 @@ class _Lazy:
     __slots__ = ("read", "field", "value", "done")
 
     def __init__(self, read: Callable[[], Any], field: str) -> None:
-        self.read, self.field, self.value, self.done = read, field, None, False
+        self.read, self.field = read, field
+        self.value: Optional[str] = None
+        self.done = False
 
     def get(self) -> Optional[str]:
         if not self.done:

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import analytics
 
@@ -34,7 +34,7 @@ WRITE_KEY = "demo-write-key"
 DEFAULT_DB = os.path.join(tempfile.gettempdir(), "cdp-relay-demo.db")
 
 
-def _control(url: str, path: str, payload: Optional[dict] = None) -> Any:
+def _control(url: str, path: str, payload: Optional[Dict[str, Any]] = None) -> Any:
     data = None if payload is None else json.dumps(payload).encode()
     req = urllib.request.Request(url + path, data=data, method="GET" if data is None else "POST",
                                  headers={"Content-Type": "application/json"})
@@ -42,7 +42,7 @@ def _control(url: str, path: str, payload: Optional[dict] = None) -> Any:
         return json.loads(resp.read() or b"null")
 
 
-def start_collector(db: str = ":memory:", port: int = 0) -> "tuple[subprocess.Popen, str]":
+def start_collector(db: str = ":memory:", port: int = 0) -> "Tuple[subprocess.Popen[str], str]":
     """Start the collector in its own process, on an empty database; return it and its URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "analytics.collector", "--write-key", WRITE_KEY, "--db", db, "--reset",
@@ -170,7 +170,7 @@ def run(threads: int = 4, per_thread: int = 1000, db: str = ":memory:", serve: b
     return status
 
 
-def _serve_until_signalled(proc: "subprocess.Popen", seconds: Optional[float]) -> None:
+def _serve_until_signalled(proc: "subprocess.Popen[str]", seconds: Optional[float]) -> None:
     stop = threading.Event()
     saved = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:

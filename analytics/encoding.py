@@ -57,7 +57,7 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, FrozenSet, Set
 
 from ._checks import quote
 from .errors import UnserializableValueError
@@ -173,7 +173,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _normalize(obj: Any, path: str, active: set, depth: int) -> Any:
+def _normalize(obj: Any, path: str, active: Set[Any], depth: int) -> Any:
     if obj is None or isinstance(obj, (str, bool)):
         return obj
     if isinstance(obj, int):
@@ -210,7 +210,7 @@ def _normalize(obj: Any, path: str, active: set, depth: int) -> Any:
     return _normalize(converted, path, active, depth + 1)
 
 
-def _plain(node: Any, leaves: frozenset, check_keys: bool, depth: int = 0) -> int:
+def _plain(node: Any, leaves: FrozenSet[Any], check_keys: bool, depth: int = 0) -> int:
     """Whether the fast encoder writes ``node`` exactly as :func:`normalize` + json would.
 
     0: no.  1: yes.  2: no, it holds a float ``0 < |x| < 1e-4`` (checked only
@@ -263,7 +263,7 @@ def _json_encoder(ensure_ascii: bool) -> Callable[[Any, int], Any]:
     the text in pieces.  json.dumps builds a new encoder on every call given options: 2-3 µs, more
     than encoding a message takes.  No cycle check: the callers pass acyclic values (walked by
     :func:`_plain`, or made by :func:`normalize`)."""
-    make = json.encoder.c_make_encoder
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # an interpreter without json's C accelerator
         options = json.JSONEncoder(
             ensure_ascii=ensure_ascii, allow_nan=False, separators=(",", ":"), default=_default, check_circular=False
@@ -271,7 +271,8 @@ def _json_encoder(ensure_ascii: bool) -> Callable[[Any, int], Any]:
         return lambda obj, _level: options.iterencode(obj, True)
     escape = json.encoder.encode_basestring_ascii if ensure_ascii else json.encoder.encode_basestring
     # the arguments json.JSONEncoder.iterencode passes for these options
-    return make(None, _default, escape, None, ":", ",", False, False, False)
+    encoder: Callable[[Any, int], Any] = make(None, _default, escape, None, ":", ",", False, False, False)
+    return encoder
 
 
 _json_utf8 = _json_encoder(False)

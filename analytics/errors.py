@@ -4,11 +4,12 @@ Everything the library raises, or hands to ``on_error``, is an
 :class:`AnalyticsError`::
 
     AnalyticsError
-    ├── ConfigurationError (ValueError)      a Client option or module setting is wrong
+    ├── ConfigurationError (ValueError, AssertionError)   a Client option or module setting is wrong,
+    │                                                     or write_key is missing
     ├── SpoolError                           the durable spool cannot be used (the client falls back)
-    ├── InvalidMessageError (ValueError)     a call's arguments are wrong; raised at the call site
+    ├── InvalidMessageError (ValueError, AssertionError)  a call's arguments are wrong; raised at the call site
     │   ├── UnserializableValueError (TypeError)   a value JSON cannot carry (``.path`` names it)
-    │   ├── MessageTooLargeError                   the encoded message is over 32 KB
+    │   ├── MessageTooLargeError (RuntimeError)    the encoded message is over 32 KB
     │   └── UnsupportedCallError                   the destination API cannot express this call
     ├── ServiceError                         a request of a direct API client (Track API, Bloomreach) failed
     └── DeliveryError                        a message did not reach the server; given to ``on_error``
@@ -16,6 +17,12 @@ Everything the library raises, or hands to ``on_error``, is an
         ├── TransportError                   no answer: connection refused or reset, timeout
         ├── QueueFullError                   dropped because the queue was full
         └── ShutdownError                    dropped at the shutdown deadline, or sent after shutdown
+
+The built-in bases are those of the official SDK (customerio-cdp-analytics,
+Segment's analytics-python), so code written for it catches ours: it raises
+``AssertionError`` for a missing write key and for bad arguments, and
+``RuntimeError`` for a message over 32 KB.  (They are classes here, never
+``assert`` statements: ``python -O`` changes nothing.)
 
 Every :class:`DeliveryError` carries ``reason``, one of the strings in
 :data:`REASONS`, the same keys :meth:`analytics.Client.stats` counts by.
@@ -57,8 +64,11 @@ class AnalyticsError(Exception):
     """Root of every exception this library raises or reports."""
 
 
-class ConfigurationError(AnalyticsError, ValueError):
-    """A Client option or module setting has a wrong type or value."""
+class ConfigurationError(AnalyticsError, ValueError, AssertionError):
+    """A Client option or module setting has a wrong type or value, or ``write_key`` is missing.
+
+    Also an ``AssertionError``, what the official SDK raises for a missing write key.
+    """
 
 
 class SpoolError(AnalyticsError):
@@ -70,8 +80,10 @@ class SpoolError(AnalyticsError):
     """
 
 
-class InvalidMessageError(AnalyticsError, ValueError):
+class InvalidMessageError(AnalyticsError, ValueError, AssertionError):
     """A call's arguments are wrong: a missing id, a field of the wrong type.
+
+    Also an ``AssertionError``, what the official SDK raises for bad arguments.
 
     ``field`` names the offending argument as it appears on the wire
     (``userId``, ``event``, ``properties``...).
@@ -91,8 +103,11 @@ class UnserializableValueError(InvalidMessageError, TypeError):
         self.path = path
 
 
-class MessageTooLargeError(InvalidMessageError):
-    """The message, encoded, is over the per-message limit (32,768 bytes)."""
+class MessageTooLargeError(InvalidMessageError, RuntimeError):
+    """The message, encoded, is over the per-message limit (32,768 bytes).
+
+    Also a ``RuntimeError``, what the official SDK raises there.
+    """
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(

@@ -637,7 +637,7 @@ class _CSVReader:
                 record.problem = error
             else:
                 try:
-                    record.message = self._message(row)
+                    record.message = self._message(row or [])  # (a row: no error was found)
                 except ValueError as exc:
                     record.problem = str(exc)
             yield record

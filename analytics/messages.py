@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping as _Mapping, Optional, Tuple, Union
 
 from dateutil.parser import isoparse
 from dateutil.tz import tzlocal, tzutc
@@ -27,7 +27,19 @@ from .context import current as _current_scope
 from .errors import InvalidMessageError
 from .version import VERSION
 
-__all__ = ["build", "LIBRARY", "TYPES", "now_iso", "format_timestamp", "new_message_id"]
+__all__ = ["build", "add_unsent_keys", "as_sent", "LIBRARY", "TYPES", "now_iso", "format_timestamp",
+           "new_message_id", "ID", "Timestamp", "Fields", "Message", "Result"]
+
+#: An id argument (``user_id``, ``anonymous_id``, ``group_id``...): sent as a string.
+ID = Union[str, int, float, uuid.UUID]
+#: A ``timestamp`` argument: a datetime (naive: local if within 5 s of now, else UTC), a date or ISO-8601 text.
+Timestamp = Union[_dt.datetime, _dt.date, str]
+#: ``traits``, ``properties``, ``context``, ``integrations``: a dict (any mapping) of JSON-able values.
+Fields = _Mapping[str, Any]
+#: The message a call returns.
+Message = Dict[str, Any]
+#: What a call returns: ``(success, message)``.
+Result = Tuple[bool, Message]
 
 #: Sent as ``context.library`` on every message.
 LIBRARY = {"name": "cdp-relay", "version": VERSION}
@@ -77,7 +89,7 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 # --- timestamps ---------------------------------------------------------------
 
-_ms_cache: tuple = (-1, "")
+_ms_cache: Tuple[int, str] = (-1, "")
 
 
 def now_iso() -> str:
@@ -119,7 +131,8 @@ def format_timestamp(value: Any, field: str = "timestamp") -> str:
                 value = value.replace(tzinfo=tzlocal())
             else:
                 value = value.replace(tzinfo=_UTC)
-        return value.isoformat(timespec="milliseconds")
+        text: str = value.isoformat(timespec="milliseconds")
+        return text
     if isinstance(value, _dt.date):
         return _dt.datetime(value.year, value.month, value.day, tzinfo=_UTC).isoformat(timespec="milliseconds")
     raise InvalidMessageError(
@@ -159,7 +172,7 @@ def _id(value: Any, field: str) -> Optional[str]:
     return str(value)
 
 
-def _mapping(value: Any, field: str) -> Optional[dict]:
+def _mapping(value: Any, field: str) -> Optional[Dict[str, Any]]:
     if value is None:
         return None
     if isinstance(value, dict):
@@ -241,7 +254,7 @@ def build(
             raise InvalidMessageError("group needs group_id", "groupId")
         msg["groupId"] = gid
         if object_type_id is not None:
-            otid = _id(object_type_id, "objectTypeId")
+            otid = _id(object_type_id, "objectTypeId") or ""
             if not (otid.isascii() and otid.isdigit()):
                 raise InvalidMessageError(
                     f"objectTypeId must be a whole number such as '1', got {quote(otid)}", "objectTypeId"
@@ -291,3 +304,35 @@ def build(
     msg["timestamp"] = now_iso() if timestamp is None else format_timestamp(timestamp)
     msg["messageId"] = new_message_id() if message_id is None else _id(message_id, "messageId")
     return msg
+
+
+# --- the returned message -----------------------------------------------------
+
+
+def add_unsent_keys(msg: Dict[str, Any]) -> None:
+    """Give an encoded message the keys the official SDK's returned message has and this one lacks.
+
+    Run on the message a call returns, after it was encoded: ``userId`` and
+    ``anonymousId`` (``None`` when not given), ``integrations`` (``{}``) and, for
+    page and screen, ``name`` and ``category`` (``None``).  So
+    ``msg['anonymousId'] is None`` for a call with only a user id, as with the
+    official SDK.  They are not sent: the bytes were made before, without them
+    (:func:`as_sent` removes them again).
+    """
+    if "userId" not in msg:
+        msg["userId"] = None
+    if "anonymousId" not in msg:
+        msg["anonymousId"] = None
+    if "integrations" not in msg:
+        msg["integrations"] = {}
+    type_ = msg["type"]
+    if type_ == "page" or type_ == "screen":
+        if "name" not in msg:
+            msg["name"] = None
+        if "category" not in msg:
+            msg["category"] = None
+
+
+def as_sent(msg: Dict[str, Any]) -> Dict[str, Any]:
+    """A returned message without the keys :func:`add_unsent_keys` gave it: the fields that are sent."""
+    return {k: v for k, v in msg.items() if not (v is None or (k == "integrations" and v == {}))}

@@ -27,11 +27,11 @@ import inspect
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, TypeVar, Union, cast
 
 from ._checks import flag, header_text, http_url, number, quote, redact_url
 from .destinations import Destination
-from .errors import ConfigurationError
+from .errors import ConfigurationError, DeliveryError
 from .retry import RetryPolicy
 from .transport import Transport, as_transport
 from .version import VERSION
@@ -46,7 +46,8 @@ DEFAULT_HOST = "https://cdp.customer.io"
 #: The User-Agent header sent unless ``user_agent`` says otherwise.
 DEFAULT_USER_AGENT = f"cdp-relay/{VERSION} (python)"
 
-OnError = Callable[[Exception, List[Dict[str, Any]]], Any]
+#: ``on_error(error, items)``: a :class:`~analytics.errors.DeliveryError` and the messages it concerns.
+OnError = Callable[[DeliveryError, List[Dict[str, Any]]], Any]
 Check = Callable[[str, Any], Any]
 
 
@@ -79,7 +80,7 @@ def _option(default: Any, check: Check, live: bool = False, facade: bool = False
     return Option(default, check, live, facade, doc)
 
 
-# --- checks (ConfigurationError naming the option, never AssertionError) --------------------------
+# --- checks (ConfigurationError naming the option; never an assert statement) --------------------------
 
 
 def _write_key(name: str, value: Any) -> Optional[str]:
@@ -103,7 +104,7 @@ def _host(name: str, value: Any) -> str:
 def _callback(name: str, value: Any) -> Optional[OnError]:
     if value is not None and not callable(value):
         raise ConfigurationError(f"{name} must be a function (error, items), got {type(value).__name__}")
-    return value
+    return cast(Optional[OnError], value)
 
 
 BeforeSend = Union[Callable[[Dict[str, Any]], Optional[Dict[str, Any]]],
@@ -122,7 +123,7 @@ def _before_send(name: str, value: Any) -> Any:
 
 
 def _fields(what: str) -> Check:
-    def check(name: str, value: Any) -> Optional[dict]:
+    def check(name: str, value: Any) -> Optional[Dict[str, Any]]:
         """A mapping with string keys (copied), or None; an empty one is None."""
         if value is None:
             return None
@@ -133,7 +134,7 @@ def _fields(what: str) -> Check:
     return check
 
 
-def _proxies(name: str, value: Any) -> Optional[dict]:
+def _proxies(name: str, value: Any) -> Optional[Dict[str, Any]]:
     if value is not None and not isinstance(value, dict):
         shown = quote(redact_url(value)) if isinstance(value, str) else type(value).__name__
         raise ConfigurationError(f"{name} must be a dict such as {{'https': 'http://proxy:3128'}}, got {shown}")
@@ -183,7 +184,7 @@ def _path(name: str, value: Any) -> Any:
 def _spool_sync(name: str, value: Any) -> str:
     if value not in ("normal", "full"):
         raise ConfigurationError(f"{name} must be 'normal' or 'full', got {quote(value)}")
-    return value
+    return str(value)
 
 
 def _destination(name: str, value: Any) -> Optional[Destination]:
@@ -239,7 +240,7 @@ class Config:
     sync_mode: bool = _option(False, flag, live=True, facade=True, doc="Send each call in the caller's thread.")
     timeout: float = _option(15, _seconds(0.001), live=True, facade=True,
                              doc="Seconds to wait to connect and for each read.")
-    proxies: Optional[dict] = _option(None, _proxies, live=True, facade=True, doc="A requests proxies dict.")
+    proxies: Optional[Dict[str, Any]] = _option(None, _proxies, live=True, facade=True, doc="A requests proxies dict.")
     thread: int = _option(1, _count(1), facade=True, doc="Consumer threads sending batches in parallel.")
     upload_size: int = _option(100, _count(1), live=True, facade=True,
                                doc="Messages that make a batch go out; if given, also the most a batch holds.")
@@ -272,9 +273,9 @@ class Config:
     stream_prefix: str = _option("cdp-relay", _prefix, doc="Prefix of the Redis queue's keys.")
     before_send: Optional[BeforeSend] = _option(None, _before_send, live=True, facade=True,
                                                 doc="f(message) -> message or None (drop), or a list of them.")
-    global_context: Optional[dict] = _option(None, _fields("global_context"), live=True, facade=True,
+    global_context: Optional[Dict[str, Any]] = _option(None, _fields("global_context"), live=True, facade=True,
                                              doc="Context fields added to every message (calls win).")
-    global_properties: Optional[dict] = _option(None, _fields("global_properties"), live=True, facade=True,
+    global_properties: Optional[Dict[str, Any]] = _option(None, _fields("global_properties"), live=True, facade=True,
                                                 doc="Properties added to every track, page and screen (calls win).")
 
     retry: RetryPolicy

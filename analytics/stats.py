@@ -9,9 +9,41 @@ quiet moment.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TypedDict
 
-__all__ = ["Stats"]
+__all__ = ["Stats", "StatsSnapshot"]
+
+
+class _SharedQueueFigures(TypedDict, total=False):
+    # present only with a Redis queue (see README "Many processes and hosts")
+    redis: Dict[str, Any]
+    handed_off: int
+    received: int
+
+
+class StatsSnapshot(_SharedQueueFigures):
+    """What ``stats()`` returns (see README "Stats"): every key is always there, except the
+    shared queue's ``redis``, ``handed_off`` and ``received``."""
+
+    accepted: int
+    recovered: int
+    enqueued: int
+    delivered: int
+    failed: Dict[str, int]
+    dropped: Dict[str, int]
+    pending: int
+    queued: int
+    in_flight: int
+    requests_in_flight: int
+    retries: int
+    batches: int
+    requests: int
+    bytes_raw: int
+    bytes_sent: int
+    paced: int
+    paced_seconds: float
+    last_error: Optional[str]
+
 
 FAILED_REASONS = ("rejected", "retries_exhausted", "too_large")
 DROPPED_REASONS = ("queue_full", "shutdown", "before_send", "before_send_error")
@@ -78,7 +110,7 @@ class Stats:
 
     def snapshot(
         self, queued_total: int, queued_now: int, in_flight: int, recovered: int = 0, batches_in_flight: int = 0
-    ) -> Dict[str, Any]:
+    ) -> StatsSnapshot:
         """A plain dict of every counter (see the README's "Stats" section).
 
         ``recovered`` messages were found in a spool at start (queued by an

@@ -52,7 +52,8 @@ def run(client: Any, stop: threading.Event, exit_timeout: Optional[float], repor
             s = client.stats()
             say(f"delivered {s['delivered']}, failed {sum(s['failed'].values())}, backlog {s['redis']['length']}")
     client._queue.stop_reading()
-    return int(client.shutdown(exit_timeout))
+    dropped: int = client.shutdown(exit_timeout)
+    return dropped
 
 
 def serve(client: Any, exit_timeout: Optional[float], report_every: float = 0.0, prog: str = "cdp-relay worker") -> int:

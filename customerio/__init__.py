@@ -9,6 +9,12 @@ object, one set of settings, one shared client), so both of these work::
 ``from customerio.analytics.client import Client`` and the other submodules
 resolve to the same objects too.
 
+When a package of your own named ``analytics`` (a Django app, say) comes first
+on ``sys.path``, ``import analytics`` gives yours and ``from customerio import
+analytics`` still gives this SDK: it is then loaded from its own directory
+under the name ``customerio.analytics`` (its submodules as
+``customerio.analytics.<name>``).
+
 The Track API client is compatible with the official ``customerio`` package::
 
     from customerio import CustomerIO, Regions, CustomerIOException
@@ -32,13 +38,16 @@ customers, segments, transactional sends; request objects),
 import importlib
 import importlib.abc
 import importlib.machinery
+import importlib.util
+import os
 import sys
 import types
 from typing import Any, Optional, Sequence
 
-import analytics
-
 _ALIAS = __name__ + ".analytics"
+#: This distribution's ``analytics`` package: the directory beside this one (in site-packages
+#: for a normal install, in the source tree for an editable one).
+_OURS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "analytics")
 
 
 class _SameModule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -64,8 +73,51 @@ class _SameModule(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         """Nothing to run: the module was imported under its own name."""
 
 
-sys.modules[_ALIAS] = analytics
-sys.meta_path.insert(0, _SameModule())
+def _is_ours(origin: Optional[str]) -> bool:
+    return origin is not None and os.path.normcase(os.path.realpath(os.path.dirname(origin))) == \
+        os.path.normcase(os.path.realpath(_OURS))
+
+
+def _top_level_is_ours() -> bool:
+    """Whether ``import analytics`` gives this distribution's package (and not, say, a Django app
+    of the user's called ``analytics`` that comes first on ``sys.path``)."""
+    loaded = sys.modules.get("analytics")
+    if loaded is not None:
+        return _is_ours(getattr(loaded, "__file__", None))
+    try:
+        spec = importlib.util.find_spec("analytics")  # finds, imports nothing
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and _is_ours(spec.origin)
+
+
+def _load_ours_as_alias() -> types.ModuleType:
+    """Load this distribution's package under the name ``customerio.analytics`` (its submodules
+    then load as ``customerio.analytics.<name>`` from its directory, by the usual path search)."""
+    spec = importlib.util.spec_from_file_location(
+        _ALIAS, os.path.join(_OURS, "__init__.py"), submodule_search_locations=[_OURS])
+    if spec is None or spec.loader is None:  # pragma: no cover - the file was just found
+        raise ImportError(f"cannot load cdp-relay's analytics package from {_OURS}", name=_ALIAS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_ALIAS] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(_ALIAS, None)
+        raise
+    return sys.modules[_ALIAS]
+
+
+if not os.path.isfile(os.path.join(_OURS, "__init__.py")) or _top_level_is_ours():
+    # The usual case: ``import analytics`` is this SDK, and customerio.analytics is that module.
+    import analytics
+
+    sys.modules[_ALIAS] = analytics
+    sys.meta_path.insert(0, _SameModule())
+else:
+    # A top-level ``analytics`` of the user's comes first on sys.path: ``import analytics`` stays
+    # theirs, and ``from customerio import analytics`` gives this SDK, loaded under our own name.
+    analytics = _load_ours_as_alias()  # the same package, named customerio.analytics
 
 from .track import (  # noqa: E402  (after the alias above, which must come first)
     CIOID,

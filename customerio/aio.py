@@ -46,8 +46,8 @@ import importlib.util
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Dict, Mapping, Optional, Sequence
 
-from analytics.apiclient import DEFAULT_USER_AGENT, JSONResponse
-from analytics.errors import ConfigurationError
+from .analytics.apiclient import DEFAULT_USER_AGENT, JSONResponse
+from .analytics.errors import ConfigurationError
 
 from .retry import AsyncBackoffRetry, check_async_strategy, status_error, transport_error
 from .track import (
@@ -62,7 +62,7 @@ from .track import (
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from analytics.retry import RetryPolicy
+    from .analytics.retry import RetryPolicy
 
 __all__ = ["AsyncCustomerIO", "AsyncHTTP", "h2_available"]
 
@@ -111,8 +111,9 @@ class AsyncHTTP:
 
     def _new(self) -> "httpx.AsyncClient":
         hx = _httpx()
-        return hx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
-                                 headers=self.headers)
+        client: "httpx.AsyncClient" = hx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
+                                                     headers=self.headers)
+        return client
 
     @property
     def client(self) -> Optional["httpx.AsyncClient"]:

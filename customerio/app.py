@@ -96,6 +96,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Set,
     Generic,
     Iterator,
     List,
@@ -108,10 +109,10 @@ from typing import (
 )
 from urllib.parse import quote
 
-from analytics import _checks
-from analytics._checks import quote as quote_value
-from analytics.apiclient import DEFAULT_USER_AGENT
-from analytics.errors import ConfigurationError, UnserializableValueError
+from .analytics import _checks
+from .analytics._checks import quote as quote_value
+from .analytics.apiclient import DEFAULT_USER_AGENT
+from .analytics.errors import ConfigurationError, UnserializableValueError
 
 from .retry import BackoffRetry, check_sync_strategy, default_policy, requests_attempt
 from .track import CustomerIOException, CustomerIOValidationError, Region, Regions
@@ -119,8 +120,8 @@ from .track import CustomerIOException, CustomerIOValidationError, Region, Regio
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from analytics.apiclient import JSONClient, JSONResponse
-    from analytics.retry import RetryPolicy
+    from .analytics.apiclient import JSONClient, JSONResponse
+    from .analytics.retry import RetryPolicy
 
 __all__ = [
     "APIClient",
@@ -253,7 +254,7 @@ def page_items(doc: Any, key: str) -> List[Any]:
     return list(items) if isinstance(items, list) else []
 
 
-def next_cursor(doc: Any, sent: Optional[str], seen: set, items: List[Any]) -> Optional[str]:
+def next_cursor(doc: Any, sent: Optional[str], seen: Set[Any], items: List[Any]) -> Optional[str]:
     """The ``start`` of the next page, or None to stop: no ``next``, an empty page, or a
     cursor seen before (a server that repeats itself must not loop a client forever)."""
     nxt = doc.get("next") if isinstance(doc, Mapping) else None
@@ -266,7 +267,7 @@ def next_cursor(doc: Any, sent: Optional[str], seen: set, items: List[Any]) -> O
 def _pages(fetch: Callable[[Optional[str]], Any], key: str, start: Optional[str],
            max_pages: Optional[int]) -> Iterator[Any]:
     cursor, pages = start, 0
-    seen: set = set()
+    seen: Set[Any] = set()
     while max_pages is None or pages < max_pages:
         doc = fetch(cursor)
         pages += 1
@@ -831,7 +832,7 @@ class AppClientBase(Generic[R]):
     def _encode(self, call: Call) -> Optional[bytes]:
         if call.body is None:
             return None
-        from analytics.encoding import dumps
+        from .analytics.encoding import dumps
 
         try:
             return dumps(call.body)
@@ -904,7 +905,7 @@ class APIClient(AppClientBase[Dict[str, Any]]):
         return self._segments
 
     def _new_client(self) -> "JSONClient":
-        from analytics.apiclient import JSONClient
+        from .analytics.apiclient import JSONClient
 
         return JSONClient(self.url, self._headers(), timeout=self.timeout, user_agent=self.user_agent,
                           error_class=CustomerIOException)

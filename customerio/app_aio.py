@@ -23,7 +23,7 @@ httpx, one pool per client (HTTP/2 when ``h2`` is installed), through
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Mapping, Optional, Set, Union
 
 from .aio import AsyncHTTP
 from .app import (
@@ -45,8 +45,8 @@ from .track import CustomerIOException, Region, Regions
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from analytics.apiclient import JSONResponse
-    from analytics.retry import RetryPolicy
+    from .analytics.apiclient import JSONResponse
+    from .analytics.retry import RetryPolicy
 
 __all__ = ["AsyncAPIClient", "AsyncCustomers", "AsyncSegments"]
 
@@ -58,7 +58,7 @@ _Doc = Dict[str, Any]
 async def _apages(fetch: Callable[[Optional[str]], Awaitable[Any]], key: str, start: Optional[str],
                   max_pages: Optional[int]) -> AsyncIterator[Any]:
     cursor, pages = start, 0
-    seen: set = set()
+    seen: Set[Any] = set()
     while max_pages is None or pages < max_pages:
         doc = await fetch(cursor)
         pages += 1
@@ -171,7 +171,7 @@ class AsyncAPIClient(AppClientBase[Awaitable[_Doc]]):
         """The pooled ``httpx.AsyncClient`` (None until the first request)."""
         return self._http.client
 
-    async def _call(self, call: Call) -> _Doc:  # type: ignore[override]
+    async def _call(self, call: Call) -> _Doc:
         url = self._url(call)
         body = self._encode(call)
         calls = 0

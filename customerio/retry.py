@@ -78,15 +78,15 @@ from typing import (
     runtime_checkable,
 )
 
-from analytics.errors import ConfigurationError
-from analytics.retry import RetryPolicy, parse_retry_after
+from .analytics.errors import ConfigurationError
+from .analytics.retry import RetryPolicy, parse_retry_after
 
 from .track import CustomerIOException
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from analytics.apiclient import JSONResponse
+    from .analytics.apiclient import JSONResponse
 
 __all__ = [
     "RetryStrategy",
@@ -283,7 +283,7 @@ def error_detail(text: str) -> str:
     if isinstance(doc, dict):
         meta = doc.get("meta")
         if isinstance(meta, dict) and isinstance(meta.get("error"), str):
-            return meta["error"]
+            return str(meta["error"])
         errors = doc.get("errors")
         if isinstance(errors, list):
             parts = []
@@ -331,7 +331,7 @@ def requests_attempt(session: "requests.Session", method: str, url: str, *, body
     of a 2xx answer, else raises as the module doc says."""
     import requests
 
-    from analytics.apiclient import JSONResponse
+    from .analytics.apiclient import JSONResponse
 
     try:
         resp = session.request(method, url, data=body, params=params, headers=headers, timeout=timeout)

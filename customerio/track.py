@@ -58,14 +58,14 @@ import warnings
 from typing import TYPE_CHECKING, Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import quote, urlsplit
 
-from analytics import _checks
-from analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
+from .analytics import _checks
+from .analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
 
-    from analytics.apiclient import JSONClient, JSONResponse
-    from analytics.retry import RetryPolicy
+    from .analytics.apiclient import JSONClient, JSONResponse
+    from .analytics.retry import RetryPolicy
 
 __all__ = [
     "CustomerIO",
@@ -144,7 +144,7 @@ class Regions:
 class ItemError(NamedTuple):
     """One operation the API refused (from a 207, or a 200 with ``errors``)."""
 
-    index: int  #: index of the operation in the list given to ``batch()``
+    index: int  # type: ignore[assignment]  #: index of the operation in the list given to ``batch()``
     operation: Any  #: that operation, as given
     reason: Optional[str]
     field: Optional[str]
@@ -368,12 +368,12 @@ class TrackClientBase(Generic[R]):
     def _auth_header(self) -> str:
         if not self.site_id or not self.api_key:
             raise CustomerIOException("site_id and api_key are needed to send to the Track API")
-        from analytics.destinations import basic_auth
+        from .analytics.destinations import basic_auth
 
         return basic_auth(str(self.site_id), str(self.api_key))
 
     def _encode(self, data: Any) -> bytes:
-        from analytics.encoding import dumps
+        from .analytics.encoding import dumps
 
         try:
             return dumps(data)
@@ -645,7 +645,7 @@ class CustomerIO(TrackClientBase["JSONResponse"]):
         self._client: Optional["JSONClient"] = None
 
     def _new_client(self) -> "JSONClient":
-        from analytics.apiclient import JSONClient
+        from .analytics.apiclient import JSONClient
 
         return JSONClient(
             self._make_origin(),
@@ -688,7 +688,7 @@ class CustomerIO(TrackClientBase["JSONResponse"]):
                                     timeout=self.timeout)
 
         try:
-            response = self.retry_strategy.execute(attempt)
+            response: "JSONResponse" = self.retry_strategy.execute(attempt)
         except CustomerIOException as exc:
             exc.attempts = max(exc.attempts, calls)
             raise
@@ -751,11 +751,13 @@ class V2:
 
     def send_entity(self, operation: Mapping[str, Any]) -> "JSONResponse":
         """:meth:`CustomerIO.send_entity`."""
-        return self._client.send_entity(operation)
+        response: "JSONResponse" = self._client.send_entity(operation)
+        return response
 
     def send_batch(self, operations: Sequence[Mapping[str, Any]]) -> BatchResult:
         """:meth:`CustomerIO.batch`."""
-        return self._client.batch(operations)
+        result: BatchResult = self._client.batch(operations)
+        return result
 
     def __getattr__(self, name: str) -> Any:
         from .v2 import BUILDERS
@@ -765,7 +767,8 @@ class V2:
             raise AttributeError(name)
 
         def send(*args: Any, **kwargs: Any) -> "JSONResponse":
-            return self._client.send_entity(builder(*args, **kwargs))
+            response: "JSONResponse" = self._client.send_entity(builder(*args, **kwargs))
+            return response
 
         send.__name__ = name
         send.__doc__ = builder.__doc__

@@ -51,7 +51,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, FrozenSet, NamedTuple, Optional, Sequence
 
 from .track import CustomerIOValidationError
 
@@ -86,7 +86,7 @@ __all__ = [
 ]
 
 #: The valid actions of each operation type.
-ACTIONS: Dict[str, frozenset] = {
+ACTIONS: Dict[str, FrozenSet[str]] = {
     "person": frozenset({
         "identify", "delete", "event", "screen", "page", "add_relationships", "delete_relationships",
         "add_device", "delete_device", "merge", "suppress", "unsuppress",
@@ -223,7 +223,7 @@ def _relationships_problem(rels: Any, type_: str, action: str) -> Optional[Probl
         ids = rel.get("identifiers")
         if action == "identify_anonymous":
             problem = person_identifiers_problem(ids, f"{here}.identifiers")
-            if problem is None and "anonymous_id" not in ids:
+            if problem is None and "anonymous_id" not in (ids or {}):
                 problem = Problem("invalid", f"{here}.identifiers",
                                   f"{here}.identifiers must be {{\"anonymous_id\": ...}} for identify_anonymous")
         elif type_ == "person":
@@ -325,7 +325,8 @@ def _attributes(attributes: Optional[Mapping[str, Any]], attrs: Mapping[str, Any
             f"{builder}: attributes must be a dict, got {type(attributes).__name__}", field="attributes")
     merged = dict(attributes or {})
     merged.update(attrs)
-    return sanitize(merged)
+    clean: Dict[str, Any] = sanitize(merged)
+    return clean
 
 
 def _timestamp(value: Any) -> Any:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Iterator, List, Tuple
 
 import pytest
@@ -96,7 +97,9 @@ def _reset_facade() -> Iterator[None]:
     given = set(analytics._given)
     level = logging.getLogger("customerio").level
     yield
-    analytics.shutdown(timeout=2)
+    client, analytics.default_client = analytics.default_client, None
+    if client is not None:
+        client.shutdown(timeout=2)
     for name, value in saved.items():
         setattr(analytics, name, value)
     analytics._given.clear()  # restored, not assigned: the next shared client sees them as defaults
@@ -143,3 +146,67 @@ def run_python(code: str, cwd: str, timeout: float = 60) -> "subprocess.Complete
     """Run ``code`` in a fresh interpreter on this checkout (output captured as text)."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=checkout_env())
+
+
+def checkout_copy(where: Path) -> Path:
+    """This checkout's packages and build files copied to ``where`` (no tests, no virtualenvs)."""
+    import shutil
+
+    shutil.copytree(ROOT, where, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".bench*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".hypothesis", ".mypy_cache", "tests", "benchmarks", "docs"))
+    return where
+
+
+@pytest.fixture(scope="session")
+def cdp_relay_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from a copy of this checkout, offline (no build isolation: this virtualenv's
+    setuptools), as ``pip install cdp-relay`` would install it."""
+    base = tmp_path_factory.mktemp("wheel")
+    source = checkout_copy(base / "src")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "-q", "-w", str(base / "dist"), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (base / "dist").glob("cdp_relay-*.whl")
+    return wheel
+
+
+def _bare_venv(where: "os.PathLike[str]", with_dependencies: bool) -> Tuple[str, str]:
+    """A virtualenv without pip at ``where``: its python and site-packages.
+
+    ``with_dependencies``: requests and the rest come from this virtualenv's site-packages, read
+    as a plain directory (a line of a .pth file: the .pth files in it are not run, so this
+    checkout's editable install is not seen)."""
+    import sysconfig
+
+    venv = os.path.join(where, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    python = os.path.join(venv, "bin", "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    if with_dependencies:
+        with open(os.path.join(site, "zz_dependencies.pth"), "w") as f:
+            f.write(sysconfig.get_paths()["purelib"] + "\n")
+    return python, site
+
+
+def wheel_venv(wheel: "os.PathLike[str]", where: "os.PathLike[str]", with_dependencies: bool) -> str:
+    """A virtualenv at ``where`` with ``wheel`` installed as pip installs a wheel; its python."""
+    python, site = _bare_venv(where, with_dependencies)
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                                "--target", site, os.fspath(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    return python
+
+
+def editable_venv(where: Path) -> str:
+    """A virtualenv at ``where`` with a copy of this checkout installed by ``pip install -e`` in
+    setuptools' default mode (an import hook, as most users' editable installs are); its python."""
+    source = checkout_copy(where / "src")
+    python, _ = _bare_venv(where, with_dependencies=True)  # (setuptools too, for the build)
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps",
+                                "--no-build-isolation", "--no-index", "-q", "-e", str(source)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    return python

@@ -205,7 +205,8 @@ def test_facade_awaitables_flush_and_shutdown(collector: Collector):
 
     nothing, pending, dropped = asyncio.run(main())
     assert (nothing, pending, dropped) == (0, 0, 0)
-    assert analytics.default_client is None
+    shared = analytics.default_client
+    assert shared is not None and shared.track("user-1", "After shutdown")[0] is False
     assert [m["type"] for m in collector.messages] == ["track", "identify"]
     assert asyncio.run(aio.shutdown()) == 0
 

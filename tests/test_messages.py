@@ -16,6 +16,7 @@ from dateutil.tz import tzlocal
 
 import analytics
 from analytics import Client, ConfigurationError, InvalidMessageError, MessageTooLargeError, encoding, messages
+from analytics.messages import as_sent
 
 LIBRARY = {"name": "cdp-relay", "version": analytics.VERSION}
 TS = "2020-01-02T03:04:05.678+00:00"
@@ -40,10 +41,10 @@ def is_uuid4(text: str) -> bool:
 
 
 def strip(msg: dict) -> dict:
-    """The message without the generated fields (checked separately)."""
+    """The fields of a returned message that are sent, without the generated ones (checked separately)."""
     assert is_uuid4(msg["messageId"])
     assert msg["context"]["library"] == LIBRARY
-    return {k: v for k, v in msg.items() if k not in ("messageId", "timestamp")}
+    return {k: v for k, v in as_sent(msg).items() if k not in ("messageId", "timestamp")}
 
 
 # --- payloads -------------------------------------------------------------------
@@ -221,11 +222,12 @@ def test_bad_timestamp_raises(client, value):
          "page-name-not-str", "screen-category-not-str"],
 )
 def test_invalid_arguments_raise_invalid_message_error(client, call, args, kwargs, field):
-    """Bad arguments raise InvalidMessageError (never AssertionError) with .field naming the wire field."""
+    """Bad arguments raise InvalidMessageError with .field naming the wire field; it is also a
+    ValueError and an AssertionError (what the official SDK raises)."""
     with pytest.raises(InvalidMessageError) as info:
         getattr(client, call)(*args, **kwargs)
     assert info.value.field == field
-    assert not isinstance(info.value, AssertionError)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)
 
 
 # --- size limit ---------------------------------------------------------------------
@@ -237,10 +239,10 @@ def test_message_size_limit_is_32768_encoded_bytes(client):
     def track(pad: int):
         return client.track("u1", "E", {"pad": "x" * pad}, timestamp=TS, message_id=MID)
 
-    pad = 32768 - len(encoding.dumps(track(0)[1]))
+    pad = 32768 - len(encoding.dumps(as_sent(track(0)[1])))  # the bytes sent: without the null keys
     ok, msg = track(pad)
     assert ok is True
-    assert len(encoding.dumps(msg)) == 32768
+    assert len(encoding.dumps(as_sent(msg))) == 32768
     with pytest.raises(MessageTooLargeError) as info:
         track(pad + 1)
     assert (info.value.size, info.value.limit) == (32769, 32768)
@@ -283,9 +285,10 @@ def test_client_sending_needs_write_key():
     ids=lambda o: next(iter(o)),
 )
 def test_client_option_checks(option):
-    """An option of the wrong type or range raises ConfigurationError (a ValueError, not AssertionError)."""
-    with pytest.raises(ConfigurationError):
+    """An option of the wrong type or range raises ConfigurationError (a ValueError and an AssertionError)."""
+    with pytest.raises(ConfigurationError) as info:
         Client("k", **option)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)
 
 
 # --- message ids ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 import analytics
 import customerio
-from analytics import Client, ConfigurationError, InvalidMessageError, encoding
+from analytics import Client, ConfigurationError, InvalidMessageError, encoding, messages
 from analytics.collector import Collector
 from analytics.destinations.bloomreach import Bloomreach
 from analytics.destinations.trackv2 import TrackV2
@@ -230,7 +230,7 @@ def test_the_worker_command_does_not_print_the_password() -> None:
 
 def test_the_returned_message_holds_the_callers_values_and_the_wire_their_json(collector: Collector) -> None:
     """As README says: the returned dict keeps a set/Decimal/bytes/NaN as given; the server gets
-    ``json.loads(encoding.dumps(message))``."""
+    ``json.loads(encoding.dumps(messages.as_sent(message)))``."""
     client = Client(WRITE_KEY, host=collector.url)
     props = {"tags": {"b", "a"}, "price": decimal.Decimal("9.50"), "raw": b"bytes", "ratio": NAN}
     ok, message = client.track("u1", "Bought", props)
@@ -238,11 +238,12 @@ def test_the_returned_message_holds_the_callers_values_and_the_wire_their_json(c
     assert client.flush(timeout=5) == 0
     client.shutdown(timeout=2)
     (received,) = collector.messages
-    expected = json.loads(encoding.dumps(message))
+    expected = json.loads(encoding.dumps(messages.as_sent(message)))
     assert expected["properties"] == {"tags": ["a", "b"], "price": 9.5, "raw": "bytes", "ratio": None}
     assert {k: received[k] for k in expected} == expected
     readme = (ROOT / "README.rst").read_text(encoding="utf-8")
-    assert "exactly as it will be sent" not in readme and "json.loads(analytics.encoding.dumps(message))" in readme
+    assert "exactly as it will be sent" not in readme
+    assert "json.loads(analytics.encoding.dumps(analytics.messages.as_sent(message)))" in readme
 
 
 def test_a_redis_url_redis_refuses_is_shown_without_its_password() -> None:

@@ -166,7 +166,8 @@ def test_readme_example_runs(block: Block, readme_collector: Collector, readme_r
         exec(compile(localize(block.code, url, readme_redis), f"README.rst:{block.line}", "exec"), namespace)
     finally:
         shared = analytics.default_client
-        analytics.shutdown(timeout=5)
+        if shared is not None:  # (analytics.shutdown() would create one to shut down)
+            shared.shutdown(timeout=5)
         for client in _clients_in(namespace):
             client.shutdown(timeout=5)
         for handler in root.handlers[:]:

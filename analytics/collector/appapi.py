@@ -464,7 +464,8 @@ class AppAPIRoutes:
     # -- common steps -----------------------------------------------------------------------------
 
     def _app_store(self) -> AppAPIStore:
-        return self.server.collector.app_api
+        store: AppAPIStore = self.server.collector.app_api
+        return store
 
     def _app_begin(self, body: bytes, query: str, json_body: bool = False,
                    params: Tuple[str, ...] = ()) -> Optional[_Ctx]:
@@ -848,7 +849,8 @@ def AppAPICollector(*args: Any, **kwargs: Any) -> "Collector":
     global _COLLECTOR_CLASS
     if _COLLECTOR_CLASS is None:
         _COLLECTOR_CLASS = _make_collector_class()
-    return _COLLECTOR_CLASS(*args, **kwargs)
+    collector: Collector = _COLLECTOR_CLASS(*args, **kwargs)
+    return collector
 
 
 _COLLECTOR_CLASS: Optional[type] = None

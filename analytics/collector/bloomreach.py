@@ -493,7 +493,7 @@ class BloomreachRoutes:
         req.auth, req.principal = kind, principal
         if kind is None:
             raise _Refused(401, _message("Missing or malformed authorization: use Basic or Token."))
-        if not store._allowed(kind, principal, secret):
+        if principal is None or secret is None or not store._allowed(kind, principal, secret):
             raise _Refused(401, _message("Unauthorized: unknown credentials."))
         if not store._known_project(req.project):
             raise _Refused(404, _message("Project not found."))

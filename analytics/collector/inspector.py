@@ -211,12 +211,12 @@ def _contains(value: Any, needle: str) -> bool:
     return value is not None and needle in str(value).casefold()
 
 
-def _snapshot(collector: Any) -> Tuple[list, list]:
+def _snapshot(collector: Any) -> Tuple[List[Any], List[Any]]:
     with collector._lock:
         return list(collector._batches), list(collector._messages)
 
 
-def _newest_first(batches: list, total: int) -> Iterator[Tuple[int, int, Any, Mapping[str, Any]]]:
+def _newest_first(batches: List[Any], total: int) -> Iterator[Tuple[int, int, Any, Mapping[str, Any]]]:
     """(1-based message id, 1-based batch id, batch, message) from the newest message back."""
     end = total
     for batch_no in range(len(batches), 0, -1):
@@ -265,13 +265,13 @@ def _events(collector: Any, params: Mapping[str, Sequence[str]]) -> Dict[str, An
         rows, matching = store.find_messages(f["type_"], f["event"], f["user"], f["batch"], before, limit, f["text"])
         latest = store.message_count()
         return {"events": rows, "matching": matching, "latest": latest, **info}
-    rows: List[Dict[str, Any]] = []
+    found: List[Dict[str, Any]] = []
     matching = 0
     for index, batch_no, b, m in _matching(collector, **filters):
         matching += 1
-        if len(rows) < limit and (before is None or index < before):
-            rows.append(_summary(index, batch_no, b.received_at, m))
-    return {"events": rows, "matching": matching, "latest": collector.stats()["messages"]
+        if len(found) < limit and (before is None or index < before):
+            found.append(_summary(index, batch_no, b.received_at, m))
+    return {"events": found, "matching": matching, "latest": collector.stats()["messages"]
             if collector.keep_messages else 0, **info}
 
 

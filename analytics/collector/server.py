@@ -371,6 +371,12 @@ def _encoded_size(m: Any) -> int:
 
 _INF = float("inf")
 _WS_RE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_ws(text: str, i: int = 0) -> int:
+    """The index of the first character at or after ``i`` that is not JSON whitespace."""
+    found = _WS_RE.match(text, i)
+    return i if found is None else found.end()  # (the pattern matches the empty string)
 _COLON = re.compile(r"[ \t\n\r]*:[ \t\n\r]*")
 _MEMBER_END = re.compile(r"[ \t\n\r]*([,}])[ \t\n\r]*")
 _ITEM_END = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
@@ -418,12 +424,12 @@ class _BodyParser:
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
         decode = self._decode
         spans: List[int] = []
-        i = _WS_RE.match(text).end()
+        i = _skip_ws(text)
         if not text.startswith("{", i):
             doc, i = decode(text, i)  # not an object: parsed only to say what it is
         else:
             doc = {}
-            i = _WS_RE.match(text, i + 1).end()
+            i = _skip_ws(text, i + 1)
             closed = text.startswith("}", i)
             if closed:
                 i += 1
@@ -443,7 +449,7 @@ class _BodyParser:
                 if m is None:
                     raise ValueError(f"expected ',' or '}}' at char {i}")
                 i, closed = m.end(), m.group(1) == "}"
-        if _WS_RE.match(text, i).end() != len(text):
+        if _skip_ws(text, i) != len(text):
             raise ValueError(f"extra data at char {i}")
         return doc, text, spans
 
@@ -451,7 +457,7 @@ class _BodyParser:
         decode, item_end = self._decode, _ITEM_END.match
         items: List[Any] = []
         spans: List[int] = []
-        i = _WS_RE.match(text, i + 1).end()
+        i = _skip_ws(text, i + 1)
         if text.startswith("]", i):
             return items, spans, i + 1
         while True:
@@ -501,7 +507,7 @@ def _gunzip(data: bytes, limit: int) -> Tuple[bytes, int]:
                     kept += len(parts[-1])
                 if size >= cap:
                     return b"".join(parts), size
-                tail = d.unconsumed_tail
+                tail = memoryview(d.unconsumed_tail)
                 if not tail and len(out) < _INFLATE_STEP:
                     break
         pos -= len(d.unused_data)
@@ -516,7 +522,7 @@ def _parse_retry_after(value: RetryAfter) -> Optional[float]:
     except ValueError:
         pass
     try:
-        return parsedate_to_datetime(value).timestamp()
+        return parsedate_to_datetime(str(value)).timestamp()
     except (TypeError, ValueError, IndexError):
         return None
 
@@ -694,10 +700,10 @@ class Collector:
         for name, value in (("max_body_bytes", max_body_bytes), ("max_connections", max_connections)):
             if type(value) is not int or value < 1:
                 raise ConfigurationError(f"{name} must be an integer >= 1, not {value!r}")
-        for name, value in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout),
-                            ("request_timeout", request_timeout)):
-            if type(value) not in (int, float) or not 0 < value < _INF:
-                raise ConfigurationError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+        for name, seconds in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout),
+                              ("request_timeout", request_timeout)):
+            if type(seconds) not in (int, float) or not 0 < seconds < _INF:
+                raise ConfigurationError(f"{name} must be a finite number of seconds > 0, not {seconds!r}")
         if isinstance(allowed_hosts, (str, bytes)) or not isinstance(allowed_hosts, Iterable):
             raise ConfigurationError(f"allowed_hosts must be a list of host names, not {allowed_hosts!r}")
         hosts = list(allowed_hosts)
@@ -707,7 +713,8 @@ class Collector:
         self.host = host
         #: Names the ``Host`` header may carry (lower case, IPv6 in brackets; any port).
         self.allowed_hosts: FrozenSet[str] = frozenset(
-            {_host_name(h) for h in hosts} | _LOOPBACK_NAMES | {_host_name(self._url_host)}
+            {name for name in [_host_name(h) for h in hosts] + [_host_name(self._url_host)] if name is not None}
+            | _LOOPBACK_NAMES
         )
         self._any_address = host in ("", "0.0.0.0", "::")
         #: Largest request body accepted on the wire, in bytes (413 beyond).
@@ -1181,7 +1188,7 @@ class Collector:
         connections).  Returns ``(answer, request)`` pairs in arrival order.
         """
         log = self.request_log
-        found = []
+        found: List[Tuple[Any, Any]] = []
         for answer in log:
             if answer.retry_until is None:
                 continue
@@ -1281,11 +1288,11 @@ class Collector:
         self._batches: List[Batch] = []
         self._messages: List[Dict[str, Any]] = []
         self._refused: List[Refusal] = []
-        self._ids: Set[str] = set()
+        self._ids = set()
         self._by_type: Dict[str, int] = {}
         self._refusals_by_code: Dict[str, int] = {}
         self._faults: Deque[List[Any]] = deque()
-        self._chaos: Optional[_Chaos] = None
+        self._chaos = None
         self._requests = self._accepted_batches = self._message_count = self._duplicates = 0
         self._raw_bytes = self._compressed_bytes = self._gzipped_batches = 0
         self._largest_bytes = self._largest_messages = 0
@@ -1324,7 +1331,8 @@ class Collector:
                 entry[1] -= 1
                 if entry[1] <= 0:
                     self._faults.popleft()
-                return entry[0]
+                fault: _Fault = entry[0]
+                return fault
             chaos = self._chaos
             if chaos is None:
                 return None
@@ -1501,7 +1509,7 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind would resolve the host name (getfqdn): skip that.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.server_address[:2]  # type: ignore[assignment]  # an (host, port)
 
     def get_request(self) -> Tuple[socket.socket, Any]:
         sock, addr = self.socket.accept()
@@ -1691,7 +1699,7 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
             # may wait read_timeout and the whole request request_timeout: a stalled
             # or trickling request does not hold a thread forever.
             self._reader.limit(collector.idle_timeout, None)
-            if not self.rfile.peek(1):
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]  # a BufferedReader
                 return
             self._reader.limit(collector.read_timeout, collector.request_timeout)
             problem = self._read_head()
@@ -1844,12 +1852,12 @@ class _Handler(TrackAPIRoutes, BloomreachRoutes, AppAPIRoutes, BaseHTTPRequestHa
         body = self.rfile.read(length)
         return body if len(body) == length else None  # short: the client went away
 
-    def _too_large(self, reason: str) -> None:
+    def _too_large(self, reason: str) -> Optional[bytes]:
         self.close_connection = True
         self._send(413, _error("payload_too_large", reason))
         return None
 
-    def _bad_chunking(self, reason: str) -> None:
+    def _bad_chunking(self, reason: str) -> Optional[bytes]:
         self.close_connection = True
         self._send(400, _error("bad_request", reason))
         return None

@@ -161,7 +161,7 @@ def _text(value: Any) -> Optional[str]:
         value = str(value)
     if not value.isascii():
         value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return value
+    return str(value)
 
 
 def _create_private(path: str) -> None:
@@ -395,7 +395,7 @@ class SQLiteStore:
     def message_count(self) -> int:
         """How many messages are stored."""
         with self._lock:
-            return self._next_message - 1
+            return int(self._next_message - 1)
 
     def messages_json(self, since: int = 0) -> bytes:
         """The stored messages from index ``since`` on, as one JSON array (bodies are JSON already)."""
@@ -433,7 +433,7 @@ class SQLiteStore:
     def refusal_count(self) -> int:
         """How many refusals are stored."""
         with self._lock:
-            return self._scalar("SELECT COUNT(*) FROM refusals")
+            return int(self._scalar("SELECT COUNT(*) FROM refusals"))
 
     # -- the inspector's queries -----------------------------------------------
 

@@ -448,7 +448,8 @@ class TrackAPIRoutes:
     # -- common steps ------------------------------------------------------------------
 
     def _track_store(self) -> TrackAPIStore:
-        return self.server.collector.track_api
+        store: TrackAPIStore = self.server.collector.track_api
+        return store
 
     def _track_begin(self, body: bytes, endpoint: str) -> Tuple[Optional[_Context], Any]:
         """Faults, auth, gzip, size, JSON.  Returns (context, document) or (None, None) when answered."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..encoding import dumps
+from ..encoding import dumps, loads
 
 __all__ = ["Destination", "basic_auth"]
 
@@ -69,6 +69,10 @@ class Destination:
     def encode(self, message: Dict[str, Any]) -> bytes:
         """The queued bytes of one message: the item :meth:`translate` makes of it, encoded once."""
         return dumps(self.translate(message))
+
+    def decode(self, item: bytes) -> Any:
+        """What ``on_error`` gets for one queued item that was not delivered: the item, decoded."""
+        return loads(item)
 
     def overhead(self) -> int:
         """Bytes of the body outside the items and the commas between them."""

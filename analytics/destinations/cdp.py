@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import encoding
+from ..messages import add_unsent_keys
 from ..formats.cdp import CDPFormat, MAX_BODY_BYTES, MAX_MESSAGE_BYTES
 from . import Destination
 
@@ -31,7 +32,7 @@ class DataPipelines(Destination):
     def __init__(self, settings: Any) -> None:
         self._settings = settings
         self._format = CDPFormat()
-        self._auth: Optional[tuple] = None  # (write key, header), made once per key
+        self._auth: Optional[Tuple[str, Dict[str, str]]] = None  # (write key, header), made once per key
 
     def base_url(self) -> str:
         return str(self._settings.host).rstrip("/")
@@ -49,6 +50,14 @@ class DataPipelines(Destination):
 
     def encode(self, message: Dict[str, Any]) -> bytes:
         return encoding.dumps_message(message)
+
+    def decode(self, item: bytes) -> Any:
+        """The message as the call returned it: with the official SDK's keys that are not sent
+        (``anonymousId`` None...; see :func:`analytics.messages.add_unsent_keys`)."""
+        message = encoding.loads(item)
+        if isinstance(message, dict) and "type" in message:
+            add_unsent_keys(message)
+        return message
 
     def overhead(self) -> int:
         return self._format.overhead()

@@ -244,7 +244,8 @@ class TrackV2(Destination):
         method = getattr(self, f"_translate_{kind}", None) if isinstance(kind, str) else None
         if method is None:
             raise UnsupportedCallError(f"the Track API v2 has no operation for a {kind!r} call", "type")
-        return method(message)
+        operation: Dict[str, Any] = method(message)
+        return operation
 
     def _attrs(self, value: Any) -> Dict[str, Any]:
         attrs = dict(value) if isinstance(value, dict) else {}
@@ -316,7 +317,8 @@ class TrackV2(Destination):
     def _reserved(self, message: Dict[str, Any], route: str) -> Optional[Dict[str, Any]]:
         props = message.get("properties") or {}
         context = message.get("context") or {}
-        device = context.get("device") if isinstance(context.get("device"), dict) else {}
+        found = context.get("device")
+        device: Dict[str, Any] = found if isinstance(found, dict) else {}
         if route in ("add_device", "delete_device"):
             token = device.get("token") or props.get("device_token")
             if not isinstance(token, str) or not token:

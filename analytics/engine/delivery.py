@@ -43,7 +43,10 @@ class Ledger(Protocol):
     durable: bool  #: the queue keeps what is unsent at the shutdown deadline (spool, Redis)
     backpressure: Backpressure
     not_before: float  #: no request before this clock time (a Retry-After, shared by the workers)
-    deadline: Optional[float]  #: the shutdown deadline, once shutdown() set one
+
+    @property
+    def deadline(self) -> Optional[float]:
+        """The shutdown deadline, once shutdown() set one."""
 
     def now(self) -> float:
         """The time on the engine's clock (see :mod:`analytics.engine.clock`)."""
@@ -63,10 +66,10 @@ class Ledger(Protocol):
     def lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
         """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""
 
-    def keep(self, part: List[bytes], keys: Optional[list]) -> None:
+    def keep(self, part: List[bytes], keys: Optional[List[Any]]) -> None:
         """A durable queue keeps ``part`` for later (unsent at the shutdown deadline)."""
 
-    def settle(self, keys: list, sizes: int) -> None:
+    def settle(self, keys: List[Any], sizes: int) -> None:
         """The queue may forget these rows: their fate is known."""
 
     def abandoned(self) -> bool:
@@ -85,7 +88,7 @@ class Delivery:
         self.stats = stats
         self._internal_error: Optional[str] = None  # the last internal error logged (logged once)
 
-    def deliver(self, items: List[bytes], keys: Optional[list] = None) -> int:
+    def deliver(self, items: List[bytes], keys: Optional[List[Any]] = None) -> int:
         """Send ``items`` (one batch), splitting on 413; every item ends delivered or reported.
 
         ``keys`` are the durable queue's handles for ``items``: each part whose
@@ -220,9 +223,10 @@ class Delivery:
                     return self._cut_short(part, f"while retrying ({error})", attempt)
                 self.stats.count_retry()
                 continue
-            wait, why = policy.wait_or_give_up(waits, attempt, retry_after, self.engine.now() - started)
-            if wait is None:
+            given, why = policy.wait_or_give_up(waits, attempt, retry_after, self.engine.now() - started)
+            if given is None:
                 return self._exhausted(part, error, attempt, why)
+            wait = given
             if not self.engine.sleep(wait):
                 return self._cut_short(part, f"while retrying ({error})", attempt)
             self.stats.count_retry()

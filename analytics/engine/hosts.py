@@ -16,7 +16,7 @@ cost of a round trip for the call that completes a batch.
 from __future__ import annotations
 
 import sys
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 __all__ = ["threads_stall_between_calls", "UWSGI_WARNING"]
 
@@ -35,7 +35,7 @@ def _number(value: Any) -> int:
         return 0
 
 
-def uwsgi_threads_off(opt: Mapping[str, Any], version: tuple) -> bool:
+def uwsgi_threads_off(opt: Mapping[str, Any], version: Tuple[Any, ...]) -> bool:
     """Whether a uWSGI of ``version`` with options ``opt`` (``uwsgi.opt``) keeps Python threads from running."""
     if tuple(version[:3]) >= (2, 0, 27):
         return False  # threads are enabled by default since 2.0.27

@@ -30,18 +30,17 @@ drains and stops the consumer).
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import math
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..destinations import Destination
 from ..errors import DeliveryError, ShutdownError
-from ..options import Config
+from ..options import Config, OnError
 from ..queues.base import Queue
-from ..stats import Stats
+from ..stats import Stats, StatsSnapshot
 from ..transport import Transport
 from .backpressure import Backpressure
 from .clock import SYSTEM_CLOCK, Clock
@@ -102,9 +101,9 @@ class Consumer:
         self._progress = threading.Condition(self._lock)  # flush() waits here for batches to finish
         self._interrupt = threading.Condition(self._lock)  # retry waits; woken by shutdown
         self._threads: List[threading.Thread] = []
-        self._worker_ids: set = set()
+        self._worker_ids: Set[Any] = set()
         self._inflight: Dict[int, _Batch] = {}  # token -> a batch a worker took
-        self._abandoned: set = set()  # tokens given up at the shutdown deadline while their request hung
+        self._abandoned: Set[Any] = set()  # tokens given up at the shutdown deadline while their request hung
         self._abandoning = False  # stop() reported what was in flight: workers take no new batch
         self._current = threading.local()  # the token the calling worker is sending
         self._next_token = 0
@@ -249,7 +248,7 @@ class Consumer:
         with self._lock:
             return sum(batch.left for batch in self._inflight.values())
 
-    def snapshot(self, recovered: int = 0) -> Dict[str, Any]:
+    def snapshot(self, recovered: int = 0) -> StatsSnapshot:
         """The stats of one moment: messages move between the queue, the batches in flight and
         the counters under this lock, so ``accepted == delivered + failed + dropped + pending``
         holds in every snapshot, not only in quiet moments."""
@@ -396,13 +395,13 @@ class Consumer:
             token = getattr(self._current, "token", None)
             if token in self._abandoned:
                 return False
-            batch = self._inflight.get(token)
+            batch = None if token is None else self._inflight.get(token)
             if batch is not None:
                 batch.settle(part)
             count()
             return True
 
-    def keep(self, part: List[bytes], keys: Optional[list]) -> None:
+    def keep(self, part: List[bytes], keys: Optional[List[Any]]) -> None:
         """A durable queue keeps ``part`` for later (unsent at the shutdown deadline)."""
         keys = keys if keys is not None else [None] * len(part)
         rows = [(item, key) for item, key in zip(part, keys) if key is not None]
@@ -412,7 +411,7 @@ class Consumer:
         if unkept:  # kept in memory after a disk failure, or sent without a queue: cannot stay
             self.lose(unkept, ShutdownError("the shutdown deadline passed; not in the spool, so not kept"), "shutdown")
 
-    def _keep_now(self, items: List[bytes], keys: Optional[list]) -> List[bytes]:
+    def _keep_now(self, items: List[bytes], keys: Optional[List[Any]]) -> List[bytes]:
         # (lock held) give the rows back to the queue; returns the items that have no row
         keys = keys if keys is not None else [None] * len(items)
         self.queue.keep([k for k in keys if k is not None])
@@ -449,7 +448,7 @@ class Consumer:
                 self._threads = [t for t in self._threads if t is not current]
                 self._progress.notify_all()
 
-    def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
+    def _next_batch(self) -> Optional[Tuple[int, List[bytes], Optional[List[Any]], Optional[DeliveryError]]]:
         cfg = self.config
         q = self.queue
         with self._lock:
@@ -459,7 +458,7 @@ class Consumer:
             finally:
                 self._looking -= 1
 
-    def _choose_batch(self, cfg: Config, q: Queue) -> Optional[Tuple[int, List[bytes], Optional[list], Optional[DeliveryError]]]:
+    def _choose_batch(self, cfg: Config, q: Queue) -> Optional[Tuple[int, List[bytes], Optional[List[Any]], Optional[DeliveryError]]]:
         """The body of :meth:`_next_batch`, under the lock."""
         first_seen: Optional[float] = None
         idle_since: Optional[float] = None
@@ -530,7 +529,7 @@ class Consumer:
 
     # --- delivery -------------------------------------------------------------
 
-    def deliver(self, items: List[bytes], keys: Optional[list] = None) -> int:
+    def deliver(self, items: List[bytes], keys: Optional[List[Any]] = None) -> int:
         """Send ``items`` as one batch (see :meth:`Delivery.deliver`); how many were delivered."""
         return self.delivery.deliver(items, keys)
 
@@ -556,7 +555,7 @@ class Consumer:
             with self._lock:
                 self._give_up = error
 
-    def settle(self, keys: list, sizes: int) -> None:
+    def settle(self, keys: List[Any], sizes: int) -> None:
         """The queue may forget these rows: their fate is known."""
         self.queue.settle(keys, sizes)
 
@@ -595,7 +594,16 @@ class Consumer:
         """Log and report to ``on_error`` items already counted as lost (outside the lock: it may be slow)."""
         reason = error.reason
         log.error("%d message(s) not delivered (%s): %s", len(items), reason, error)
-        report(self.config.on_error, error, [_decode(i) for i in items])
+        report(self.config.on_error, error, [self._decode(i) for i in items])
+
+
+    def _decode(self, item: bytes) -> Any:
+        # what on_error gets for an item: the destination's decoding of it (a Segment message with
+        # the keys the call returned), or the bytes should they not decode
+        try:
+            return self.destination.decode(item)
+        except ValueError:  # pragma: no cover - we wrote these bytes ourselves
+            return item
 
 
 class _Batch:
@@ -603,20 +611,20 @@ class _Batch:
 
     __slots__ = ("start", "items", "keys", "left", "taken_at", "_settled")
 
-    def __init__(self, start: int, items: List[bytes], keys: Optional[list], taken_at: float) -> None:
+    def __init__(self, start: int, items: List[bytes], keys: Optional[List[Any]], taken_at: float) -> None:
         self.start = start
         self.taken_at = taken_at
         self.items = items
         self.keys = keys
         self.left = len(items)
-        self._settled: collections.Counter = collections.Counter()  # id() of settled items (alive: in items)
+        self._settled: "collections.Counter[int]" = collections.Counter()  # id() of settled items (alive: in items)
 
     def settle(self, part: List[bytes]) -> None:
         self.left -= len(part)
         if self.left:  # the usual case, the whole batch at once, needs no record
             self._settled.update(map(id, part))
 
-    def unsettled(self) -> Tuple[List[bytes], Optional[list]]:
+    def unsettled(self) -> Tuple[List[bytes], Optional[List[Any]]]:
         """The items (and keys) not settled yet, in order."""
         if not self.left:
             return [], (None if self.keys is None else [])
@@ -632,7 +640,7 @@ class _Batch:
         return items, (None if self.keys is None else keys)
 
 
-def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Exception, items: List[dict]) -> None:
+def report(callback: Optional[OnError], error: DeliveryError, items: List[Dict[str, Any]]) -> None:
     """Call the user's ``on_error``; whatever it raises is logged, never propagated."""
     if callback is None:
         return
@@ -644,8 +652,4 @@ def report(callback: Optional[Callable[[Exception, List[dict]], Any]], error: Ex
         log.error("on_error raised SystemExit; ignored")
 
 
-def _decode(item: bytes) -> Any:
-    try:
-        return json.loads(item)
-    except ValueError:  # pragma: no cover - we wrote these bytes ourselves
-        return item
+

@@ -60,7 +60,7 @@ def setup(*, flush_after_task: bool = False, flush_timeout: Optional[float] = 5.
     global _flush_timeout
     if flush_timeout is not None:
         _number("flush_timeout", flush_timeout, 0)
-    from celery import signals  # here: importing this module imports nothing of Celery's
+    from celery import signals  # type: ignore[import-untyped, unused-ignore]  # imported here, not with the module
 
     _flush_timeout = flush_timeout
     signals.worker_process_init.connect(_process_init, weak=False, dispatch_uid=_UID + "-init")
@@ -73,7 +73,7 @@ def setup(*, flush_after_task: bool = False, flush_timeout: Optional[float] = 5.
 
 def teardown() -> None:
     """Disconnect what :func:`setup` connected."""
-    from celery import signals
+    from celery import signals  # type: ignore[import-untyped, unused-ignore]
 
     signals.worker_process_init.disconnect(dispatch_uid=_UID + "-init")
     signals.worker_process_shutdown.disconnect(dispatch_uid=_UID + "-shutdown")

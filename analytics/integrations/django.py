@@ -56,7 +56,7 @@ class AnalyticsMiddleware:
     """Sets the request's context (and the signed-in user's id) for the messages built while it is handled."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        from django.conf import settings  # here: importing this module leaves Django's settings untouched
+        from django.conf import settings  # type: ignore[import-untyped, unused-ignore]  # here, not at import
 
         self.get_response = get_response
         own = apply_settings(getattr(settings, "CDP_RELAY", None), "settings.CDP_RELAY")

@@ -188,11 +188,11 @@ class SQLiteQueue(QueueBase):
             "SELECT count(*), coalesce(sum(length(body)), 0), coalesce(max(id), 0) FROM messages"
         ).fetchone()
         self.recovered = count
-        self._stored = count  # committed rows not taken yet
+        self._stored: int = count  # committed rows not taken yet
         self._cursor = 0  # the highest row id taken
         self._bytes = size  # bytes not settled: on disk, buffered, in memory
         self.put_total = count
-        self.durable_total = count
+        self.durable_total: int = count
         self.taken_total = 0
         if count:
             log.info("spool %s: %d message(s) left by an earlier process will be sent", self.path, count)

@@ -32,7 +32,7 @@ class TransportLike(Protocol):
     """
 
     def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
     ) -> Response:
         """POST ``body`` to ``url``; raise :class:`~analytics.TransportError` when there is no answer."""
 
@@ -52,7 +52,7 @@ class Transport(Protocol):
     """
 
     def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
     ) -> Response:
         """POST ``body`` (the bytes as sent, gzipped or not) to ``url`` within ``timeout`` seconds.
 
@@ -80,7 +80,7 @@ class BaseTransport:
     """
 
     def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
     ) -> Response:
         """Send one request; subclasses must override it."""
         raise NotImplementedError(f"{type(self).__name__} must define post()")
@@ -100,7 +100,7 @@ class _Adapted(BaseTransport):
 
     def __init__(self, inner: object, methods: Dict[str, Callable[..., object]]) -> None:
         self.inner = inner
-        self.post = methods["post"]  # type: ignore[method-assign]
+        self.post = methods["post"]  # type: ignore[method-assign,assignment]
         for name in ("close", "abort", "after_fork"):
             if name in methods:
                 setattr(self, name, methods[name])

@@ -43,7 +43,7 @@ class RequestsTransport(BaseTransport):
         self.session = requests.Session()
 
     def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
     ) -> Response:
         kwargs: Dict[str, Any] = {"data": body, "headers": headers, "timeout": timeout}
         if proxies is not None:
@@ -105,7 +105,7 @@ class HTTPTransport(BaseTransport):
         self._lock = threading.Lock()
 
     def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
     ) -> Response:
         parts = urlsplit(url)
         if proxies or self._env_proxy(parts.scheme, parts.netloc, url):
@@ -123,7 +123,7 @@ class HTTPTransport(BaseTransport):
             self._give_back(key, conn, generation, reuse=False)  # the next request opens a new one
             raise TransportError(f"{type(exc).__name__}: {str(exc)[:300] or 'connection lost'}", cause=exc) from exc
         self._give_back(key, conn, generation, reuse=not resp.will_close)
-        return Response(resp.status, resp.headers, data)
+        return Response(resp.status, dict(resp.headers.items()), data)
 
     def _env_proxy(self, scheme: str, netloc: str, url: str) -> bool:
         key = (scheme, netloc)
@@ -151,7 +151,7 @@ class HTTPTransport(BaseTransport):
                 conn, returned_at = entry
                 self._busy.add(conn)
             if self._usable(conn, returned_at):
-                conn.sock.settimeout(timeout)  # type: ignore[union-attr]
+                conn.sock.settimeout(timeout)
                 conn.timeout = timeout
                 return conn, generation
             with self._lock:

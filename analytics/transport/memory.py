@@ -42,7 +42,7 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     timeout: float
-    proxies: Optional[dict] = None
+    proxies: Optional[Dict[str, Any]] = None
     _aborted: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -65,7 +65,8 @@ class Request:
         doc = self.json()
         if not isinstance(doc, dict) or not isinstance(doc.get("batch"), list):
             raise ValueError(f"not a batch body: {self.content[:100]!r}")
-        return doc["batch"]
+        batch: List[Dict[str, Any]] = doc["batch"]
+        return batch
 
     def hang(self) -> NoReturn:
         """Give no answer, like a server that hangs: raise TransportError at ``abort()`` or after ``timeout``.
@@ -96,7 +97,7 @@ def respond(
         raise ConfigurationError("respond() takes json or body, not both")
     if type(status) is not int or not 100 <= status <= 599:
         raise ConfigurationError(f"status must be an HTTP status code (100-599), got {status!r}")
-    merged: CaseInsensitiveDict = CaseInsensitiveDict()
+    merged: "CaseInsensitiveDict[str]" = CaseInsensitiveDict()
     if json is not None:
         body = encoding.dumps(json)
         merged["Content-Type"] = "application/json"
@@ -151,7 +152,7 @@ class MemoryTransport(BaseTransport):
             self._requests.clear()
 
     def post(
-        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[dict]
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
     ) -> Response:
         """Record the request and return the handler's answer (see the class)."""
         request = Request("POST", url, headers, bytes(body), timeout, proxies)
