@@ -204,8 +204,8 @@ def test_a_mistyped_redis_url_does_not_show_its_password(queue: str) -> None:
     assert "secret" not in str(info.value) and "***" in str(info.value)
 
 
-@pytest.mark.parametrize("kw", [dict(host="https://user:secret@cdp .customer.io"),
-                                dict(host="https://user:secret@cdp.customer.io:99999"),
+@pytest.mark.parametrize("kw", [dict(host="https://user:secret@cdp .example.com"),
+                                dict(host="https://user:secret@cdp.example.com:99999"),
                                 dict(proxies="http://user:secret@proxy:3128")], ids=["space", "port", "proxies"])
 def test_bad_host_and_proxy_urls_do_not_show_their_password(kw: Dict[str, Any]) -> None:
     """Errors about a host or proxies URL never contain its password."""
