@@ -28,10 +28,11 @@ client is created.  Each is declared, with its default and check, in
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import types
-from typing import Any, Dict, Optional, Set, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, TypeVar
 
 from . import client as _client_module
 from . import options as _options
@@ -54,7 +55,12 @@ from .errors import (
     UnsupportedCallError,
 )
 from .context import request_context
-from .messages import ID, Fields, Result, Timestamp
+
+if TYPE_CHECKING:
+    from typing_extensions import Concatenate, ParamSpec
+
+    _P = ParamSpec("_P")
+_R = TypeVar("_R")
 from .retry import RetryPolicy
 from .stats import StatsSnapshot
 from .version import VERSION
@@ -67,6 +73,7 @@ __all__ = [
     "DEFAULT_HOST",
     "EU_HOST",
     "VERSION",
+    # the exception tree, named one by one: type checkers do not read a computed __all__
     "AnalyticsError",
     "ConfigurationError",
     "SpoolError",
@@ -170,92 +177,28 @@ def _default() -> Client:
         return client
 
 
-def identify(
-    user_id: Optional[ID] = None,
-    traits: Optional[Fields] = None,
-    context: Optional[Fields] = None,
-    timestamp: Optional[Timestamp] = None,
-    anonymous_id: Optional[ID] = None,
-    integrations: Optional[Fields] = None,
-    message_id: Optional[ID] = None,
-) -> Result:
-    """Send an identify call through the shared client (see :meth:`Client.identify`)."""
-    return _default().identify(user_id, traits, context, timestamp, anonymous_id, integrations, message_id)
+def _shared(method: "Callable[Concatenate[Client, _P], _R]") -> "Callable[_P, _R]":
+    """The module function for ``Client.<method>``: the same signature (for help() and for type
+    checkers), called on the shared client (created from the module settings when there is none)."""
+    name = method.__name__
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(_default(), name)(*args, **kwargs)
+
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"Send a{'n' if name[0] in 'aeiou' else ''} {name} call through the shared client " \
+                   f"(see :meth:`Client.{name}`)."
+    return call
 
 
-def track(
-    user_id: Optional[ID] = None,
-    event: Optional[str] = None,
-    properties: Optional[Fields] = None,
-    context: Optional[Fields] = None,
-    timestamp: Optional[Timestamp] = None,
-    anonymous_id: Optional[ID] = None,
-    integrations: Optional[Fields] = None,
-    message_id: Optional[ID] = None,
-) -> Result:
-    """Send a track call through the shared client (see :meth:`Client.track`)."""
-    return _default().track(user_id, event, properties, context, timestamp, anonymous_id, integrations, message_id)
-
-
-def page(
-    user_id: Optional[ID] = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[Fields] = None,
-    context: Optional[Fields] = None,
-    timestamp: Optional[Timestamp] = None,
-    anonymous_id: Optional[ID] = None,
-    integrations: Optional[Fields] = None,
-    message_id: Optional[ID] = None,
-) -> Result:
-    """Send a page call through the shared client (see :meth:`Client.page`)."""
-    return _default().page(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
-                           message_id)
-
-
-def screen(
-    user_id: Optional[ID] = None,
-    category: Optional[str] = None,
-    name: Optional[str] = None,
-    properties: Optional[Fields] = None,
-    context: Optional[Fields] = None,
-    timestamp: Optional[Timestamp] = None,
-    anonymous_id: Optional[ID] = None,
-    integrations: Optional[Fields] = None,
-    message_id: Optional[ID] = None,
-) -> Result:
-    """Send a screen call through the shared client (see :meth:`Client.screen`)."""
-    return _default().screen(user_id, category, name, properties, context, timestamp, anonymous_id, integrations,
-                             message_id)
-
-
-def group(
-    user_id: Optional[ID] = None,
-    group_id: Optional[ID] = None,
-    traits: Optional[Fields] = None,
-    context: Optional[Fields] = None,
-    timestamp: Optional[Timestamp] = None,
-    anonymous_id: Optional[ID] = None,
-    integrations: Optional[Fields] = None,
-    message_id: Optional[ID] = None,
-    *,
-    object_type_id: Optional[Union[str, int]] = None,
-) -> Result:
-    """Send a group call through the shared client (see :meth:`Client.group`)."""
-    return _default().group(user_id, group_id, traits, context, timestamp, anonymous_id, integrations, message_id,
-                            object_type_id=object_type_id)
-
-
-def alias(
-    previous_id: Optional[ID] = None,
-    user_id: Optional[ID] = None,
-    context: Optional[Fields] = None,
-    timestamp: Optional[Timestamp] = None,
-    integrations: Optional[Fields] = None,
-    message_id: Optional[ID] = None,
-) -> Result:
-    """Send an alias call through the shared client (see :meth:`Client.alias`)."""
-    return _default().alias(previous_id, user_id, context, timestamp, integrations, message_id)
+identify = _shared(Client.identify)
+track = _shared(Client.track)
+page = _shared(Client.page)
+screen = _shared(Client.screen)
+group = _shared(Client.group)
+alias = _shared(Client.alias)
 
 
 def flush(timeout: Optional[float] = None) -> int:

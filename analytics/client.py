@@ -167,6 +167,13 @@ def _clients() -> List["Client"]:
     return []
 
 
+def build_engines() -> None:
+    """Give every client made before a fork its own queue, threads and connections in this process
+    now (a pool process's start, Celery's ``worker_process_init``), not at its first call."""
+    for client in _clients():
+        client._check_pid()
+
+
 def drain_clients(flush_only: bool = False, timeout: Optional[float] = None) -> int:
     """Deliver what every client of this process queued; how many messages are still pending.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from analytics.collector import Collector
 from analytics.engine.hosts import uwsgi_threads_off
 
 from .conftest import WRITE_KEY, checkout_env, wait_until
+from .redis_server import free_port
 
 UWSGI = shutil.which("uwsgi", path=os.path.dirname(sys.executable)) or shutil.which("uwsgi")
 
@@ -63,12 +63,6 @@ def test_which_uwsgi_configurations_stall_threads(opt, version, off):
     assert uwsgi_threads_off(opt, version) is off
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def uwsgi_app(tmp_path: Path, collector: Collector) -> Iterator:
     if UWSGI is None:
@@ -77,7 +71,7 @@ def uwsgi_app(tmp_path: Path, collector: Collector) -> Iterator:
     started: List[Tuple[subprocess.Popen, Path]] = []
 
     def start(*flags: str) -> Tuple[str, subprocess.Popen, Path]:
-        port = _free_port()
+        port = free_port()
         log = tmp_path / f"uwsgi-{len(started)}.log"
         env = dict(checkout_env(), CDP_TEST_HOST=collector.url, CDP_TEST_WRITE_KEY=WRITE_KEY)
         proc = subprocess.Popen(

@@ -39,8 +39,7 @@ _flush_timeout: Optional[float] = 5.0
 
 
 def _process_init(**_: Any) -> None:
-    for client in _client._clients():
-        client._check_pid()  # builds this process's engine now, not in the first task
+    _client.build_engines()  # this process's engines now, not in the first task
 
 
 def _process_shutdown(**_: Any) -> None:
