@@ -15,22 +15,22 @@ The instruments, on the meter ``cdp-relay``; every observation carries the
 attribute ``cdp_relay.client`` (the name given, ``default`` for the shared
 client, ``client-1``, ``client-2``... otherwise), plus the ``attributes`` given:
 
-==============================  ======================  ===========  ==========  ==========================
-name                            instrument              unit         attribute   ``stats()`` key
-==============================  ======================  ===========  ==========  ==========================
-``cdp_relay.messages.accepted``   ObservableCounter       {message}                ``accepted``
-``cdp_relay.messages.delivered``  ObservableCounter       {message}                ``delivered``
-``cdp_relay.messages.failed``     ObservableCounter       {message}    ``reason``  ``failed[reason]``
-``cdp_relay.messages.dropped``    ObservableCounter       {message}    ``reason``  ``dropped[reason]``
-``cdp_relay.messages.pending``    ObservableUpDownCounter {message}                ``pending``
-``cdp_relay.messages.queued``     ObservableUpDownCounter {message}                ``queued``
-``cdp_relay.requests``            ObservableCounter       {request}                ``requests``
-``cdp_relay.requests.in_flight``  ObservableUpDownCounter {request}                ``requests_in_flight``
-``cdp_relay.retries``             ObservableCounter       {retry}                  ``retries``
-``cdp_relay.bytes.raw``           ObservableCounter       By                       ``bytes_raw``
-``cdp_relay.bytes.sent``          ObservableCounter       By                       ``bytes_sent`` (after gzip)
-``cdp_relay.calls.paced``         ObservableCounter       {call}                   ``paced``
-==============================  ======================  ===========  ==========  ==========================
+================================  =======================  =========  ==========  ===========================
+name                              instrument               unit       attribute   ``stats()`` key
+================================  =======================  =========  ==========  ===========================
+``cdp_relay.messages.accepted``   ObservableCounter        {message}              ``accepted``
+``cdp_relay.messages.delivered``  ObservableCounter        {message}              ``delivered``
+``cdp_relay.messages.failed``     ObservableCounter        {message}  ``reason``  ``failed[reason]``
+``cdp_relay.messages.dropped``    ObservableCounter        {message}  ``reason``  ``dropped[reason]``
+``cdp_relay.messages.pending``    ObservableUpDownCounter  {message}              ``pending``
+``cdp_relay.messages.queued``     ObservableUpDownCounter  {message}              ``queued``
+``cdp_relay.requests``            ObservableCounter        {request}              ``requests``
+``cdp_relay.requests.in_flight``  ObservableUpDownCounter  {request}              ``requests_in_flight``
+``cdp_relay.retries``             ObservableCounter        {retry}                ``retries``
+``cdp_relay.bytes.raw``           ObservableCounter        By                     ``bytes_raw``
+``cdp_relay.bytes.sent``          ObservableCounter        By                     ``bytes_sent`` (after gzip)
+``cdp_relay.calls.paced``         ObservableCounter        {call}                 ``paced``
+================================  =======================  =========  ==========  ===========================
 
 Current amounts (pending, queued, requests in flight) are up-down counters, as
 the OpenTelemetry specification advises for sizes that add up across
