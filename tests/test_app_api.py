@@ -406,19 +406,20 @@ def test_many_pages_stop_on_a_repeated_cursor(collector: Collector):
     assert pages == [None, "same"]
 
 
-# -- the README fragments' examples run against the collector ------------------------------------------
+# -- the documentation's asyncio and App API examples run against the collector ------------------------------------------
 
 
 def _fragment_blocks() -> List[Any]:
     import os
 
-    from .test_readme import extract_blocks
+    from .test_docs_examples import extract_blocks, not_run_reason
 
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "fragments")
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "guides")
     blocks = []
     for name in ("asyncio.rst", "appapi.rst"):
         with open(os.path.join(root, name), encoding="utf-8") as f:
-            blocks.extend((name, b) for b in extract_blocks(f.read()))
+            found = extract_blocks(f.read(), f"docs/guides/{name}")
+            blocks.extend((name, b) for b in found if not not_run_reason(b))  # (it says why)
     return blocks
 
 
@@ -427,9 +428,9 @@ FRAGMENT_BLOCKS = _fragment_blocks()
 
 @pytest.mark.parametrize("name, block", FRAGMENT_BLOCKS,
                          ids=[f"{n}-line-{b.line}" for n, b in FRAGMENT_BLOCKS])
-def test_docs_fragment_examples_run(name: str, block: Any, collector: Collector, monkeypatch, capsys):
-    """Each python example of docs/fragments/asyncio.rst and appapi.rst runs against the collector
-    once the API hosts are replaced by its URL (as their header comment says), and reaches no
+def test_docs_page_examples_run(name: str, block: Any, collector: Collector, monkeypatch, capsys):
+    """Each python example of docs/guides/asyncio.rst and appapi.rst runs against the collector
+    once the local collector's documented address is replaced by its URL, and reaches no
     other host."""
     import socket
 
@@ -450,8 +451,7 @@ def test_docs_fragment_examples_run(name: str, block: Any, collector: Collector,
     monkeypatch.setattr(analytics.options, "DEFAULT_HOST", collector.url)
     url = collector.url
     code = block.code
-    for host in ("https://cdp.customer.io", "https://track.customer.io", "https://api.customer.io"):
-        code = code.replace(host, url)
+    code = code.replace("http://127.0.0.1:8765", url)
     code = code.replace("YOUR_WRITE_KEY", "fragment-key")
     try:
         exec(compile(code, f"{name}:{block.line}", "exec"), {"__name__": f"fragment_{block.line}"})

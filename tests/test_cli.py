@@ -335,14 +335,15 @@ def test_cli_module_documents_how_to_add_a_command() -> None:
     assert "Adding a command" in (cli.__doc__ or "")
 
 
-def test_tools_fragment_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every Python example of docs/fragments/tools.rst runs (each starts its own local collector)."""
+def test_tools_pages_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Python example of the command line and collector pages runs (each starts its own local
+    collector)."""
     import socket
 
-    from .test_readme import extract_blocks
+    from .test_docs_examples import extract_blocks
 
-    fragment = ROOT / "docs" / "fragments" / "tools.rst"
-    blocks = extract_blocks(fragment.read_text(encoding="utf-8"))
+    blocks = [b for name in ("cli.rst", "collector.rst")
+              for b in extract_blocks((ROOT / "docs" / "guides" / name).read_text(encoding="utf-8"), name)]
     assert len(blocks) >= 2
     real = socket.getaddrinfo
 
@@ -352,7 +353,7 @@ def test_tools_fragment_examples_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
     for block in blocks:
-        exec(compile(block.code, f"tools.rst:{block.line}", "exec"), {"__name__": f"tools_{block.index}"})
+        exec(compile(block.code, f"{block.path}:{block.line}", "exec"), {"__name__": f"tools_{block.index}"})
 
 
 # -- issue 19: the command line as people use it, through real processes ------------------------------

@@ -229,7 +229,7 @@ def test_the_worker_command_does_not_print_the_password() -> None:
 
 
 def test_the_returned_message_holds_the_callers_values_and_the_wire_their_json(collector: Collector) -> None:
-    """As README says: the returned dict keeps a set/Decimal/bytes/NaN as given; the server gets
+    """As the getting-started page says: the returned dict keeps a set/Decimal/bytes/NaN as given; the server gets
     ``json.loads(encoding.dumps(messages.as_sent(message)))``."""
     client = Client(WRITE_KEY, host=collector.url)
     props = {"tags": {"b", "a"}, "price": decimal.Decimal("9.50"), "raw": b"bytes", "ratio": NAN}
@@ -241,7 +241,7 @@ def test_the_returned_message_holds_the_callers_values_and_the_wire_their_json(c
     expected = json.loads(encoding.dumps(messages.as_sent(message)))
     assert expected["properties"] == {"tags": ["a", "b"], "price": 9.5, "raw": "bytes", "ratio": None}
     assert {k: received[k] for k in expected} == expected
-    readme = (ROOT / "README.rst").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "getting-started.rst").read_text(encoding="utf-8")
     assert "exactly as it will be sent" not in readme
     assert "json.loads(analytics.encoding.dumps(analytics.messages.as_sent(message)))" in readme
 
