@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench venv clean browser redis
+.PHONY: demo test bench venv clean browser redis docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ redis:
 
 test: $(STAMP) browser redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# `make docs`: the Sphinx site (docs/) into docs/_build/html, offline, warnings as errors
+# (tests/test_docs_build.py runs the same build in `make test`).
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 # `make bench`: cdp-relay (from .venv, and its plain install from .bench-plain-venv)
 # against the peer SDKs, which live in their own virtualenv so they never touch
@@ -77,4 +82,4 @@ bench: $(STAMP) $(BENCH_STAMP) $(BENCH_PLAIN_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) build dist *.egg-info docs/_build
