@@ -136,10 +136,10 @@ before_send: Optional[_options.BeforeSend] = _DEFAULTS["before_send"]
 #: Context fields and properties added to every message (the call's own win).
 global_context: Optional[Dict[str, Any]] = _DEFAULTS["global_context"]
 global_properties: Optional[Dict[str, Any]] = _DEFAULTS["global_properties"]
-#: A SQLite spool file for the shared client (read when it is created); see README "Durable spool".
+#: A SQLite spool file for the shared client (read when it is created); see docs/guides/spool.rst.
 spool_path: Optional[str] = _DEFAULTS["spool_path"]
 #: Deliver the shared client's messages to another batch API (read when it is
-#: created): ``analytics.destination = TrackV2(site_id, api_key)``; see README.
+#: created): ``analytics.destination = TrackV2(site_id, api_key)``; see docs/guides/destinations.rst.
 destination: Optional[Destination] = _DEFAULTS["destination"]
 #: Alias of ``host`` (Customer.io's docs set ``analytics.endpoint``): reads and assigns ``host``.
 endpoint: Optional[str]  # declared for type checkers; the module's class reads and writes host

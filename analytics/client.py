@@ -273,7 +273,7 @@ class Client:
     ``queue``
         ``"redis://host:6379/0"``: a Redis stream shared by every process
         and host that uses the same URL and write key (needs the ``redis``
-        extra); see README "Many processes and hosts: the Redis queue".
+        extra); see the Redis queue guide (docs/guides/redis.rst).
         ``consume`` (default True) delivers from it in this process too;
         ``consume=False`` only produces (web processes) while workers
         (``python -m analytics worker``) deliver.  ``claim_after`` (30 s):
@@ -880,7 +880,7 @@ class Client:
         return self._queue.wait_durable(None, timeout)
 
     def stats(self) -> StatsSnapshot:
-        """Counters accounting for every message (see README "Stats")."""
+        """Counters accounting for every message (see "Stats" in docs/guides/delivery.rst)."""
         self._check_pid()
         q = self._queue
         snap = self._consumer.snapshot(q.recovered)

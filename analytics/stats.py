@@ -15,15 +15,15 @@ __all__ = ["Stats", "StatsSnapshot"]
 
 
 class _SharedQueueFigures(TypedDict, total=False):
-    # present only with a Redis queue (see README "Many processes and hosts")
+    # present only with a Redis queue (see docs/guides/redis.rst)
     redis: Dict[str, Any]
     handed_off: int
     received: int
 
 
 class StatsSnapshot(_SharedQueueFigures):
-    """What ``stats()`` returns (see README "Stats"): every key is always there, except the
-    shared queue's ``redis``, ``handed_off`` and ``received``."""
+    """What ``stats()`` returns (see "Stats" in docs/guides/delivery.rst): every key is always
+    there, except the shared queue's ``redis``, ``handed_off`` and ``received``."""
 
     accepted: int
     recovered: int
@@ -111,7 +111,7 @@ class Stats:
     def snapshot(
         self, queued_total: int, queued_now: int, in_flight: int, recovered: int = 0, batches_in_flight: int = 0
     ) -> StatsSnapshot:
-        """A plain dict of every counter (see the README's "Stats" section).
+        """A plain dict of every counter (see "Stats" in docs/guides/delivery.rst).
 
         ``recovered`` messages were found in a spool at start (queued by an
         earlier process): they are not ``accepted`` here, but this process

@@ -17,7 +17,7 @@ that give neither ``user_id`` nor ``anonymous_id`` (``lambda scope:
 scope.get("user") and scope["user"].identity``...), called only when such a
 call is made.  The middleware does no I/O of its own, and the calls it wraps
 never wait on the event loop's thread: a call made on a running loop is never
-paced (see "Batches and requests in flight" in the README); it only queues.
+paced (see "Batches and requests in flight" in docs/guides/batching.rst); it only queues.
 WebSocket and lifespan events pass through untouched.
 """
 
