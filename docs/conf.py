@@ -40,6 +40,7 @@ html_theme = "alabaster"
 html_static_path = []
 html_theme_options = {
     "description": "A Customer.io Data Pipelines client for Python",
+    "page_width": "1180px",  # room for the option tables and the benchmark table
 }
 
 # The packages re-export classes from their modules (analytics.RetryPolicy is

@@ -106,6 +106,6 @@ def test_the_architecture_page_names_modules_that_exist() -> None:
         else:
             wrong.append(name)
     assert wrong == []
-    files = re.findall(r"^   ((?:analytics|customerio)/[\w/]*?(?:\.py|/))\s", text, re.M)
+    files = re.findall(r"^   \* - ``((?:analytics|customerio)/[\w/]*?(?:\.py|/))``$", text, re.M)
     assert len(files) >= 15
     assert [f for f in files if not (ROOT / f).exists()] == []
