@@ -50,7 +50,6 @@ class Block(NamedTuple):
     index: int
     line: int  # 1-based line of the directive
     code: str
-    skip: bool = False  # kept for callers of extract_blocks; NOT_RUN says what is skipped
     section: str = ""  # the title of the top-level section it is in
     path: str = ""  # relative to the checkout
 
@@ -81,7 +80,7 @@ def extract_blocks(text: str, path: str = "") -> List[Block]:
             body.append(line)
             i += 1
         code = textwrap.dedent("\n".join(body)).strip("\n") + "\n"
-        blocks.append(Block(len(blocks) + 1, directive_line + 1, code, False, section, path))
+        blocks.append(Block(len(blocks) + 1, directive_line + 1, code, section, path))
     return blocks
 
 
