@@ -61,6 +61,11 @@ __all__ = [
 #: ``shutdown``: still queued or retrying when the shutdown deadline passed, or
 #: sent to a client that was already shut down.
 REASONS = ("rejected", "retries_exhausted", "too_large", "queue_full", "shutdown")
+#: The keys of ``stats()["failed"]``: the reasons of a message sent and not delivered.
+FAILED_REASONS = REASONS[:3]
+#: The keys of ``stats()["dropped"]``: the reasons of a message never sent, including
+#: ``before_send`` (the hook returned None) and ``before_send_error`` (the hook raised).
+DROPPED_REASONS = REASONS[3:] + ("before_send", "before_send_error")
 
 
 class AnalyticsError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
@@ -157,3 +158,32 @@ def test_requests_is_imported_only_where_it_is_used():
         if imported and not used:
             unused.append(os.path.relpath(path, ROOT))
     assert unused == []
+
+
+#: Small helpers that must have one definition in the library (the collector, a separate product
+#: inside the package, is left out): what each looks like where it is defined.
+ONE_DEFINITION = {
+    "the Basic auth header": r'b64encode\(f"\{\w+\}:',
+    "the User-Agent": r"cdp-relay/\{VERSION\}",
+    "the 32 KB limit": r"=\s*(32 \* 1024|32_?768)\b",
+    "the 500 KB limit": r"=\s*500_?000\b",
+    "the loopback check": r"ip_address\([^)]*\)\.is_loopback",
+    "the loss reasons": r'\(\s*"rejected",\s*"retries_exhausted"',
+}
+
+
+def _library_sources() -> Iterator[Tuple[Path, str]]:
+    for directory in (ROOT / "analytics", ROOT / "customerio"):
+        for path in sorted(directory.rglob("*.py")):
+            if "collector" not in path.relative_to(ROOT).parts:
+                yield path, path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("what", sorted(ONE_DEFINITION))
+def test_small_helpers_are_defined_once(what: str):
+    """The Basic auth header, the User-Agent, the 32 KB / 500 KB limits, the loopback check and the
+    loss-reason names are each written once in analytics/ and customerio/ (others import them)."""
+    pattern = re.compile(ONE_DEFINITION[what])
+    places = [f"{path.relative_to(ROOT)}:{source.count(chr(10), 0, m.start()) + 1}"
+              for path, source in _library_sources() for m in pattern.finditer(source)]
+    assert len(places) == 1, places
