@@ -14,7 +14,13 @@ API use the same row, whether they retry with the built-in executor or with a
     Track v2 batch       408, 429, 500-599          retried                         retried (operations carry ids)
     App API              408, 429, 502, 503, 504    retried                         retried, except the send
                                                                                     calls (no idempotency key)
-    Bloomreach           408, 429, 500-599          retried                         retried (command_id)
+    Bloomreach           408, 429, 500-599          retried                         retried (batch commands
+                                                                                    carry a command_id)
+
+Track v1 is ``CustomerIO``'s and ``AsyncCustomerIO``'s v1 calls; Track v2
+batch their ``batch()`` and ``send_entity()``; App API ``APIClient`` and
+``AsyncAPIClient``; Bloomreach ``BloomreachClient`` (the engine's
+destinations retry in the engine, by :func:`analytics.retry.retryable_status`).
 
 Everything else (400, 401, 403, 404, 413, 422...) raises at once.  Why 500
 differs: the Track APIs and Bloomreach answer 500 for a passing fault (the
