@@ -65,7 +65,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol, TypeVar, cast, runtime_checkable
 
 from .analytics.clients.http import JSONResponse
 from .analytics.clients.http import SyncHTTP as _SyncHTTP
@@ -75,6 +75,7 @@ from .analytics.clients.retryable import no_answer_error, status_error as _statu
 from .analytics.clients.retrying import AsyncRetrying, Retrying
 from .analytics.clients.retrying import default_policy as default_policy
 from .analytics.errors import ConfigurationError
+from .analytics.retry import RetryPolicy
 from .errors import CustomerIOException, RetryableError, customerio_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,7 +131,7 @@ class BackoffRetry(Retrying):
     ``clock`` can be replaced (tests).
     """
 
-    def __init__(self, policy: Any = None, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, policy: Optional[RetryPolicy] = None, *, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(policy, sleep=sleep, clock=clock, should_retry=_is_retryable_error)
 
@@ -140,7 +141,8 @@ class AsyncBackoffRetry(AsyncRetrying):
     with ``asyncio.sleep`` (so the event loop runs meanwhile, and cancelling the call
     cancels the wait)."""
 
-    def __init__(self, policy: Any = None, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    def __init__(self, policy: Optional[RetryPolicy] = None, *,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(policy, sleep=sleep, clock=clock, should_retry=_is_retryable_error)
 
