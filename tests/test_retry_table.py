@@ -4,12 +4,13 @@ with the built-in strategy or one given, over real HTTP against the loopback col
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable, Iterator, List
 
 import pytest
 
 from analytics.bloomreach import BloomreachClient, system_time
 from analytics.clients.retryable import APP_API, BLOOMREACH, RULES, TRACK_V1, TRACK_V2_BATCH, RetryRule
+from analytics.clients.retrying import AsyncRetrying, Retrying
 from analytics.collector.appapi import AppAPICollector
 from analytics.errors import ServiceError
 from analytics.retry import RetryPolicy
@@ -184,3 +185,77 @@ def test_the_table_has_one_row_per_api():
     assert [rule.api for rule in RULES.values() if rule.retries_status(500)] == ["Track v1", "Track v2 batch",
                                                                                   "Bloomreach"]
     assert not any(rule.retries_status(s) for rule in RULES.values() for s in (400, 401, 404, 413, 422))
+
+
+class FakeClock:
+    """A clock that moves only when the executor sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: List[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def script(errors: List[ServiceError]) -> Callable[[], Any]:
+    """An attempt that raises ``errors`` one after the other, then returns "ok"."""
+    pending = list(errors)
+
+    def attempt() -> Any:
+        if pending:
+            raise pending.pop(0)
+        return "ok"
+
+    return attempt
+
+
+SCRIPTS = {
+    "passes after two retryable failures": [ServiceError("busy", 503, retryable=True, retry_after=0.7),
+                                            ServiceError("reset", retryable=True)],
+    "stops at a failure that cannot pass": [ServiceError("busy", 503, retryable=True),
+                                            ServiceError("bad", 400, retryable=False)],
+    "gives up after the retries": [ServiceError("busy", 503, retryable=True)] * 4,
+    "gives up on a long Retry-After": [ServiceError("later", 429, retryable=True, retry_after=600)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_sync_and_async_executors_decide_alike(name: str):
+    """Given the same failures, Retrying and AsyncRetrying make the same attempts, wait the same
+    (Retry-After as the least wait) and end the same way (the same error class and message)."""
+    def policy() -> RetryPolicy:
+        return RetryPolicy(max_retries=2, max_time=30, base=0.1, cap=1.0, rng=lambda: 0.5)
+
+    sync_clock, async_clock = FakeClock(), FakeClock()
+    sync = Retrying(policy(), sleep=sync_clock.sleep, clock=sync_clock)
+    asyn = AsyncRetrying(policy(), sleep=async_clock.asleep, clock=async_clock)
+
+    def outcome_of(call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except ServiceError as error:
+            return (type(error), str(error), error.retryable)
+
+    async def async_attempt_for(errors: List[ServiceError]) -> Any:
+        attempt = script(errors)
+
+        async def once() -> Any:
+            return attempt()
+
+        return await asyn.execute(once)
+
+    sync_result = outcome_of(lambda: sync.execute(script(SCRIPTS[name])))
+    async_result = outcome_of(lambda: asyncio.run(async_attempt_for(SCRIPTS[name])))
+    assert sync_result == async_result and sync_clock.waits == async_clock.waits
+    if name.startswith("passes"):
+        assert sync_result == "ok" and sync_clock.waits[0] >= 0.7
+    elif name.startswith("gives up"):
+        assert "gave up" in sync_result[1]
