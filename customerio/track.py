@@ -31,9 +31,10 @@ What differs, on purpose:
 * **Retries** go through a retry strategy (:mod:`customerio.retry`; by
   default :class:`~customerio.retry.BackoffRetry`): no answer, 408, 429 and
   5xx are retried (upstream: 500/502/503/504 only), with jittered
-  exponential backoff that honours ``Retry-After`` — the ``Track v1`` and
-  ``Track v2 batch`` rows of :mod:`analytics.clients.retryable`, the same
-  with or without a ``retry_strategy`` and in :class:`~customerio.AsyncCustomerIO`.  ``retries`` is
+  exponential backoff that honours ``Retry-After`` (the ``Track v1`` and
+  ``Track v2 batch`` rows of :mod:`analytics.clients.retryable`: the same
+  with or without a ``retry_strategy``, and in
+  :class:`~customerio.AsyncCustomerIO`).  ``retries`` is
   the number of retries after the first attempt; ``backoff_factor`` the first
   wait in seconds (it doubles each time, capped at 10 s; the whole retrying
   stops after 60 s, and a Retry-After over 60 s gives up at once).  Pass
