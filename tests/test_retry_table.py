@@ -26,6 +26,8 @@ from customerio import (
     v2,
 )
 
+from .redis_server import free_port
+
 #: Statuses each row is checked on: the edges of every row, and some that no row retries.
 STATUSES = (400, 401, 404, 408, 409, 413, 422, 429, 500, 501, 502, 503, 504, 505, 599)
 
@@ -259,3 +261,23 @@ def test_sync_and_async_executors_decide_alike(name: str):
         assert sync_result == "ok" and sync_clock.waits[0] >= 0.7
     elif name.startswith("gives up"):
         assert "gave up" in sync_result[1]
+
+
+def test_a_refused_connection_is_retried_even_for_a_send_sync_and_async():
+    """Nothing was written when the connection is refused, so even the App API's send (no
+    idempotency key) is sent again, by the sync and the async client alike, until the retries end."""
+    url = f"http://127.0.0.1:{free_port()}"  # a loopback port nothing listens on
+    request = SendSMSRequest(transactional_message_id=3, identifiers={"id": "1"})
+    with APIClient("app-key", url=url, retry_policy=fast()) as app:
+        with pytest.raises(RetryableError) as sync_info:
+            app.send_sms(request)
+
+    async def main() -> RetryableError:
+        async with AsyncAPIClient("app-key", url=url, retry_policy=fast()) as aapp:
+            with pytest.raises(RetryableError) as info:
+                await aapp.send_sms(request)
+            return info.value
+
+    async_error = run(main)
+    for error in (sync_info.value, async_error):
+        assert error.status == 0 and error.retryable and error.attempts == 2 and "gave up" in str(error)
