@@ -160,7 +160,7 @@ def test_requests_is_imported_only_where_it_is_used():
     assert unused == []
 
 
-#: Small helpers that must have one definition in the library (the collector, a separate product
+#: Small shared definitions that must be written once in the library (the collector, a separate product
 #: inside the package, is left out): what each looks like where it is defined.
 ONE_DEFINITION = {
     "the Basic auth header": r'b64encode\(f"\{\w+\}:',
@@ -180,7 +180,7 @@ def _library_sources() -> Iterator[Tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("what", sorted(ONE_DEFINITION))
-def test_small_helpers_are_defined_once(what: str):
+def test_small_shared_definitions_are_written_once(what: str):
     """The Basic auth header, the User-Agent, the 32 KB / 500 KB limits, the loopback check and the
     loss-reason names are each written once in analytics/ and customerio/ (others import them)."""
     pattern = re.compile(ONE_DEFINITION[what])
