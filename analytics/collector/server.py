@@ -93,7 +93,6 @@ import io
 import ipaddress
 import logging
 import os
-import re
 import socket
 import socketserver
 import struct
@@ -244,8 +243,6 @@ class Collector:
         self.idle_timeout = float(idle_timeout)
         #: Seconds a whole request (head and body) may take to arrive, however it trickles in.
         self.request_timeout = float(request_timeout)
-        self._pid = os.getpid()  # a forked child must not stop the parent's server (see stop)
-        self._port = port
         self.write_keys: Optional[FrozenSet[str]] = frozenset(write_keys) if write_keys is not None else None
         self.keep_messages = keep_messages
         #: Where the records are kept (None: in memory, the default).
@@ -253,7 +250,7 @@ class Collector:
         store = None if db_path is None else SQLiteStore(str(db_path))
         if store is not None:
             # the connection closes with the collector (or at exit), whoever forgets to
-            weakref.finalize(self, _close_store, store, self._pid)
+            weakref.finalize(self, _close_store, store, os.getpid())
         #: Everything received, and the counters.
         self.records = Records(keep_messages, store)
         #: The faults queued for the next API requests, and chaos.
@@ -266,12 +263,7 @@ class Collector:
             *DataPipelinesRoutes(self).routes(), *TrackAPIRoutes(self).routes(), *BloomreachRoutes(self).routes(),
             *AppAPIRoutes(self).routes(), *ControlRoutes(self).routes(),
         ])
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
-        self._started = False
-        self._lifecycle = threading.RLock()  # start/stop/down/up
-        self._placeholder: Optional[socket.socket] = None  # holds the port while down
-        self._up_timer: Optional[threading.Timer] = None
+        self._listener = _Listener(self, port)
 
     def _new_api_stores(self) -> None:
         #: What the Customer.io Track API routes received.
@@ -290,27 +282,12 @@ class Collector:
         """
         self.routes.add(fixed(method, path, handle, api))
 
-    # -- lifecycle --------------------------------------------------------
+    # -- lifecycle (see _Listener) ----------------------------------------
 
     def start(self) -> "Collector":
         """Bind and serve on a daemon thread; returns self.  No-op if running."""
-        with self._lifecycle:
-            if self._started:
-                return self
-            self._serve()
-            self._started = True
+        self._listener.start()
         return self
-
-    def _serve(self) -> None:
-        server = _Server((self.host, self._port), self)
-        self._port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"collector-{self._port}", daemon=True,
-        )
-        self._thread.start()
-        logger.debug("collector listening on %s", self.url)
 
     def stop(self) -> None:
         """Stop serving and close the listening socket and open connections.  Idempotent.
@@ -320,43 +297,8 @@ class Collector:
         it returns at once: it only closes the child's copies of the sockets, and
         the parent's server goes on serving.
         """
-        if os.getpid() != self._pid:
-            self._abandon()
-            return
-        with self._lifecycle:
-            if not self._started:
-                return
-            self._started = False
-            self._cancel_up_timer()
-            self._release_port()
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5.0)
-        self.records.save_counters()
-        logger.debug("collector on port %d stopped", self._port)
-
-    def _abandon(self) -> None:
-        """Forget the server inherited through fork(), closing only this process's copies.
-
-        No lock is taken (another thread of the parent may have held it at the
-        fork) and no socket is shut down (that would end the parent's connections).
-        """
-        server, self._server, self._thread = self._server, None, None
-        placeholder, self._placeholder = self._placeholder, None
-        self._started, self._up_timer = False, None
-        socks = [] if server is None else [server.socket, *server.open_sockets()]
-        if placeholder is not None:
-            socks.append(placeholder)
-        for sock in socks:
-            sock.close()
-
-    # -- outages ----------------------------------------------------------
+        if self._listener.stop():
+            self.records.save_counters()
 
     def down(self) -> None:
         """Stop listening: from now on connections to :attr:`port` are refused.
@@ -367,44 +309,11 @@ class Collector:
         bound, non-listening socket, so no other program is given it meanwhile.
         No-op when already down or not started.
         """
-        self._down(keep=None)
-
-    def _down(self, keep: Optional[socket.socket]) -> None:
-        with self._lifecycle:
-            server, thread = self._server, self._thread
-            if not self._started or server is None:
-                return
-            self._server = self._thread = None
-            server.shutdown()  # serve_forever returns: nothing more is accepted
-            server.server_close()  # connections to the port are refused from here
-            self._placeholder = _hold_port(server.address_family, self.host, self._port)
-            server.close_connections(keep)
-            if thread is not None:
-                thread.join(timeout=5.0)
-            self.records.outage_began()
-        logger.debug("collector on port %d is down", self._port)
+        self._listener.down(keep=None)
 
     def up(self) -> None:
         """Listen again on the same port after :meth:`down`.  No-op when listening or stopped."""
-        with self._lifecycle:
-            self._cancel_up_timer()
-            if not self._started or self._server is not None:
-                return
-            placeholder, self._placeholder = self._placeholder, None
-            try:
-                try:
-                    self._serve()
-                except OSError:
-                    if placeholder is None:
-                        raise
-                    # Where a bound socket blocks even SO_REUSEADDR binds (BSD), free the port first.
-                    placeholder.close()
-                    placeholder = None
-                    self._serve()
-            finally:
-                if placeholder is not None:
-                    placeholder.close()
-            self.records.outage_ended()
+        self._listener.up()
 
     def outage(self, seconds: float) -> None:
         """Go :meth:`down` now and come back :meth:`up` on the same port ``seconds`` later.
@@ -415,34 +324,12 @@ class Collector:
         """
         if type(seconds) not in (int, float) or not seconds >= 0 or seconds == _INF:
             raise ValueError(f"seconds must be a finite number >= 0, not {seconds!r}")
-        self._outage(float(seconds), keep=None)
-
-    def _outage(self, seconds: float, keep: Optional[socket.socket]) -> None:
-        with self._lifecycle:
-            if not self._started:
-                raise RuntimeError("the collector is not running")
-            self._down(keep)
-            self._cancel_up_timer()
-            timer = threading.Timer(seconds, self.up)
-            timer.name = f"collector-{self._port}-up"
-            timer.daemon = True
-            self._up_timer = timer
-            timer.start()
-
-    def _cancel_up_timer(self) -> None:
-        timer, self._up_timer = self._up_timer, None
-        if timer is not None:
-            timer.cancel()
-
-    def _release_port(self) -> None:
-        placeholder, self._placeholder = self._placeholder, None
-        if placeholder is not None:
-            placeholder.close()
+        self._listener.outage(float(seconds), keep=None)
 
     @property
     def listening(self) -> bool:
         """True while connections are accepted: started, not stopped, not down."""
-        return self._server is not None
+        return self._listener.server is not None
 
     @property
     def outages(self) -> List[Tuple[float, Optional[float]]]:
@@ -458,12 +345,12 @@ class Collector:
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop` (also while down)."""
-        return self._started
+        return self._listener.started
 
     @property
     def port(self) -> int:
         """The bound port (the configured one before :meth:`start`)."""
-        return self._port
+        return self._listener.port
 
     @property
     def _url_host(self) -> str:
@@ -472,7 +359,7 @@ class Collector:
     @property
     def url(self) -> str:
         """``http://HOST:PORT``, to use as the SDK's host."""
-        return f"http://{self._url_host}:{self._port}"
+        return f"http://{self._url_host}:{self._listener.port}"
 
     def serves_host(self, host_header: str) -> bool:
         """Whether a request's ``Host`` header names this collector."""
@@ -538,7 +425,7 @@ class Collector:
         if plan.set_chaos:
             self.faults.set_chaos(plan.chaos)
         if plan.outage is not None:
-            self._outage(plan.outage, keep)
+            self._listener.outage(plan.outage, keep)
 
     # -- records ----------------------------------------------------------
 
@@ -645,7 +532,7 @@ class Collector:
         when the request is counted, before any ``delay``, until it is answered
         or dropped) and ``max_in_flight`` the most there were at once.
         """
-        return self.records.stats(self.faults.pending(), self._server is not None)
+        return self.records.stats(self.faults.pending(), self.listening)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> bool:
         """Block until at least ``count`` messages have been accepted; False on timeout."""
@@ -662,6 +549,140 @@ class Collector:
         self.faults.clear()
         self.delay = 0.0
         self._new_api_stores()
+
+
+class _Listener:
+    """A collector's listening socket, the thread serving it, and its outages (``lifecycle`` guards them)."""
+
+    def __init__(self, collector: Collector, port: int) -> None:
+        self.collector = collector
+        self.host = collector.host
+        self.port = port
+        self.pid = os.getpid()  # a forked child must not stop the parent's server (see stop)
+        self.server: Optional[_Server] = None
+        self.thread: Optional[threading.Thread] = None
+        self.started = False
+        self.lifecycle = threading.RLock()  # start/stop/down/up
+        self.placeholder: Optional[socket.socket] = None  # holds the port while down
+        self.up_timer: Optional[threading.Timer] = None
+
+    def start(self) -> None:
+        """Bind and serve on a daemon thread.  No-op if running."""
+        with self.lifecycle:
+            if self.started:
+                return
+            self.serve()
+            self.started = True
+
+    def serve(self) -> None:
+        server = _Server((self.host, self.port), self.collector)
+        self.port = server.server_address[1]
+        self.server = server
+        self.thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            name=f"collector-{self.port}", daemon=True,
+        )
+        self.thread.start()
+        logger.debug("collector listening on %s", self.collector.url)
+
+    def stop(self) -> bool:
+        """Stop serving (see :meth:`Collector.stop`); True when a running server was stopped here."""
+        if os.getpid() != self.pid:
+            self.abandon()
+            return False
+        with self.lifecycle:
+            if not self.started:
+                return False
+            self.started = False
+            self.cancel_up_timer()
+            self.release_port()
+            server, thread = self.server, self.thread
+            self.server = self.thread = None
+        if server is None:
+            return False
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(timeout=5.0)
+        logger.debug("collector on port %d stopped", self.port)
+        return True
+
+    def abandon(self) -> None:
+        """Forget the server inherited through fork(), closing only this process's copies.
+
+        No lock is taken (another thread of the parent may have held it at the
+        fork) and no socket is shut down (that would end the parent's connections).
+        """
+        server, self.server, self.thread = self.server, None, None
+        placeholder, self.placeholder = self.placeholder, None
+        self.started, self.up_timer = False, None
+        socks = [] if server is None else [server.socket, *server.open_sockets()]
+        if placeholder is not None:
+            socks.append(placeholder)
+        for sock in socks:
+            sock.close()
+
+    def down(self, keep: Optional[socket.socket]) -> None:
+        """Stop listening, holding the port, and close every connection but ``keep``."""
+        with self.lifecycle:
+            server, thread = self.server, self.thread
+            if not self.started or server is None:
+                return
+            self.server = self.thread = None
+            server.shutdown()  # serve_forever returns: nothing more is accepted
+            server.server_close()  # connections to the port are refused from here
+            self.placeholder = _hold_port(server.address_family, self.host, self.port)
+            server.close_connections(keep)
+            if thread is not None:
+                thread.join(timeout=5.0)
+            self.collector.records.outage_began()
+        logger.debug("collector on port %d is down", self.port)
+
+    def up(self) -> None:
+        """Listen again on the same port after :meth:`down`.  No-op when listening or stopped."""
+        with self.lifecycle:
+            self.cancel_up_timer()
+            if not self.started or self.server is not None:
+                return
+            placeholder, self.placeholder = self.placeholder, None
+            try:
+                try:
+                    self.serve()
+                except OSError:
+                    if placeholder is None:
+                        raise
+                    # Where a bound socket blocks even SO_REUSEADDR binds (BSD), free the port first.
+                    placeholder.close()
+                    placeholder = None
+                    self.serve()
+            finally:
+                if placeholder is not None:
+                    placeholder.close()
+            self.collector.records.outage_ended()
+
+    def outage(self, seconds: float, keep: Optional[socket.socket]) -> None:
+        """:meth:`down` now, :meth:`up` ``seconds`` later (on a timer thread)."""
+        with self.lifecycle:
+            if not self.started:
+                raise RuntimeError("the collector is not running")
+            self.down(keep)
+            self.cancel_up_timer()
+            timer = threading.Timer(seconds, self.up)
+            timer.name = f"collector-{self.port}-up"
+            timer.daemon = True
+            self.up_timer = timer
+            timer.start()
+
+    def cancel_up_timer(self) -> None:
+        timer, self.up_timer = self.up_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def release_port(self) -> None:
+        placeholder, self.placeholder = self.placeholder, None
+        if placeholder is not None:
+            placeholder.close()
 
 
 class _Server(ThreadingHTTPServer):
