@@ -7,13 +7,15 @@ Checked in this order (after any injected fault):
    ``{"code": "unauthorized"}``.  The key is never echoed or logged.
 2. ``Content-Encoding: gzip`` is un-gzipped (a bad stream: 400 ``bad_request``;
    any other encoding but ``identity``: 415 ``unsupported_encoding``).
-3. More than :data:`MAX_BODY_BYTES` after un-gzipping: 413 ``payload_too_large``.
+3. More than :data:`MAX_BODY_BYTES` (500,000) bytes after un-gzipping: 413 ``payload_too_large``.
 4. The body must be a JSON object with a ``batch`` list (otherwise 400
-   ``bad_request``); ``sentAt`` is optional, a string when present.  Every
-   message must be valid (:func:`message_problem`) and at most
-   :data:`MAX_MESSAGE_BYTES` as compact UTF-8 JSON (measured exactly, though a
-   message is only re-encoded when its length in the body says it might be
-   over).  One bad message refuses the whole request with 400
+   ``bad_request``).  ``sentAt`` is optional, as in the Data Pipelines API; when
+   present it must be a string (400 otherwise).  A batch without one is recorded
+   with ``Batch.sent_at`` None (its ``envelope`` has no ``sentAt``).  Every message must be valid (see
+   :func:`message_problem`) and at most :data:`MAX_MESSAGE_BYTES` (32,768) bytes as compact UTF-8 JSON
+   (``json.dumps(m, separators=(",", ":"), ensure_ascii=False)``; measured
+   exactly, though a message is only re-encoded when its length in the body
+   says it might be over).  One bad message refuses the whole request with 400
    ``invalid_message`` naming it, e.g. ``batch[3]: track needs an event``.
 5. Otherwise 200 ``{"success": true}`` and the batch is recorded.
 

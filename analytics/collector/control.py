@@ -1,13 +1,17 @@
 """The collector's own routes: control (``/_collector/...``) and the inspector page.
 
-No auth, so a collector in another process can be driven; a ``POST`` needs
-``Content-Type: application/json`` and no ``Origin`` header but the
-collector's own (403 ``forbidden`` otherwise: no web page can post to them)::
+No auth, so a collector in another process can be driven; a
+``POST`` needs ``Content-Type: application/json`` and no ``Origin`` header but
+the collector's own (403 ``forbidden`` otherwise: no web page can post to them)::
 
     GET  /_collector/stats              -> Collector.stats()
     GET  /_collector/messages?since=N   -> accepted messages from index N (409 unless keep_messages)
     POST /_collector/reset              -> Collector.reset()
-    POST /_collector/faults             -> Collector.apply_faults(body)
+    POST /_collector/faults             -> Collector.apply_faults(body), e.g.
+         {"fail_next": {"n": 2, "status": 503, "retry_after": 1}}
+         {"drop_next": {"n": 1}}  {"store_then_drop_next": {"n": 1}}  {"delay": 0.2}
+         {"chaos": {"fail_rate": 0.2, "drop_rate": 0.05, "seed": 1}}
+         {"outage": 5}   (seconds; answered first, then the port refuses connections)
 
 The inspector page (``GET /``) and what it reads are answered by
 :mod:`.inspector`.  None of these requests is counted or kept as an exchange.

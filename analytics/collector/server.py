@@ -9,24 +9,10 @@ Customer.io Track API (:mod:`analytics.collector.trackapi`, records at
 Customer.io App API (:mod:`analytics.collector.appapi`, ``collector.app_api``)
 and the inspector page (``GET /``).
 
-Contract of ``POST /v1/batch``, checked in this order:
-
-1. HTTP Basic auth, the write key as the user name (password ignored).  Missing
-   or malformed, or a key outside ``write_keys`` when that set is given: 401
-   ``{"code": "unauthorized"}``.  The key is never echoed or logged.
-2. ``Content-Encoding: gzip`` is un-gzipped (a bad stream: 400 ``bad_request``;
-   any other encoding but ``identity``: 415 ``unsupported_encoding``).
-3. More than 500,000 bytes after un-gzipping: 413 ``payload_too_large``.
-4. The body must be a JSON object with a ``batch`` list (otherwise 400
-   ``bad_request``).  ``sentAt`` is optional, as in the Data Pipelines API; when
-   present it must be a string (400 otherwise).  A batch without one is recorded
-   with ``Batch.sent_at`` None (its ``envelope`` has no ``sentAt``).  Every message must be valid (see
-   :func:`message_problem`) and at most 32,768 bytes as compact UTF-8 JSON
-   (``json.dumps(m, separators=(",", ":"), ensure_ascii=False)``; measured
-   exactly, though a message is only re-encoded when its length in the body
-   says it might be over).  One bad message refuses the whole request with 400
-   ``invalid_message`` naming it, e.g. ``batch[3]: track needs an event``.
-5. Otherwise 200 ``{"success": true}`` and the batch is recorded.
+``POST /v1/batch`` checks auth (the write key as the Basic user name), the
+encoding, the 500,000-byte body and 32,768-byte message limits and each
+message, refusing a whole batch for one bad message: the contract, in its
+order, is in :mod:`analytics.collector.cdp`.
 
 Every response is written with a single ``write`` and carries Content-Length;
 connections are kept alive (TCP_NODELAY).  Unknown paths get 404, other methods
@@ -61,18 +47,9 @@ target's authority) names this collector: ``localhost``, ``127.0.0.1``,
 wire (1 MiB; Bloomreach's routes: what 50 commands need) get 413 before they are
 read; a bad chunk size line 400; a gzip body of more than 100 members 400.
 
-Control routes, no auth, so a collector in another process can be driven; a
-``POST`` needs ``Content-Type: application/json`` and no ``Origin`` header but
-the collector's own (403 ``forbidden`` otherwise: no web page can post to them)::
-
-    GET  /_collector/stats              -> Collector.stats()
-    GET  /_collector/messages?since=N   -> accepted messages from index N (409 unless keep_messages)
-    POST /_collector/reset              -> Collector.reset()
-    POST /_collector/faults             -> Collector.apply_faults(body), e.g.
-         {"fail_next": {"n": 2, "status": 503, "retry_after": 1}}
-         {"drop_next": {"n": 1}}  {"store_then_drop_next": {"n": 1}}  {"delay": 0.2}
-         {"chaos": {"fail_rate": 0.2, "drop_rate": 0.05, "seed": 1}}
-         {"outage": 5}   (seconds; answered first, then the port refuses connections)
+Control routes under ``/_collector/`` (stats, messages, reset, faults; no
+auth, so a collector in another process can be driven, but a ``POST`` only
+from no other web page) are described in :mod:`analytics.collector.control`.
 
 ``python -m analytics.collector`` serves one from its own process.
 
