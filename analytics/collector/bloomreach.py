@@ -441,7 +441,7 @@ class _Work:
                                                req.route, position, -1, req.received_at))
 
 
-def credentials(call: Call) -> Tuple[Optional[str], Optional[str], str]:
+def _credentials(call: Call) -> Tuple[Optional[str], Optional[str], str]:
     """(kind, principal, secret) from the Authorization header or ``access_token``; kind None if absent."""
     scheme, value = call.request.authorization()
     if scheme:
@@ -509,7 +509,7 @@ class BloomreachRoutes:
     def _process(self, call: Call, work: _Work) -> Tuple[int, Dict[str, Any]]:
         """Auth, project, body; then the command(s).  Raises _Refused for a whole request refused."""
         req, store = work.req, work.store
-        kind, principal, secret = credentials(call)
+        kind, principal, secret = _credentials(call)
         req.auth, req.principal = kind, principal
         if kind is None:
             raise _Refused(401, _message("Missing or malformed authorization: use Basic or Token."))

@@ -209,7 +209,9 @@ class _Settings(Protocol):
     """What the route reads of its collector."""
 
     write_keys: Optional[FrozenSet[str]]
-    keep_messages: bool
+
+    @property
+    def keep_messages(self) -> bool: ...
 
 
 #: (status, code, reason, raw_size) of a refused batch.

@@ -221,7 +221,6 @@ class Collector:
         #: Seconds a whole request (head and body) may take to arrive, however it trickles in.
         self.request_timeout = float(request_timeout)
         self.write_keys: Optional[FrozenSet[str]] = frozenset(write_keys) if write_keys is not None else None
-        self.keep_messages = keep_messages
         #: Where the records are kept (None: in memory, the default).
         self.db_path = None if db_path is None else str(db_path)
         store = None if db_path is None else SQLiteStore(str(db_path))
@@ -241,6 +240,15 @@ class Collector:
             *AppAPIRoutes(self).routes(), *ControlRoutes(self).routes(),
         ])
         self._listener = _Listener(self, port)
+
+    @property
+    def keep_messages(self) -> bool:
+        """Messages, batches and requests as received are kept (else only counters and message ids)."""
+        return self.records.keep_messages
+
+    @keep_messages.setter
+    def keep_messages(self, keep: bool) -> None:
+        self.records.keep_messages = keep
 
     def _new_api_stores(self) -> None:
         #: What the Customer.io Track API routes received.
