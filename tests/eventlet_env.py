@@ -67,7 +67,9 @@ def eventlet_python() -> Tuple[Optional[str], str]:
                 return None, f"{' '.join(cmd[:4])} ... did not finish within 300 s"
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
-                tail = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()][-3:]
-                return None, f"could not install gunicorn {GUNICORN} and eventlet {EVENTLET}: " + " | ".join(tail)
+                lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+                errors = [line for line in lines if line.startswith("ERROR:")]  # pip's own reasons, if it gave any
+                why = " | ".join(dict.fromkeys(errors or lines[-3:]))
+                return None, f"could not install gunicorn {GUNICORN} and eventlet {EVENTLET}: {why}"
         stamp.touch()
     return str(python), ""
