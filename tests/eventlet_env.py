@@ -40,6 +40,15 @@ def _key() -> str:
     )
 
 
+def _works(python: Path) -> bool:
+    """Whether a built virtualenv still runs (its base interpreter may have gone since)."""
+    try:
+        check = [str(python), "-c", "import eventlet, gunicorn.workers.geventlet"]
+        return subprocess.run(check, capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def eventlet_python() -> Tuple[Optional[str], str]:
     """(the virtualenv's python, "") once it is built, or (None, why it could not be)."""
     if sys.version_info < MIN_PYTHON:
@@ -50,7 +59,7 @@ def eventlet_python() -> Tuple[Optional[str], str]:
     CACHE.mkdir(exist_ok=True)
     with open(CACHE / (PREFIX + "lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time (several pytest runs may start together)
-        if stamp.exists():
+        if stamp.exists() and _works(python):
             return str(python), ""
         for old in CACHE.glob(PREFIX + "*"):
             if old.is_dir():
@@ -62,9 +71,9 @@ def eventlet_python() -> Tuple[Optional[str], str]:
         ]  # fmt: skip
         for cmd in steps:
             try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
             except subprocess.TimeoutExpired:
-                return None, f"{' '.join(cmd[:4])} ... did not finish within 300 s"
+                return None, f"{' '.join(cmd[:4])} ... did not finish within 240 s"
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 lines = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
