@@ -82,4 +82,4 @@ bench: $(STAMP) $(BENCH_STAMP) $(BENCH_PLAIN_STAMP)
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info docs/_build
+	rm -rf $(VENV) .cache build dist *.egg-info docs/_build

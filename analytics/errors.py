@@ -11,7 +11,8 @@ Everything the library raises, or hands to ``on_error``, is an
     │   ├── UnserializableValueError (TypeError)   a value JSON cannot carry (``.path`` names it)
     │   ├── MessageTooLargeError (RuntimeError)    the encoded message is over 32 KB
     │   └── UnsupportedCallError                   the destination API cannot express this call
-    ├── ServiceError                         a request of a direct API client (Track API, Bloomreach) failed
+    ├── ServiceError                         a request of a direct API client (Track API, App API, Bloomreach)
+    │                                        failed (customerio.errors adds the Customer.io clients' subclasses)
     └── DeliveryError                        a message did not reach the server; given to ``on_error``
         ├── APIError                         the server answered with an error status
         ├── TransportError                   no answer: connection refused or reset, timeout
@@ -33,6 +34,8 @@ Nothing here ever includes the write key in its message.
 from __future__ import annotations
 
 from typing import Any, Optional
+
+from .retry import retryable_status
 
 __all__ = [
     "AnalyticsError",
@@ -58,6 +61,11 @@ __all__ = [
 #: ``shutdown``: still queued or retrying when the shutdown deadline passed, or
 #: sent to a client that was already shut down.
 REASONS = ("rejected", "retries_exhausted", "too_large", "queue_full", "shutdown")
+#: The keys of ``stats()["failed"]``: the reasons of a message sent and not delivered.
+FAILED_REASONS = REASONS[:3]
+#: The keys of ``stats()["dropped"]``: the reasons of a message never sent, including
+#: ``before_send`` (the hook returned None) and ``before_send_error`` (the hook raised).
+DROPPED_REASONS = REASONS[3:] + ("before_send", "before_send_error")
 
 
 class AnalyticsError(Exception):
@@ -176,7 +184,7 @@ class APIError(DeliveryError):
     @property
     def retryable(self) -> bool:
         """True for 408, 429 and 5xx: the same request may succeed later."""
-        return self.status in (408, 429) or self.status >= 500
+        return retryable_status(self.status)
 
 
 class TransportError(DeliveryError):
@@ -210,7 +218,11 @@ class ServiceError(AnalyticsError):
     ``status`` is the HTTP status (0 when no answer came: connection refused or
     reset, timeout), ``body`` the response text (cut to 2,000 characters),
     ``retry_after`` the seconds a 429/503 asked to wait (or ``None``) and
-    ``attempts`` how many requests were made.
+    ``attempts`` how many requests were made.  ``retryable`` says whether the
+    same request may succeed if sent again, as the API's row of the table in
+    :mod:`analytics.clients.retryable` decides (given by the client that made
+    the request; otherwise the general rule of :func:`analytics.retry.retryable_status`,
+    no answer counting as retryable).
     """
 
     def __init__(
@@ -220,14 +232,19 @@ class ServiceError(AnalyticsError):
         body: str = "",
         retry_after: Optional[float] = None,
         attempts: int = 0,
+        *,
+        retryable: Optional[bool] = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body[:2000]
         self.retry_after = retry_after
         self.attempts = attempts
+        self._retryable = retryable
 
     @property
     def retryable(self) -> bool:
-        """True when no answer came, or for 408, 429 and 5xx: the request may succeed later."""
-        return self.status == 0 or self.status in (408, 429) or self.status >= 500
+        """Whether sending the same request again may succeed (see the class doc)."""
+        if self._retryable is not None:
+            return self._retryable
+        return self.status == 0 or retryable_status(self.status)

@@ -34,7 +34,7 @@ from .destinations import Destination
 from .errors import ConfigurationError, DeliveryError
 from .retry import RetryPolicy
 from .transport import Transport, as_transport
-from .version import VERSION
+from .version import DEFAULT_USER_AGENT
 
 if TYPE_CHECKING:  # the engine imports this module
     from .engine.clock import Clock
@@ -43,8 +43,6 @@ __all__ = ["Option", "Config", "OPTIONS", "BY_NAME", "DEFAULTS", "DEFAULT_HOST",
 
 #: The US Data Pipelines endpoint; the EU one is ``https://cdp-eu.customer.io``.
 DEFAULT_HOST = "https://cdp.customer.io"
-#: The User-Agent header sent unless ``user_agent`` says otherwise.
-DEFAULT_USER_AGENT = f"cdp-relay/{VERSION} (python)"
 
 #: ``on_error(error, items)``: a :class:`~analytics.errors.DeliveryError` and the messages it concerns.
 OnError = Callable[[DeliveryError, List[Dict[str, Any]]], Any]

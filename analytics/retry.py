@@ -75,7 +75,14 @@ class RetryPolicy:
         self._rng = rng
 
     def waits(self) -> Iterator[float]:
-        """The backoff waits for one batch, jittered, before Retry-After is applied."""
+        """The backoff waits for one batch, jittered, before Retry-After is applied.
+
+        The steps are ``backoff.expo``'s; the jitter is "equal jitter" (half the
+        step fixed, half random) rather than ``backoff.full_jitter``, which can
+        draw a wait near zero and resend at once to a server that just said
+        503, or ``backoff.random_jitter``, which adds up to a second to every
+        wait whatever its size.
+        """
         gen = backoff.expo(base=2, factor=self.base, max_value=self.cap)
         next(gen)  # backoff's generators yield once before the first value
         for value in gen:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Dict, Optional, TypedDict
 
+from .errors import DROPPED_REASONS, FAILED_REASONS
+
 __all__ = ["Stats", "StatsSnapshot"]
 
 
@@ -45,8 +47,7 @@ class StatsSnapshot(_SharedQueueFigures):
     last_error: Optional[str]
 
 
-FAILED_REASONS = ("rejected", "retries_exhausted", "too_large")
-DROPPED_REASONS = ("queue_full", "shutdown", "before_send", "before_send_error")
+# the reason names are defined once, with the exceptions that carry them
 
 
 class Stats:

@@ -6,7 +6,7 @@ Run it from the project's own virtualenv, in its own process::
 
 It prints ``listening on http://127.0.0.1:PORT`` once, then serves until
 SIGINT/SIGTERM (or ``--max-seconds``).  On top of ``analytics.collector`` (not
-changed; everything here is a subclass) it:
+changed; a route of its own and a subclass) it:
 
 * accepts PostHog's capture endpoint, ``POST /batch/`` with
   ``{"api_key": ..., "batch": [{"uuid": ..., "event": ...}, ...]}`` (gzip or
@@ -28,100 +28,74 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
-import zlib
 from typing import Any, Dict, List, Optional
 
-from analytics.collector import server as _server
 from analytics.collector.__main__ import serve
+from analytics.collector.http import BodyError, json_bytes
+from analytics.collector.routing import Call
 from analytics.collector.server import Batch, Collector
 
 POSTHOG_PATH = "/batch/"
+#: Bodies un-gzip up to this size.
+_MAX_BODY = 64 * 1024 * 1024
 
 
-class _BenchHandler(_server._Handler):
-    """The collector's handler, with PostHog's ``/batch/`` route."""
-
-    def _route(self) -> None:
-        if self.command == "POST" and self.path.partition("?")[0] == POSTHOG_PATH:
-            body = self._read_body()
-            if body is None:
-                self.close_connection = True
-                return
-            self._post_posthog(body)
-            return
-        super()._route()
-
-    def _post_posthog(self, body: bytes) -> None:
-        collector = self.server.collector
-        received_at = time.time()
-        collector._begin()  # counts the request, in flight (faults are not applied to this route)
-        if collector.delay > 0:  # the round trip, as on the collector's own routes
-            time.sleep(collector.delay)
-        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
-        compressed: Optional[int] = None
-        raw = body
-        try:
-            if encoding in ("gzip", "x-gzip"):
-                compressed = len(body)
-                raw = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-            elif encoding != "identity":
-                raise ValueError(f"Content-Encoding {encoding!r} is not supported")
-            doc = json.loads(raw)
-            if type(doc) is not dict or type(doc.get("batch")) is not list:
-                raise ValueError("body needs a batch list")
-            key = doc.get("api_key")
-            if type(key) is not str or not key:
-                raise ValueError("body needs an api_key")
-            messages: List[Dict[str, Any]] = []
-            for i, event in enumerate(doc["batch"]):
-                uid = event.get("uuid") if type(event) is dict else None
-                if type(uid) is not str or not uid or not event.get("event"):
-                    raise ValueError(f"batch[{i}] needs a uuid and an event")
-                # Only what the counters read: the id under messageId, and a type.
-                messages.append({"messageId": uid, "type": "track"})
-        except (ValueError, zlib.error, UnicodeDecodeError) as exc:
-            collector._refuse(400, "bad_request", str(exc), len(raw), received_at)
-            self._send(400, json.dumps({"type": "validation_error", "detail": str(exc)}).encode())
-            return
-        sent_at = doc.get("sent_at") if type(doc.get("sent_at")) is str else ""
-        collector._accept(Batch(messages, sent_at, key, len(raw), compressed, {}, received_at),
-                          stored_then_dropped=False)
-        self._send(200, b'{"status":"Ok"}')
+def _post_posthog(call: Call, match: "re.Match[str]") -> None:
+    """PostHog's capture endpoint: each event counted under its ``uuid`` (faults not applied here)."""
+    record, _, _ = call.begin(faults=False)  # counts the request, in flight, after the collector's delay
+    try:
+        raw, size, compressed = call.decoded_body(_MAX_BODY)
+        doc = json.loads(raw)
+        if type(doc) is not dict or type(doc.get("batch")) is not list:
+            raise ValueError("body needs a batch list")
+        key = doc.get("api_key")
+        if type(key) is not str or not key:
+            raise ValueError("body needs an api_key")
+        messages: List[Dict[str, Any]] = []
+        for i, event in enumerate(doc["batch"]):
+            uid = event.get("uuid") if type(event) is dict else None
+            if type(uid) is not str or not uid or not event.get("event"):
+                raise ValueError(f"batch[{i}] needs a uuid and an event")
+            # Only what the counters read: the id under messageId, and a type.
+            messages.append({"messageId": uid, "type": "track"})
+    except (ValueError, BodyError, UnicodeDecodeError) as exc:
+        call.refuse(400, "bad_request", str(exc), len(call.request.body), record.received_at)
+        call.send(400, json_bytes({"type": "validation_error", "detail": str(exc)}))
+        return
+    sent_at = doc.get("sent_at") if type(doc.get("sent_at")) is str else ""
+    call.records.accept(Batch(messages, sent_at, key, size, compressed, {}, record.received_at))
+    call.send(200, b'{"status":"Ok"}')
 
 
 class BenchCollector(Collector):
     """A :class:`Collector` with the PostHog route and arrival times in ``stats()``."""
 
-    def start(self) -> "BenchCollector":
-        super().start()
-        # socketserver builds each connection's handler from this attribute.
-        self._server.RequestHandlerClass = _BenchHandler
-        return self
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_route("POST", POSTHOG_PATH, _post_posthog)
+        self.records.on_accept(self._arrived)
+        self._first_at = self._last_at = self._last_new_at = 0.0
 
-    def _clear(self) -> None:
-        super()._clear()
-        self._first_at = 0.0
-        self._last_at = 0.0
-        self._last_new_at = 0.0
-
-    def _accept(self, batch: Batch, stored_then_dropped: bool) -> int:
-        with self._lock:
-            before = len(self._ids)
-        batch_id = super()._accept(batch, stored_then_dropped)
+    def _arrived(self, batch: Batch, new_ids: int) -> None:
         now = time.time()
-        with self._lock:
+        with self.records.lock:
             if not self._first_at:
                 self._first_at = now
             self._last_at = now
-            if len(self._ids) > before:
+            if new_ids:
                 self._last_new_at = max(self._last_new_at, now)
-        return batch_id
+
+    def reset(self) -> None:
+        super().reset()
+        with self.records.lock:
+            self._first_at = self._last_at = self._last_new_at = 0.0
 
     def stats(self) -> Dict[str, Any]:
         out = super().stats()
-        with self._lock:
+        with self.records.lock:
             out.update(first_message_at=self._first_at, last_message_at=self._last_at,
                        last_new_unique_at=self._last_new_at)
         out["now"] = time.time()

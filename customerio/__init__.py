@@ -30,9 +30,10 @@ asyncio and the App API, in the style of async-customerio::
 :mod:`customerio.aio` (:class:`AsyncCustomerIO`: the Track API client,
 awaited; needs the ``async`` extra), :mod:`customerio.app` (:class:`APIClient`:
 customers, segments, transactional sends; request objects),
-:mod:`customerio.app_aio` (:class:`AsyncAPIClient`) and
+:mod:`customerio.app_aio` (:class:`AsyncAPIClient`),
 :mod:`customerio.retry` (the retry-strategy protocol, :class:`BackoffRetry`,
-:class:`RetryableError`).
+:class:`RetryableError`) and :mod:`customerio.errors` (the exceptions).  What
+each API retries is one table, :mod:`analytics.clients.retryable`.
 """
 
 import importlib

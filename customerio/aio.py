@@ -29,35 +29,30 @@ sent from; used from another loop it opens a new pool.
 
 Retries go through a strategy (:mod:`customerio.retry`): by default
 :class:`~customerio.retry.AsyncBackoffRetry` built from ``retries`` and
-``backoff_factor`` (or ``retry_policy``), which retries no answer, 408, 429,
-502, 503 and 504 with jittered backoff and honours ``Retry-After``, within
-60 s.  Any other status raises :class:`~customerio.CustomerIOException` at
-once with ``status`` and ``body``.  Pass ``retry_strategy=`` for your own
-(any object with ``async def execute(func, *args, **kwargs)``).
+``backoff_factor`` (or ``retry_policy``), which retries what
+:class:`~customerio.CustomerIO` retries (the ``Track v1`` and ``Track v2
+batch`` rows of :mod:`analytics.clients.retryable`: no answer, 408, 429 and
+5xx) with jittered backoff and honours ``Retry-After``, within 60 s.  Any
+other status raises :class:`~customerio.CustomerIOException` at once with
+``status`` and ``body``.  Pass ``retry_strategy=`` for your own (any object
+with ``async def execute(func, *args, **kwargs)``).
 
-This module also holds :class:`AsyncHTTP`, the one-pool-per-client httpx
-wrapper the async App API client (:mod:`customerio.app_aio`) uses too.
+:class:`AsyncHTTP` (the one-pool-per-client httpx wrapper, in
+:mod:`analytics.clients.http`) and :func:`h2_available` are re-exported here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Dict, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Mapping, Optional, Sequence
 
-from .analytics.apiclient import DEFAULT_USER_AGENT, JSONResponse
-from .analytics.errors import ConfigurationError
-
-from .retry import AsyncBackoffRetry, check_async_strategy, status_error, transport_error
-from .track import (
-    MAX_BATCH_BYTES,
-    BatchResult,
-    CustomerIOException,
-    Region,
-    Regions,
-    TrackClientBase,
-)
+from .analytics.clients.http import AsyncHTTP, JSONResponse, h2_available
+from .analytics.clients.retryable import TRACK_V1, TRACK_V2_BATCH, RetryRule
+from .analytics.clients.retrying import arun
+from .analytics.version import DEFAULT_USER_AGENT
+from .errors import CustomerIOException, customerio_error
+from .retry import AsyncBackoffRetry, check_async_strategy
+from .track import MAX_BATCH_BYTES, BatchResult, Region, Regions, TrackClientBase
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -67,102 +62,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["AsyncCustomerIO", "AsyncHTTP", "h2_available"]
 
 log = logging.getLogger("customerio")
-
-
-def h2_available() -> bool:
-    """True when the ``h2`` package is installed, so httpx can speak HTTP/2."""
-    return importlib.util.find_spec("h2") is not None
-
-
-def _httpx() -> Any:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - exercised only without the extra
-        raise ConfigurationError(
-            "the asyncio clients need httpx: pip install 'cdp-relay[async]' (httpx, and h2 for HTTP/2)"
-        ) from None
-    return httpx
-
-
-class AsyncHTTP:
-    """One ``httpx.AsyncClient`` (one connection pool) for one API client, and one attempt per call.
-
-    ``headers`` are sent on every request (plus the per-call ones);
-    ``timeout`` is in seconds; ``http2``: ``None`` uses HTTP/2 when ``h2`` is
-    installed, ``True`` requires it, ``False`` never.  ``pooled=False`` opens
-    and closes a client for every request (``use_connection_pooling=False``).
-    The pool is made on the first request, inside the running loop.
-    """
-
-    def __init__(self, headers: Mapping[str, str], *, timeout: float = 10.0, http2: Optional[bool] = None,
-                 pooled: bool = True, limits: Any = None) -> None:
-        hx = _httpx()
-        if http2 and not h2_available():
-            raise ConfigurationError("http2=True needs the h2 package: pip install 'cdp-relay[async]'")
-        self.http2 = h2_available() if http2 is None else bool(http2)
-        self.headers: Dict[str, str] = dict(headers)
-        self.timeout = timeout
-        self.pooled = pooled
-        # async-customerio's pool numbers: 100 connections, 20 kept alive for 5 s
-        self.limits = limits if limits is not None else hx.Limits(
-            max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
-        self._client: Optional["httpx.AsyncClient"] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-
-    def _new(self) -> "httpx.AsyncClient":
-        hx = _httpx()
-        client: "httpx.AsyncClient" = hx.AsyncClient(http2=self.http2, timeout=self.timeout, limits=self.limits,
-                                                     headers=self.headers)
-        return client
-
-    @property
-    def client(self) -> Optional["httpx.AsyncClient"]:
-        """The pooled ``httpx.AsyncClient``, or None before the first request / after ``aclose()``."""
-        return self._client
-
-    def _pool(self) -> "httpx.AsyncClient":
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop or self._client.is_closed:
-            if self._client is not None and self._loop is not loop:
-                log.debug("AsyncHTTP used from a new event loop: opening a new connection pool")
-            self._client, self._loop = self._new(), loop
-        return self._client
-
-    async def attempt(self, method: str, url: str, *, body: Optional[bytes] = None,
-                      params: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None,
-                      idempotent: bool = True) -> JSONResponse:
-        """One request: the :class:`~analytics.apiclient.JSONResponse` of a 2xx answer; otherwise
-        raises :class:`~customerio.retry.RetryableError` (no answer, 408/429/502/503/504) or
-        :class:`~customerio.CustomerIOException` (see :mod:`customerio.retry`)."""
-        hx = _httpx()
-        client = self._pool() if self.pooled else self._new()
-        try:
-            try:
-                resp = await client.request(method, url, content=body, params=params, headers=headers)
-            except (hx.ConnectError, hx.ConnectTimeout, hx.PoolTimeout) as exc:
-                raise transport_error(method, url, exc, connected=False, idempotent=idempotent) from None
-            except hx.TransportError as exc:
-                raise transport_error(method, url, exc, connected=True, idempotent=idempotent) from None
-        finally:
-            if not self.pooled:
-                await client.aclose()
-        content = resp.content or b""
-        if 200 <= resp.status_code < 300:
-            return JSONResponse(resp.status_code, resp.headers, content, 1)
-        raise status_error(resp.status_code, method, url, content.decode("utf-8", "replace"),
-                           resp.headers.get("Retry-After"))
-
-    async def aclose(self) -> None:
-        """Close the pool (the next request opens a new one)."""
-        client, loop = self._client, self._loop
-        self._client = self._loop = None
-        if client is None:
-            return
-        if loop is not asyncio.get_running_loop():
-            # its connections belong to another (maybe closed) loop: they cannot be closed from here
-            log.debug("AsyncHTTP.aclose: the pool was opened in another event loop; leaving it")
-            return
-        await client.aclose()
 
 
 class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
@@ -214,22 +113,15 @@ class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
         """The pooled ``httpx.AsyncClient`` (None until the first request)."""
         return self._http.client
 
-    async def _send_bytes(self, method: str, url: str, body: Optional[bytes]) -> JSONResponse:
+    async def _send_bytes(self, method: str, url: str, body: Optional[bytes],
+                          rule: RetryRule = TRACK_V1) -> JSONResponse:
         headers = {"Authorization": self._auth_header()}
-        calls = 0
 
         async def attempt() -> JSONResponse:
-            nonlocal calls
-            calls += 1
-            return await self._http.attempt(method, url, body=body, headers=headers)
+            return await self._http.attempt(method, url, body=body, headers=headers, rule=rule,
+                                            error=customerio_error)
 
-        try:
-            response: JSONResponse = await self._strategy.execute(attempt)
-        except CustomerIOException as exc:
-            exc.attempts = max(exc.attempts, calls)
-            raise
-        response.attempts = calls
-        return response
+        return await arun(self._strategy, attempt)
 
     async def batch(self, operations: Optional[Sequence[Mapping[str, Any]]], *,
                     max_body_bytes: int = MAX_BATCH_BYTES) -> BatchResult:
@@ -241,7 +133,7 @@ class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
         url = self.batch_url
         for number, body in enumerate(bodies):
             try:
-                response = await self._send_bytes("POST", url, body)
+                response = await self._send_bytes("POST", url, body, TRACK_V2_BATCH)
             except CustomerIOException as exc:
                 self._batch_failed(result, number, exc)
                 raise

@@ -30,7 +30,8 @@ for the local collector, see :mod:`analytics.collector.appapi`).
 Every call returns the parsed JSON body (``{}`` for an empty one, as the 204
 of a segment delete).  Errors are those of :mod:`customerio.retry`: the
 default strategy retries no answer, 408, 429, 502, 503 and 504 (honouring
-``Retry-After``); anything else raises
+``Retry-After``; the ``App API`` row of :mod:`analytics.clients.retryable`,
+the same for every strategy and in the async client); anything else raises
 :class:`~customerio.CustomerIOException` at once with ``status`` and
 ``body``, the message carrying the API's reason (``errors[].detail``, or
 ``meta.error`` on the send endpoints).  The send calls are not idempotent:
@@ -109,18 +110,23 @@ from typing import (
 )
 from urllib.parse import quote
 
+import requests
+
+from . import v2 as _v2
 from .analytics import _checks
 from .analytics._checks import quote as quote_value
-from .analytics.apiclient import DEFAULT_USER_AGENT
+from .analytics.clients.auth import bearer_auth
+from .analytics.clients.http import JSONResponse, SyncHTTP
+from .analytics.clients.retryable import APP_API
+from .analytics.clients.retrying import default_policy, run
+from .analytics.encoding import dumps
 from .analytics.errors import ConfigurationError, UnserializableValueError
-
-from .retry import BackoffRetry, check_sync_strategy, default_policy, requests_attempt
-from .track import CustomerIOException, CustomerIOValidationError, Region, Regions
+from .analytics.version import DEFAULT_USER_AGENT
+from .errors import CustomerIOException, CustomerIOValidationError, customerio_error
+from .retry import BackoffRetry, check_sync_strategy
+from .track import Region, Regions
 
 if TYPE_CHECKING:  # pragma: no cover
-    import requests
-
-    from .analytics.apiclient import JSONClient, JSONResponse
     from .analytics.retry import RetryPolicy
 
 __all__ = [
@@ -211,9 +217,7 @@ def _unix(value: Any, what: str, method: str) -> Optional[int]:
     if value is None:
         return None
     if isinstance(value, _dt.datetime):
-        from .v2 import to_unix
-
-        return to_unix(value)
+        return _v2.to_unix(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise CustomerIOValidationError(f"{what} must be Unix seconds (an integer) or a datetime in {method}, "
                                         f"got {value!r}", field=what)
@@ -509,9 +513,7 @@ def check_send(kind: str, payload: Any, where: Optional[str] = None) -> Dict[str
     if not isinstance(payload, Mapping):
         raise CustomerIOValidationError(f"{where}: the request must be a Send...Request or a dict, "
                                         f"got {type(payload).__name__}")
-    from .v2 import sanitize
-
-    data: Dict[str, Any] = sanitize({k: v for k, v in payload.items() if v is not None})
+    data: Dict[str, Any] = _v2.sanitize({k: v for k, v in payload.items() if v is not None})
     _person_identifiers(data.get("identifiers"), where)
     tmid = data.get("transactional_message_id")
     if tmid is not None and (isinstance(tmid, bool) or not isinstance(tmid, (str, int)) or _blank(tmid)):
@@ -823,7 +825,7 @@ class AppClientBase(Generic[R]):
         """Set up what the subclass sends with."""
 
     def _headers(self) -> Dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json",
+        return {"Authorization": bearer_auth(self.key), "Content-Type": "application/json",
                 "Accept": "application/json", "User-Agent": self.user_agent}
 
     def _url(self, call: Call) -> str:
@@ -832,8 +834,6 @@ class AppClientBase(Generic[R]):
     def _encode(self, call: Call) -> Optional[bytes]:
         if call.body is None:
             return None
-        from .analytics.encoding import dumps
-
         try:
             return dumps(call.body)
         except UnserializableValueError as exc:
@@ -841,7 +841,7 @@ class AppClientBase(Generic[R]):
                                             field=exc.path or None) from exc
 
     @staticmethod
-    def _parse(response: "JSONResponse", method: str, url: str) -> Dict[str, Any]:
+    def _parse(response: JSONResponse, method: str, url: str) -> Dict[str, Any]:
         if not response.body.strip():
             return {}
         doc = response.json(default=ValueError)
@@ -890,7 +890,7 @@ class APIClient(AppClientBase[Dict[str, Any]]):
     def _init_transport(self) -> None:
         self._strategy = (BackoffRetry(self.retry_policy) if self.retry_strategy is None
                           else check_sync_strategy(self.retry_strategy))
-        self._client: Optional["JSONClient"] = None
+        self._http = SyncHTTP(self._headers(), timeout=self.timeout, pooled=self.use_connection_pooling)
         self._customers = SyncCustomers(self)
         self._segments = SyncSegments(self)
 
@@ -904,51 +904,25 @@ class APIClient(AppClientBase[Dict[str, Any]]):
         """Segment endpoints and :meth:`~SyncSegments.iter_membership`."""
         return self._segments
 
-    def _new_client(self) -> "JSONClient":
-        from .analytics.apiclient import JSONClient
-
-        return JSONClient(self.url, self._headers(), timeout=self.timeout, user_agent=self.user_agent,
-                          error_class=CustomerIOException)
-
     @property
-    def http(self) -> "requests.Session":
+    def http(self) -> requests.Session:
         """The pooled ``requests.Session`` (created on first use)."""
-        return self._pooled().session
-
-    def _pooled(self) -> "JSONClient":
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
+        return self._http.session
 
     def _call(self, call: Call) -> Dict[str, Any]:
         url = self._url(call)
         body = self._encode(call)
-        client = self._pooled() if self.use_connection_pooling else self._new_client()
-        calls = 0
 
-        def attempt() -> "JSONResponse":
-            nonlocal calls
-            calls += 1
-            return requests_attempt(client.session, call.method, url, body=body, params=call.params or None,
-                                    headers=client.headers, timeout=self.timeout, idempotent=call.idempotent)
+        def attempt() -> JSONResponse:
+            return self._http.attempt(call.method, url, body=body, params=call.params or None, rule=APP_API,
+                                      error=customerio_error, idempotent=call.idempotent)
 
         log.debug("App API %s %s", call.method, url)
-        try:
-            response: "JSONResponse" = self._strategy.execute(attempt)
-        except CustomerIOException as exc:
-            exc.attempts = max(exc.attempts, calls)
-            raise
-        finally:
-            if not self.use_connection_pooling:
-                client.close()
-        response.attempts = calls
-        return self._parse(response, call.method, url)
+        return self._parse(run(self._strategy, attempt), call.method, url)
 
     def close(self) -> None:
         """Close the pooled connections (the client can still be used: it reconnects)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._http.close()
 
     def __enter__(self) -> "APIClient":
         return self

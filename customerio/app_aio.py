@@ -16,7 +16,7 @@ The same endpoints, arguments, checks and results as the sync
 their sources), awaited: the namespaces are shared, only the sending differs.
 The ``iter_*`` methods are async generators (``async for``).  Sending uses
 httpx, one pool per client (HTTP/2 when ``h2`` is installed), through
-:class:`customerio.aio.AsyncHTTP`; the default retry strategy is
+:class:`analytics.clients.http.AsyncHTTP`; the default retry strategy is
 :class:`~customerio.retry.AsyncBackoffRetry`.
 """
 
@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Mapping, Optional, Set, Union
 
-from .aio import AsyncHTTP
+from .analytics.clients.http import AsyncHTTP, JSONResponse
+from .analytics.clients.retryable import APP_API
+from .analytics.clients.retrying import arun
 from .app import (
     MAX_MEMBERSHIP_LIMIT,
     MAX_SEARCH_LIMIT,
@@ -39,13 +41,13 @@ from .app import (
     next_cursor,
     page_items,
 )
+from .errors import customerio_error
 from .retry import AsyncBackoffRetry, check_async_strategy
-from .track import CustomerIOException, Region, Regions
+from .track import Region, Regions
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from .analytics.apiclient import JSONResponse
     from .analytics.retry import RetryPolicy
 
 __all__ = ["AsyncAPIClient", "AsyncCustomers", "AsyncSegments"]
@@ -174,22 +176,13 @@ class AsyncAPIClient(AppClientBase[Awaitable[_Doc]]):
     async def _call(self, call: Call) -> _Doc:
         url = self._url(call)
         body = self._encode(call)
-        calls = 0
 
-        async def attempt() -> "JSONResponse":
-            nonlocal calls
-            calls += 1
+        async def attempt() -> JSONResponse:
             return await self._http.attempt(call.method, url, body=body, params=call.params or None,
-                                            idempotent=call.idempotent)
+                                            rule=APP_API, error=customerio_error, idempotent=call.idempotent)
 
         log.debug("App API %s %s", call.method, url)
-        try:
-            response: "JSONResponse" = await self._strategy.execute(attempt)
-        except CustomerIOException as exc:
-            exc.attempts = max(exc.attempts, calls)
-            raise
-        response.attempts = calls
-        return self._parse(response, call.method, url)
+        return self._parse(await arun(self._strategy, attempt), call.method, url)
 
     async def aclose(self) -> None:
         """Close the connection pool (the client can still be used: it reconnects)."""

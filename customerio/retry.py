@@ -1,9 +1,9 @@
-"""Retry strategies for the direct Customer.io clients, and the one attempt they wrap.
+"""Retry strategies for the direct Customer.io clients.
 
-Every request of :class:`~customerio.AsyncCustomerIO`,
-:class:`~customerio.APIClient` and :class:`~customerio.AsyncAPIClient` (and
-of :class:`~customerio.CustomerIO` when it is given a ``retry_strategy``) is
-*one attempt*, handed to a strategy::
+Every request of :class:`~customerio.CustomerIO`,
+:class:`~customerio.AsyncCustomerIO`, :class:`~customerio.APIClient` and
+:class:`~customerio.AsyncAPIClient` is *one attempt*
+(:mod:`analytics.clients.http`), handed to a strategy::
 
     strategy.execute(attempt, *args, **kwargs)          # sync clients
     await strategy.execute(attempt, *args, **kwargs)    # async clients
@@ -11,20 +11,22 @@ of :class:`~customerio.CustomerIO` when it is given a ``retry_strategy``) is
 An attempt either returns, or raises:
 
 * :class:`RetryableError` for a failure that may pass if the same request is
-  sent again: no answer (connection refused or reset, timeout, DNS, TLS) and
-  the statuses in :data:`RETRYABLE_STATUSES` (408, 429, 502, 503, 504).  It
-  carries ``status`` (0 when no answer came), ``body`` and ``retry_after``
-  (the seconds a ``Retry-After`` header asked for, or ``None``).
+  sent again, as the API's row of :mod:`analytics.clients.retryable` says:
+  no answer (connection refused or reset, timeout, DNS, TLS), 408, 429, 502,
+  503, 504 — and on the Track API (v1 calls and ``batch()``) every 5xx, 500
+  included.  It carries ``status`` (0 when no answer came), ``body`` and
+  ``retry_after`` (the seconds a ``Retry-After`` header asked for, or ``None``).
 * :class:`~customerio.CustomerIOException` for anything else (400, 401, 404,
-  500...), with ``status`` and ``body``: sending it again cannot help, so a
-  strategy must let it through at once.
+  and 500 on the App API...), with ``status`` and ``body``: sending it again
+  cannot help, so a strategy must let it through at once.
 
 A strategy is any object with an ``execute(func, *args, **kwargs)`` method
 (:class:`RetryStrategy`) or, for the async clients, an ``async def execute``
 (:class:`AsyncRetryStrategy`), as in async-customerio.  It should retry
 :class:`RetryableError` only and re-raise everything else.  The built-in
-ones, :class:`BackoffRetry` and :class:`AsyncBackoffRetry`, are the default,
-so nobody has to write one: jittered exponential backoff
+ones, :class:`BackoffRetry` and :class:`AsyncBackoffRetry` (the executor of
+:mod:`analytics.clients.retrying`), are the default, so nobody has to write
+one, and the same whether a client was given one or not: jittered exponential backoff
 (:class:`analytics.retry.RetryPolicy`), a ``Retry-After`` honoured as the
 least wait, and a bound on both the number of retries and the total time.
 When they give up they raise the last :class:`RetryableError` again, its
@@ -62,31 +64,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
-import logging
 import time
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Awaitable,
-    Callable,
-    Iterator,
-    Mapping,
-    Optional,
-    Protocol,
-    TypeVar,
-    runtime_checkable,
-)
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol, TypeVar, cast, runtime_checkable
 
+from .analytics.clients.http import JSONResponse
+from .analytics.clients.http import SyncHTTP as _SyncHTTP
+from .analytics.clients.retryable import APP_API, RetryRule
+from .analytics.clients.retryable import error_detail as error_detail
+from .analytics.clients.retryable import no_answer_error, status_error as _status_error
+from .analytics.clients.retrying import AsyncRetrying, Retrying
+from .analytics.clients.retrying import default_policy as default_policy
 from .analytics.errors import ConfigurationError
-from .analytics.retry import RetryPolicy, parse_retry_after
-
-from .track import CustomerIOException
+from .analytics.retry import RetryPolicy
+from .errors import CustomerIOException, RetryableError, customerio_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import requests
-
-    from .analytics.apiclient import JSONResponse
 
 __all__ = [
     "RetryStrategy",
@@ -98,25 +91,15 @@ __all__ = [
     "default_policy",
 ]
 
-log = logging.getLogger("customerio")
-
 T = TypeVar("T")
 
-#: HTTP statuses that may succeed if the same request is sent again.  500 is not
-#: one of them (as in async-customerio): it usually means this request breaks
-#: something, and the API documents it for Liquid errors in templates.
-RETRYABLE_STATUSES = frozenset({408, 429, 502, 503, 504})
+#: The statuses the App API retries (408, 429, 502, 503, 504); the Track API retries every 5xx
+#: too.  The table of every API is :mod:`analytics.clients.retryable`.
+RETRYABLE_STATUSES = APP_API.statuses
 
 
-class RetryableError(CustomerIOException):
-    """One attempt failed in a way that may pass: no answer, or 408/429/502/503/504.
-
-    A :class:`~customerio.CustomerIOException` (and so an
-    :class:`analytics.errors.ServiceError`): ``status`` is 0 when no answer
-    came, ``body`` is the response text, ``retry_after`` the seconds a
-    ``Retry-After`` header asked for (or ``None``), ``attempts`` how many
-    attempts were made when a strategy gave up.
-    """
+def _is_retryable_error(error: BaseException) -> bool:
+    return isinstance(error, RetryableError)
 
 
 @runtime_checkable
@@ -139,50 +122,7 @@ class AsyncRetryStrategy(Protocol):
         ...  # pragma: no cover
 
 
-def default_policy(retries: int = 3, backoff_factor: float = 0.02) -> RetryPolicy:
-    """The policy behind the default strategies: ``retries`` retries after the first
-    attempt, a first wait of ``backoff_factor`` seconds doubling up to 10 s, at most
-    60 s in all, and a ``Retry-After`` over 60 s gives up at once (the same numbers as
-    :class:`~customerio.CustomerIO`'s own retries)."""
-    return RetryPolicy(max_retries=retries, max_time=60.0, base=backoff_factor,
-                       cap=max(10.0, backoff_factor), max_retry_after=60.0)
-
-
-class _Backoff:
-    """What both built-in strategies share: when to wait, how long, when to give up."""
-
-    def __init__(
-        self,
-        policy: Optional[RetryPolicy] = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if policy is not None and not isinstance(policy, RetryPolicy):
-            raise ConfigurationError(f"policy must be an analytics.retry.RetryPolicy, got {policy!r}")
-        self.policy = policy if policy is not None else default_policy()
-        self._clock = clock
-
-    def _wait_before_retry(self, error: RetryableError, attempt: int, waits: Iterator[float],
-                           started: float) -> float:
-        """Seconds to wait before attempt ``attempt + 1``; raises when it is time to give up."""
-        wait, why = self.policy.wait_or_give_up(waits, attempt, error.retry_after, self._clock() - started)
-        if wait is None:
-            raise self._gave_up(error, why, attempt)
-        log.debug("attempt %d failed (%s); retrying in %.3f s", attempt, error, wait)
-        return wait
-
-    @staticmethod
-    def _gave_up(error: RetryableError, why: str, attempts: int) -> RetryableError:
-        final = RetryableError(f"{error} (gave up {why})", status=error.status, body=error.body,
-                               retry_after=error.retry_after, attempts=attempts)
-        final.__cause__ = error.__cause__ or error
-        return final
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.policy!r})"
-
-
-class BackoffRetry(_Backoff):
+class BackoffRetry(Retrying):
     """The default strategy of the sync clients: retry :class:`RetryableError` with
     jittered exponential backoff, honouring ``Retry-After``, within the
     :class:`~analytics.retry.RetryPolicy`'s retries and time (see :func:`default_policy`).
@@ -191,57 +131,20 @@ class BackoffRetry(_Backoff):
     ``clock`` can be replaced (tests).
     """
 
-    def __init__(
-        self,
-        policy: Optional[RetryPolicy] = None,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(policy, clock=clock)
-        self._sleep = sleep
-
-    def execute(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call ``func(*args, **kwargs)`` until it returns or it is time to give up."""
-        waits = self.policy.waits()
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return func(*args, **kwargs)
-            except RetryableError as error:
-                wait = self._wait_before_retry(error, attempt, waits, started)
-            self._sleep(wait)
+    def __init__(self, policy: Optional[RetryPolicy] = None, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(policy, sleep=sleep, clock=clock, should_retry=_is_retryable_error)
 
 
-class AsyncBackoffRetry(_Backoff):
+class AsyncBackoffRetry(AsyncRetrying):
     """The default strategy of the async clients: :class:`BackoffRetry`'s rules, waiting
     with ``asyncio.sleep`` (so the event loop runs meanwhile, and cancelling the call
     cancels the wait)."""
 
-    def __init__(
-        self,
-        policy: Optional[RetryPolicy] = None,
-        *,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(policy, clock=clock)
-        self._sleep = sleep
-
-    async def execute(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Await ``func(*args, **kwargs)`` until it returns or it is time to give up."""
-        waits = self.policy.waits()
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await func(*args, **kwargs)
-            except RetryableError as error:
-                wait = self._wait_before_retry(error, attempt, waits, started)
-            await self._sleep(wait)
+    def __init__(self, policy: Optional[RetryPolicy] = None, *,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(policy, sleep=sleep, clock=clock, should_retry=_is_retryable_error)
 
 
 def check_sync_strategy(strategy: Any) -> Any:
@@ -270,102 +173,30 @@ def check_async_strategy(strategy: Any) -> Any:
     return strategy
 
 
-# -- building the errors of one attempt ------------------------------------------------
+# -- the exceptions of one attempt (kept for code written for earlier versions) ------------------
 
 
-def error_detail(text: str) -> str:
-    """The human-readable reason in an error body: the App API's ``{"errors": [{"detail"}]}``
-    or ``{"meta": {"error"}}``, the Track API's ``{"errors": [{"message"}]}``, else the text."""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return text[:500]
-    if isinstance(doc, dict):
-        meta = doc.get("meta")
-        if isinstance(meta, dict) and isinstance(meta.get("error"), str):
-            return str(meta["error"])
-        errors = doc.get("errors")
-        if isinstance(errors, list):
-            parts = []
-            for item in errors[:5]:
-                if isinstance(item, dict):
-                    parts.append(str(item.get("detail") or item.get("message") or item))
-                else:
-                    parts.append(str(item))
-            if parts:
-                return "; ".join(parts)
-    return text[:500]
-
-
-def status_error(status: int, method: str, url: str, text: str,
-                 retry_after_header: Optional[str]) -> CustomerIOException:
-    """The exception for an answer with a non-2xx ``status``: :class:`RetryableError` for
-    :data:`RETRYABLE_STATUSES`, else :class:`~customerio.CustomerIOException`."""
-    retry_after = parse_retry_after(retry_after_header)
-    cls = RetryableError if status in RETRYABLE_STATUSES else CustomerIOException
-    detail = error_detail(text) if text else "no body"
-    return cls(f"{status}: {method} {url}: {detail}", status=status, body=text, retry_after=retry_after,
-               attempts=1)
+def status_error(status: int, method: str, url: str, text: str, retry_after_header: Any,
+                 rule: RetryRule = APP_API) -> CustomerIOException:
+    """The exception for an answer with a non-2xx ``status``: :class:`RetryableError` when the
+    API's ``rule`` retries it (by default the App API's), else :class:`~customerio.CustomerIOException`."""
+    return cast(CustomerIOException,
+                _status_error(rule, customerio_error, status, method, url, text, retry_after_header))
 
 
 def transport_error(method: str, url: str, exc: BaseException, *, connected: bool,
                     idempotent: bool) -> CustomerIOException:
-    """The exception for no answer.  ``connected``: the request may have been written
-    before the failure; for a non-idempotent request that is not retried (see the
-    module doc)."""
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if connected and not idempotent:
-        error = CustomerIOException(
-            f"{method} {url}: no answer ({what}); the request may have been delivered, so it is not "
-            "sent again (this endpoint has no idempotency key)", attempts=1)
-    else:
-        error = RetryableError(f"{method} {url}: no answer ({what})", attempts=1)
-    error.__cause__ = exc
-    return error
+    """The exception for no answer.  ``connected``: the request may have been written before the
+    failure; for a non-idempotent request that is not retried (see the module doc)."""
+    return cast(CustomerIOException, no_answer_error(APP_API, customerio_error, method, url, exc,
+                                                     maybe_sent=connected, idempotent=idempotent))
 
 
-def requests_attempt(session: "requests.Session", method: str, url: str, *, body: Optional[bytes] = None,
-                     params: Optional[Mapping[str, Any]] = None, headers: Optional[Mapping[str, str]] = None,
-                     timeout: float = 10.0, idempotent: bool = True) -> "JSONResponse":
-    """One request through a ``requests`` session: the :class:`~analytics.apiclient.JSONResponse`
-    of a 2xx answer, else raises as the module doc says."""
-    import requests
-
-    from .analytics.apiclient import JSONResponse
-
-    try:
-        resp = session.request(method, url, data=body, params=params, headers=headers, timeout=timeout)
-    except requests.RequestException as exc:
-        raise transport_error(method, url, exc, connected=_maybe_sent(exc), idempotent=idempotent) from None
-    content = resp.content or b""
-    if 200 <= resp.status_code < 300:
-        return JSONResponse(resp.status_code, resp.headers, content, 1)
-    raise status_error(resp.status_code, method, url, content.decode("utf-8", "replace"),
-                       resp.headers.get("Retry-After"))
-
-
-def _maybe_sent(exc: BaseException) -> bool:
-    """False when ``requests`` failed before any byte of the request could have left."""
-    import requests
-
-    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.InvalidURL,
-                        requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
-        return False
-    if isinstance(exc, requests.exceptions.SSLError):
-        return False
-    if isinstance(exc, requests.ConnectionError):
-        # urllib3 wraps "could not connect" as NewConnectionError (refused, DNS) inside MaxRetryError
-        seen = set()
-        cause: Optional[BaseException] = exc
-        while cause is not None and id(cause) not in seen:
-            seen.add(id(cause))
-            if type(cause).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
-                return False
-            reason = getattr(cause, "reason", None)
-            if isinstance(reason, BaseException):
-                if type(reason).__name__ in ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
-                    return False
-            cause = (exc.args[0] if cause is exc and exc.args and isinstance(exc.args[0], BaseException)
-                     else cause.__cause__ or cause.__context__)
-        return True
-    return True
+def requests_attempt(session: "requests.Session", method: str, url: str, *, body: Any = None, params: Any = None,
+                     headers: Any = None, timeout: float = 10.0, idempotent: bool = True,
+                     rule: RetryRule = APP_API) -> JSONResponse:
+    """One request through a ``requests`` session (:class:`analytics.clients.http.SyncHTTP`): the
+    :class:`~analytics.apiclient.JSONResponse` of a 2xx answer, else raises as the module doc says."""
+    return _SyncHTTP({}, timeout=timeout, session=session).attempt(
+        method, url, body=body, params=params, headers=headers, rule=rule, error=customerio_error,
+        idempotent=idempotent)

@@ -28,9 +28,13 @@ What differs, on purpose:
   server such as :class:`analytics.collector.Collector` can stand in for the
   API.  For any other host the scheme is stripped and HTTPS used, as upstream.
   A port may be written in ``host`` (then leave ``port`` unset).
-* **Retries** go through :class:`analytics.apiclient.JSONClient`: no answer,
-  408, 429 and 5xx are retried (upstream: 500/502/503/504 only), with
-  jittered exponential backoff that honours ``Retry-After``.  ``retries`` is
+* **Retries** go through a retry strategy (:mod:`customerio.retry`; by
+  default :class:`~customerio.retry.BackoffRetry`): no answer, 408, 429 and
+  5xx are retried (upstream: 500/502/503/504 only), with jittered
+  exponential backoff that honours ``Retry-After`` (the ``Track v1`` and
+  ``Track v2 batch`` rows of :mod:`analytics.clients.retryable`: the same
+  with or without a ``retry_strategy``, and in
+  :class:`~customerio.AsyncCustomerIO`).  ``retries`` is
   the number of retries after the first attempt; ``backoff_factor`` the first
   wait in seconds (it doubles each time, capped at 10 s; the whole retrying
   stops after 60 s, and a Retry-After over 60 s gives up at once).  Pass
@@ -52,20 +56,26 @@ What differs, on purpose:
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import quote, urlsplit
 
+import requests
+
+from . import v2 as _v2
 from .analytics import _checks
-from .analytics.errors import InvalidMessageError, ServiceError, UnserializableValueError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import requests
-
-    from .analytics.apiclient import JSONClient, JSONResponse
-    from .analytics.retry import RetryPolicy
+from .analytics.clients.auth import basic_auth
+from .analytics.clients.http import JSONResponse, SyncHTTP
+from .analytics.clients.retryable import TRACK_V1, TRACK_V2_BATCH, RetryRule
+from .analytics.clients.retrying import default_policy, run
+from .analytics.encoding import dumps
+from .analytics.errors import UnserializableValueError
+from .analytics.limits import MAX_BODY_BYTES, MAX_MESSAGE_BYTES
+from .analytics.retry import RetryPolicy
+from .analytics.version import DEFAULT_USER_AGENT
+from .errors import CustomerIOException, CustomerIOValidationError, customerio_error
+from .retry import BackoffRetry, check_sync_strategy
 
 __all__ = [
     "CustomerIO",
@@ -90,40 +100,15 @@ R = TypeVar("R")
 #: The id types of ``merge_customers`` (as the official ``customerio.constants``).
 ID, EMAIL, CIOID = "id", "email", "cio_id"
 
-#: The largest v2 operation, encoded, in bytes.
-MAX_ITEM_BYTES = 32 * 1024
-#: The largest ``/api/v2/batch`` request body, in bytes.
-MAX_BATCH_BYTES = 500_000
+#: The largest v2 operation, encoded, in bytes (32 KB).
+MAX_ITEM_BYTES = MAX_MESSAGE_BYTES
+#: The largest ``/api/v2/batch`` request body, in bytes (500,000).
+MAX_BATCH_BYTES = MAX_BODY_BYTES
 
 _BATCH_OPEN = b'{"batch":['
 _BATCH_CLOSE = b"]}"
 #: Bytes of a batch body outside its items and the commas between them.
 BATCH_OVERHEAD = len(_BATCH_OPEN) + len(_BATCH_CLOSE)
-
-
-class CustomerIOException(ServiceError):
-    """A Track API call failed: bad arguments, a non-2xx answer, or no answer after the retries.
-
-    Raised with the HTTP ``status`` (0 when no answer came), the response
-    ``body``, ``retry_after`` and ``attempts`` (see
-    :class:`analytics.errors.ServiceError`) when it comes from a request.
-    """
-
-
-class CustomerIOValidationError(CustomerIOException, InvalidMessageError):
-    """An argument or an operation is invalid; nothing was sent.
-
-    ``field`` names the offending field (``identifiers.id``, ``name``...),
-    ``reason`` is ``"required"`` or ``"invalid"``, and ``index`` is the
-    operation's index in a ``batch()`` call (else ``None``).
-    """
-
-    def __init__(self, message: str, field: Optional[str] = None, reason: str = "invalid",
-                 index: Optional[int] = None) -> None:
-        super().__init__(message)
-        self.field = field
-        self.reason = reason
-        self.index = index
 
 
 class Region(NamedTuple):
@@ -228,17 +213,6 @@ def _shown(host: str) -> str:
     return _checks.quote(_checks.redact_url(host))
 
 
-def _loopback(hostname: Optional[str]) -> bool:
-    if not hostname:
-        return False
-    if hostname.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
 class TrackClientBase(Generic[R]):
     """What :class:`CustomerIO` and :class:`customerio.aio.AsyncCustomerIO` share: the
     constructor, URLs, argument checks, the v1 calls and v2 operation checks.
@@ -285,8 +259,6 @@ class TrackClientBase(Generic[R]):
         self.use_connection_pooling = use_connection_pooling
         self.user_agent = _checks.header_text("user_agent", user_agent)
         if retry_policy is None:
-            from .retry import default_policy  # here: customerio.retry imports this module
-
             retry_policy = default_policy(retries, backoff_factor)
         self.retry_policy = retry_policy
         #: The retry strategy given (``None``: the client's built-in retries), see :mod:`customerio.retry`.
@@ -303,7 +275,7 @@ class TrackClientBase(Generic[R]):
         scheme = "https"
         if "://" in host:
             given, host = host.split("://", 1)
-            if given.lower() == "http" and _loopback(urlsplit("//" + host).hostname):
+            if given.lower() == "http" and _checks.is_loopback(urlsplit("//" + host).hostname):
                 scheme = "http"
         host = host.strip("/")
         if "/" in host:
@@ -361,20 +333,17 @@ class TrackClientBase(Generic[R]):
     def _init_transport(self) -> None:
         """Set up what the subclass sends with (called at the end of ``__init__``)."""
 
-    def _send_bytes(self, method: str, url: str, body: Optional[bytes]) -> R:
-        """Send one request with an encoded JSON body (implemented by the subclass)."""
+    def _send_bytes(self, method: str, url: str, body: Optional[bytes], rule: RetryRule = TRACK_V1) -> R:
+        """Send one request with an encoded JSON body, retrying as ``rule`` says (implemented by
+        the subclass)."""
         raise NotImplementedError
 
     def _auth_header(self) -> str:
         if not self.site_id or not self.api_key:
             raise CustomerIOException("site_id and api_key are needed to send to the Track API")
-        from .analytics.destinations import basic_auth
-
         return basic_auth(str(self.site_id), str(self.api_key))
 
     def _encode(self, data: Any) -> bytes:
-        from .analytics.encoding import dumps
-
         try:
             return dumps(data)
         except UnserializableValueError as exc:
@@ -383,9 +352,7 @@ class TrackClientBase(Generic[R]):
 
     def send_request(self, method: str, url: str, data: Any) -> R:
         """Send ``data`` (sanitized, JSON) with retries; raise :class:`CustomerIOException` on failure."""
-        from .v2 import sanitize
-
-        return self._send_bytes(method, url, self._encode(sanitize(data)))
+        return self._send_bytes(method, url, self._encode(_v2.sanitize(data)))
 
     # -- v1 ----------------------------------------------------------------------
 
@@ -409,9 +376,7 @@ class TrackClientBase(Generic[R]):
         if timestamp is None:
             return None
         if isinstance(timestamp, _dt.datetime):
-            from .v2 import to_unix
-
-            return to_unix(timestamp)
+            return _v2.to_unix(timestamp)
         if isinstance(timestamp, int) and not isinstance(timestamp, bool) and 999_999_999 < timestamp < 100_000_000_000:
             return timestamp
         log.warning("%s: timestamp %r is not Unix seconds; it was left out", method, timestamp)
@@ -476,9 +441,7 @@ class TrackClientBase(Generic[R]):
         """An event at a given time (Unix seconds or a datetime) — the older clients' call."""
         self._require(customer_id, "customer_id", "backfill")
         if isinstance(timestamp, _dt.datetime):
-            from .v2 import to_unix
-
-            timestamp = to_unix(timestamp)
+            timestamp = _v2.to_unix(timestamp)
         elif isinstance(timestamp, bool) or not isinstance(timestamp, int):
             try:
                 timestamp = int(timestamp)
@@ -539,10 +502,8 @@ class TrackClientBase(Generic[R]):
 
     def _prepare(self, op: Any, where: str, index: Optional[int] = None) -> bytes:
         """Sanitize, check and encode one operation; raise naming ``where``."""
-        from .v2 import operation_problem, sanitize
-
-        op = sanitize(op) if isinstance(op, Mapping) else op
-        problem = operation_problem(op)
+        op = _v2.sanitize(op) if isinstance(op, Mapping) else op
+        problem = _v2.operation_problem(op)
         if problem is not None:
             raise CustomerIOValidationError(f"{where}: {problem}", field=problem.field or None,
                                             reason=problem.reason, index=index)
@@ -607,7 +568,7 @@ class TrackClientBase(Generic[R]):
 
     def send_entity(self, operation: Mapping[str, Any]) -> R:
         """Send one v2 operation to ``POST /api/v2/entity`` (checked and sanitized first, at most 32 KB)."""
-        return self._send_bytes("POST", self.entity_url, self._prepare(operation, "operation"))
+        return self._send_bytes("POST", self.entity_url, self._prepare(operation, "operation"), TRACK_V2_BATCH)
 
     @property
     def v2(self) -> "V2":
@@ -616,7 +577,7 @@ class TrackClientBase(Generic[R]):
         return V2(self)
 
 
-class CustomerIO(TrackClientBase["JSONResponse"]):
+class CustomerIO(TrackClientBase[JSONResponse]):
     """A Track API client (v1 calls, v2 ``batch()`` and ``send_entity()``).
 
     ``site_id`` and ``api_key`` are the Track API credentials (HTTP Basic).
@@ -628,78 +589,38 @@ class CustomerIO(TrackClientBase["JSONResponse"]):
     request; ``retry_policy`` (keyword only) replaces the first two.
     ``use_connection_pooling=False`` opens a new session per request.
     ``user_agent`` replaces the default ``User-Agent``.  ``retry_strategy``
-    (keyword only) hands each request to a :class:`customerio.retry.RetryStrategy`
-    instead: one attempt per call, 408/429/502/503/504 and no answer raised as
-    :class:`customerio.retry.RetryableError` for the strategy to retry (500 is
-    then not retried).
+    (keyword only) is the :class:`customerio.retry.RetryStrategy` each request
+    is handed to (default: :class:`~customerio.retry.BackoffRetry` from the
+    policy): one attempt per call, no answer, 408, 429 and 5xx raised as
+    :class:`customerio.retry.RetryableError` for it to retry.
 
     Use it as a context manager, or call :meth:`close`, to close the pooled
     connections.
     """
 
     def _init_transport(self) -> None:
-        if self.retry_strategy is not None:
-            from .retry import check_sync_strategy
-
-            check_sync_strategy(self.retry_strategy)
-        self._client: Optional["JSONClient"] = None
-
-    def _new_client(self) -> "JSONClient":
-        from .analytics.apiclient import JSONClient
-
-        return JSONClient(
-            self._make_origin(),
-            {"Authorization": self._auth_header()},
-            timeout=self.timeout, retry=self.retry_policy, user_agent=self.user_agent,
-            error_class=CustomerIOException,
-        )
+        self._strategy = (BackoffRetry(self.retry_policy) if self.retry_strategy is None
+                          else check_sync_strategy(self.retry_strategy))
+        self._http = SyncHTTP({"Content-Type": "application/json", "Accept": "application/json",
+                               "User-Agent": self.user_agent or DEFAULT_USER_AGENT},
+                              timeout=self.timeout, pooled=self.use_connection_pooling)
 
     @property
-    def http(self) -> "requests.Session":
+    def http(self) -> requests.Session:
         """The pooled ``requests.Session`` (created on first use)."""
-        return self._pooled().session
+        return self._http.session
 
-    def _pooled(self) -> "JSONClient":
-        if self._client is None:
-            self._client = self._new_client()
-        return self._client
+    def _send_bytes(self, method: str, url: str, body: Optional[bytes], rule: RetryRule = TRACK_V1) -> JSONResponse:
+        headers = {"Authorization": self._auth_header()}  # raises without credentials
 
-    def _send_bytes(self, method: str, url: str, body: Optional[bytes]) -> "JSONResponse":
-        self._auth_header()  # raises without credentials
-        if self.use_connection_pooling:
-            return self._request(self._pooled(), method, url, body)
-        client = self._new_client()
-        try:
-            return self._request(client, method, url, body)
-        finally:
-            client.close()
+        def attempt() -> JSONResponse:
+            return self._http.attempt(method, url, body=body, headers=headers, rule=rule, error=customerio_error)
 
-    def _request(self, client: "JSONClient", method: str, url: str, body: Optional[bytes]) -> "JSONResponse":
-        if self.retry_strategy is None:
-            return client.request(method, url, body)
-        from .retry import requests_attempt
-
-        calls = 0
-
-        def attempt() -> "JSONResponse":
-            nonlocal calls
-            calls += 1
-            return requests_attempt(client.session, method, url, body=body, headers=client.headers,
-                                    timeout=self.timeout)
-
-        try:
-            response: "JSONResponse" = self.retry_strategy.execute(attempt)
-        except CustomerIOException as exc:
-            exc.attempts = max(exc.attempts, calls)
-            raise
-        response.attempts = calls
-        return response
+        return run(self._strategy, attempt)
 
     def close(self) -> None:
         """Close the pooled connections (the client can still be used: it reconnects)."""
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        self._http.close()
 
     def __enter__(self) -> "CustomerIO":
         return self
@@ -730,7 +651,7 @@ class CustomerIO(TrackClientBase["JSONResponse"]):
         url = self.batch_url
         for number, body in enumerate(bodies):
             try:
-                response = self._send_bytes("POST", url, body)
+                response = self._send_bytes("POST", url, body, TRACK_V2_BATCH)
             except CustomerIOException as exc:
                 self._batch_failed(result, number, exc)
                 raise
@@ -760,9 +681,7 @@ class V2:
         return result
 
     def __getattr__(self, name: str) -> Any:
-        from .v2 import BUILDERS
-
-        builder = BUILDERS.get(name)
+        builder = _v2.BUILDERS.get(name)
         if builder is None:
             raise AttributeError(name)
 
@@ -775,7 +694,5 @@ class V2:
         return send
 
     def __dir__(self) -> List[str]:
-        from .v2 import BUILDERS
-
-        return sorted(set(super().__dir__()) | set(BUILDERS))
+        return sorted(set(super().__dir__()) | set(_v2.BUILDERS))
 

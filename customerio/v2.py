@@ -53,7 +53,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, FrozenSet, NamedTuple, Optional, Sequence
 
-from .track import CustomerIOValidationError
+from .errors import CustomerIOValidationError
 
 __all__ = [
     "ACTIONS",

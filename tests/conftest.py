@@ -153,7 +153,7 @@ def checkout_copy(where: Path) -> Path:
     import shutil
 
     shutil.copytree(ROOT, where, ignore=shutil.ignore_patterns(
-        ".git", ".venv*", ".bench*", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".git", ".venv*", ".bench*", ".cache", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
         ".hypothesis", ".mypy_cache", "tests", "benchmarks", "docs"))
     return where
 

@@ -11,7 +11,6 @@ import pytest
 from analytics import RetryPolicy
 from analytics.apiclient import DEFAULT_USER_AGENT
 from analytics.collector import Collector
-from analytics.collector.appapi import AppAPICollector
 from analytics.errors import ConfigurationError
 from customerio import (
     AsyncAPIClient,
@@ -34,7 +33,7 @@ T = TypeVar("T")
 
 @pytest.fixture
 def collector() -> Iterator[Collector]:
-    with AppAPICollector() as c:
+    with Collector() as c:
         yield c
 
 

@@ -863,3 +863,50 @@ def test_cli_prints_its_url_serves_and_exits_on_signal(tmp_path: Path, signum: i
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
+
+
+# -- routes of one's own ------------------------------------------------------------
+
+
+def test_a_route_of_ones_own_gets_the_parsed_request_faults_and_records(collector: Collector) -> None:
+    """add_route serves a literal path before the others: its function gets the request parsed once
+    (Basic auth, gzip), applies the collector's faults through call.begin(), and its refusals and
+    answers are recorded like an API's (request log, refused, exchanges)."""
+    from analytics.collector.http import BodyError, json_bytes
+    from analytics.collector.routing import Call
+
+    def echo(call: Call, match: Any) -> None:
+        record, _, answered = call.begin()
+        if answered:
+            return
+        try:
+            raw, size, compressed = call.decoded_body(1000)
+        except BodyError as exc:
+            call.refuse(exc.status, exc.code, exc.reason, exc.raw_size, record.received_at)
+            call.answer(record, exc.status, json_bytes({"error": exc.reason}))
+            return
+        call.answer(record, 200, json_bytes({"user": (call.request.basic_auth() or ("",))[0], "size": size,
+                                             "gzipped": compressed is not None, "text": raw.decode()}))
+
+    collector.add_route("POST", "/echo", echo, api="Echo")
+    url = collector.url + "/echo"
+    answer = requests.post(url, data=gzip.compress(b"hello"), auth=("me", "pw"),
+                           headers={"Content-Encoding": "gzip"}, timeout=TIMEOUT)
+    assert answer.json() == {"user": "me", "size": 5, "gzipped": True, "text": "hello"}
+    collector.fail_next(status=503)
+    assert requests.post(url, data=b"x", timeout=TIMEOUT).status_code == 503
+    assert requests.post(url, data=b"x" * 1001, timeout=TIMEOUT).status_code == 413
+    assert [r.status for r in collector.request_log] == [200, 503, 413]
+    assert [(r.code, r.path) for r in collector.refused] == [("fault", "/echo"), ("payload_too_large", "/echo")]
+    exchanges, total = collector.exchanges(api="Echo")
+    assert total == 3 and exchanges[-1].body == "hello"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 405
+
+
+def test_an_accept_listener_sees_each_batch_and_its_new_ids(collector: Collector) -> None:
+    """records.on_accept calls its listener after each accepted batch with how many messageIds were new."""
+    seen: List[Any] = []
+    collector.records.on_accept(lambda batch, new: seen.append((len(batch.messages), new)))
+    assert post(collector, [track(1), track(2)]).status_code == 200
+    assert post(collector, [track(2), track(3)]).status_code == 200
+    assert seen == [(2, 2), (2, 1)]

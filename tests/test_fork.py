@@ -1,4 +1,4 @@
-"""Fork safety with real forks: os.fork(), multiprocessing (fork start method) and gunicorn (sync, gevent workers).
+"""Fork safety with real forks: os.fork(), multiprocessing (fork start method), gunicorn (sync, gevent, eventlet).
 
 A forked child gets its own queue, consumer threads, locks, HTTP session and
 counters, built at its first call (after any gevent monkey-patching), once
@@ -15,6 +15,7 @@ drain) is tested in a fresh interpreter started with ``subprocess``.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import http.client
 import http.server
 import json
@@ -37,6 +38,7 @@ import pytest
 import analytics
 from analytics import client as client_module
 
+from . import eventlet_env
 from .conftest import WRITE_KEY, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -507,7 +509,23 @@ def _run_process_target(n: int) -> list:
     return child_ids
 
 
-# --- gunicorn: sync, gthread and gevent workers, with and without --preload -----------
+# --- gunicorn: sync, gthread, gevent and eventlet workers, with and without --preload -
+
+
+@pytest.fixture(scope="session")
+def eventlet_python() -> str:
+    """The python of a virtualenv with gunicorn's eventlet worker (see tests/eventlet_env.py)."""
+    python, why = eventlet_env.eventlet_python()
+    if python is None:
+        pytest.skip(why)
+    return python
+
+
+def _gunicorn_python(request, worker: str) -> str:
+    """The interpreter whose gunicorn runs ``worker``: this one, or the eventlet virtualenv's."""
+    if worker == "gevent":
+        pytest.importorskip("gevent")
+    return request.getfixturevalue("eventlet_python") if worker == "eventlet" else sys.executable
 
 
 def _get(port: int, path: str, timeout: float) -> Dict[str, Any]:
@@ -527,20 +545,27 @@ def _track_request(port: int, n: int) -> Dict[str, Any]:
     return _get(port, f"/track?n={n}", timeout=5)
 
 
-def _gunicorn_has_control_socket() -> bool:
+@functools.lru_cache(maxsize=None)
+def _gunicorn_has_control_socket(python: str) -> bool:
     """Whether this gunicorn has the --no-control-socket option (the releases for Python 3.9 do not)."""
-    out = subprocess.run([sys.executable, "-m", "gunicorn", "--help"], capture_output=True, text=True, timeout=30)
+    out = subprocess.run([python, "-m", "gunicorn", "--help"], capture_output=True, text=True, timeout=30)
     return "--no-control-socket" in out.stdout
 
 
-_WORKER_ARGS = {"sync": ["-k", "sync"], "gthread": ["-k", "gthread", "--threads", "4"], "gevent": ["-k", "gevent"]}
+_WORKER_ARGS = {
+    "sync": ["-k", "sync"], "gthread": ["-k", "gthread", "--threads", "4"],
+    "gevent": ["-k", "gevent"], "eventlet": ["-k", "eventlet"],
+}  # fmt: skip
 _GUNICORN_CASES = [
     (worker, preload, load_event, 2)
-    for worker in ("sync", "gevent")
+    for worker in ("sync", "gevent", "eventlet")
     for preload in (True, False)
     for load_event in (True, False)
 ] + [("gthread", True, True, 2)] + [
-    ("gevent", preload, True, workers) for workers in (1, 4) for preload in (True, False)
+    (worker, preload, True, workers)
+    for worker in ("gevent", "eventlet")
+    for workers in (1, 4)
+    for preload in (True, False)
 ]
 _GUNICORN_IDS = [
     f"{worker}-w{workers}-{'' if preload else 'no-'}preload-{'' if load_event else 'no-'}load-event"
@@ -548,8 +573,13 @@ _GUNICORN_IDS = [
 ]
 
 
-def _start_gunicorn(collector, tmp_path, worker: str, preload: bool, workers: int, **env_extra: str):
-    """A real gunicorn serving tests/forkapp on a loopback socket; returns (process, port, log reader)."""
+def _timeout(worker: str, seconds: float):
+    """A test's own time, plus 300 s for eventlet's: the first such test builds its virtualenv on a fresh machine."""
+    return pytest.mark.timeout(seconds + (300 if worker == "eventlet" else 0))
+
+
+def _start_gunicorn(collector, tmp_path, worker: str, preload: bool, workers: int, python: str, **env_extra: str):
+    """``python -m gunicorn`` serving tests/forkapp on a loopback socket; returns (process, port, log reader)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
@@ -559,14 +589,14 @@ def _start_gunicorn(collector, tmp_path, worker: str, preload: bool, workers: in
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN")}
     env.update(PYTHONPATH=ROOT, FORKAPP_WRITE_KEY=WRITE_KEY, FORKAPP_HOST=collector.url, **env_extra)
     cmd = [
-        sys.executable, "-m", "gunicorn", "tests.forkapp.app:application",
+        python, "-m", "gunicorn", "tests.forkapp.app:application",
         *(["--preload"] if preload else []), "-w", str(workers), *_WORKER_ARGS[worker],
         "--bind", f"fd://{fd}",
         "--graceful-timeout", "10", "--timeout", "10",
         "--worker-tmp-dir", str(tmp_path),
         "--log-level", "info",
     ]  # fmt: skip
-    if _gunicorn_has_control_socket():
+    if _gunicorn_has_control_socket(python):
         cmd.append("--no-control-socket")  # gunicorn 24+ (Python 3.10+) opens one by default
     log_path = tmp_path / "gunicorn.log"
     with open(log_path, "wb") as log:
@@ -599,9 +629,13 @@ def _kill_group(proc) -> None:
         proc.wait(5)
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("worker, preload, load_event, workers", _GUNICORN_CASES, ids=_GUNICORN_IDS)
-def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, worker, preload, load_event, workers):
+@pytest.mark.parametrize(
+    "worker, preload, load_event, workers",
+    [pytest.param(*case, id=name, marks=_timeout(case[0], 60)) for case, name in zip(_GUNICORN_CASES, _GUNICORN_IDS)],
+)
+def test_gunicorn_workers_deliver_every_request_event_once(
+    request, collector, tmp_path, worker, preload, load_event, workers
+):
     """gunicorn -w 1/2/4, 200 concurrent requests: all answered, batches sent meanwhile, the rest at SIGTERM, each once.
 
     With ``--preload`` and an event tracked at import (in the master), the
@@ -609,13 +643,13 @@ def test_gunicorn_workers_deliver_every_request_event_once(collector, tmp_path, 
     then (a gevent worker patches threading only after the fork: issue 13
     D14).  ``upload_interval`` is 60 s, so while the workers serve only full
     batches of 10 are sent; SIGTERM stops gunicorn gracefully, and the
-    workers and the master drain what is left at exit.
+    workers and the master drain what is left at exit.  eventlet's worker runs
+    from a virtualenv of its own (gunicorn 26 removed it): see tests/eventlet_env.py.
     """
-    if worker == "gevent":
-        pytest.importorskip("gevent")
+    python = _gunicorn_python(request, worker)
     requests_total, upload_size = 200, 10
     proc, port, log_text = _start_gunicorn(
-        collector, tmp_path, worker, preload, workers,
+        collector, tmp_path, worker, preload, workers, python,
         FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_UPLOAD_SIZE=str(upload_size),
         FORKAPP_LOAD_EVENT="1" if load_event else "0",
     )  # fmt: skip
@@ -693,18 +727,18 @@ class _GateServer:
         self.server.server_close()
 
 
-@pytest.mark.timeout(60)
-def test_flush_inside_a_gevent_worker_does_not_block_the_hub(tmp_path):
-    """gunicorn -k gevent -w 1: while one request waits in flush() for the server's answer, the worker serves others.
+@pytest.mark.parametrize("worker", [pytest.param(w, marks=_timeout(w, 60)) for w in ("gevent", "eventlet")])
+def test_flush_inside_a_green_worker_does_not_block_the_hub(request, tmp_path, worker):
+    """gunicorn -k gevent or eventlet, -w 1: while a request waits in flush() for the server's answer, others are served.
 
     The endpoint holds its answer until the test has had 20 /ping answers from
     the same (only) worker; a flush that blocked the hub would hold those
     pings up until the flush returned, and they would time out.
     """
-    pytest.importorskip("gevent")
+    python = _gunicorn_python(request, worker)
     gate = _GateServer()
     proc, port, log_text = _start_gunicorn(
-        gate, tmp_path, "gevent", True, 1, FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_LOAD_EVENT="0"
+        gate, tmp_path, worker, True, 1, python, FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_LOAD_EVENT="0"
     )
     try:
         _first_ping(proc, port, log_text)

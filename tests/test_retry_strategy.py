@@ -254,15 +254,18 @@ def test_custom_strategy_is_used_by_the_sync_track_client(collector: Collector):
     assert [c.customer_id for c in collector.track_api.v1_calls] == ["5"]
 
 
-def test_with_a_strategy_500_is_not_retried_and_429_waits(collector: Collector):
-    """Through a strategy, 500 raises at once with status and body; a 429's Retry-After is waited."""
+def test_with_a_strategy_the_track_api_retries_500_and_429_waits(collector: Collector):
+    """Through a strategy, the Track API's 500 is retried as without one (the same retry table), a 400
+    raises at once with status and body, and a 429's Retry-After is waited."""
     strategy = BackoffRetry(RetryPolicy(max_retries=3, max_time=10, **FAST))
     with CustomerIO("site", "key", host=collector.url, retry_strategy=strategy) as cio:
-        collector.fail_next(1, status=500, body={"errors": [{"message": "boom"}]})
+        collector.fail_next(1, status=500)
+        assert cio.track("5", "purchase").attempts == 2
+        collector.fail_next(1, status=400, body={"errors": [{"message": "boom"}]})
         with pytest.raises(CustomerIOException) as info:
             cio.track("5", "purchase")
         assert not isinstance(info.value, RetryableError)
-        assert info.value.status == 500 and "boom" in info.value.body and info.value.attempts == 1
+        assert info.value.status == 400 and "boom" in info.value.body and info.value.attempts == 1
         collector.fail_next(1, status=429, retry_after=0.3)
         assert cio.track("5", "purchase").attempts == 2
     log = collector.request_log

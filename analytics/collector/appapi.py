@@ -1,8 +1,7 @@
 """The collector's Customer.io App API routes (``/v1/customers``, ``/v1/segments``, ``/v1/send/...``).
 
-A mixin of the collector's request handler, like :mod:`.trackapi`:
-``ROUTES`` lists ``(method, path pattern, handler name)``; each handler is
-called as ``handler(self, body, query, match)``.  The data the routes serve
+:class:`AppAPIRoutes` gives the collector these routes (see
+:mod:`.routing`), like :mod:`.trackapi`.  The data the routes serve
 and what they receive live in an :class:`AppAPIStore` at
 ``collector.app_api``, seeded with a small, fixed workspace (see
 :meth:`AppAPIStore.seed`) so clients can be tested end to end over real HTTP.
@@ -69,11 +68,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Pattern, Set, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
 from urllib.parse import parse_qs, unquote
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import Collector, Request
+from .records import Request
+from .routing import Call, Route
 
 __all__ = [
     "AppAPIRoutes",
@@ -82,7 +81,6 @@ __all__ = [
     "AppSegment",
     "SentMessage",
     "AppRequest",
-    "AppAPICollector",
 ]
 
 ID_TYPES = ("id", "email", "cio_id", "phone")
@@ -333,11 +331,13 @@ class AppAPIStore:
         with self.lock:
             return list(self._requests)
 
-    def _log(self, request: AppRequest) -> None:
+    def log(self, request: AppRequest) -> None:
+        """Record a request that reached a route."""
         with self.lock:
             self._requests.append(request)
 
-    def _record_send(self, sent: SentMessage) -> None:
+    def record_send(self, sent: SentMessage) -> None:
+        """Record an accepted send."""
         with self.lock:
             self._sent.append(sent)
 
@@ -413,7 +413,8 @@ def _page(items: List[Any], start: Optional[str], limit: int) -> Tuple[List[Any]
 class _Ctx:
     """One App API request in progress."""
 
-    def __init__(self, record: "Request", fault: Any, request: AppRequest) -> None:
+    def __init__(self, call: Call, record: Request, fault: Any, request: AppRequest) -> None:
+        self.call = call
         self.record = record
         self.fault = fault
         self.request = request
@@ -429,58 +430,62 @@ _CUSTOMER = r"/v1/customers/([^/]+)"
 _SEGMENT = r"/v1/segments/([^/]+)"
 
 
+class _Owner(Protocol):
+    """What the routes read of their collector."""
+
+    app_api: AppAPIStore
+
+
+#: (method, path, handler method name)
+_ROUTES: List[Tuple[str, str, str]] = [
+    ("GET", r"/v1/customers", "_app_get_by_email"),
+    ("POST", r"/v1/customers", "_app_search"),
+    ("POST", r"/v1/customers/attributes", "_app_by_ids"),
+    ("GET", _CUSTOMER + "/attributes", "_app_attributes"),
+    ("GET", _CUSTOMER + "/segments", "_app_customer_segments"),
+    ("GET", _CUSTOMER + "/messages", "_app_messages"),
+    ("GET", _CUSTOMER + "/activities", "_app_activities"),
+    ("GET", _CUSTOMER + "/relationships", "_app_relationships"),
+    ("GET", _CUSTOMER + "/subscription_preferences", "_app_preferences"),
+    ("GET", r"/v1/segments", "_app_segments"),
+    ("POST", r"/v1/segments", "_app_create_segment"),
+    ("GET", _SEGMENT, "_app_segment"),
+    ("DELETE", _SEGMENT, "_app_delete_segment"),
+    ("GET", _SEGMENT + "/customer_count", "_app_segment_count"),
+    ("GET", _SEGMENT + "/used_by", "_app_segment_used_by"),
+    ("GET", _SEGMENT + "/membership", "_app_segment_membership"),
+    ("POST", r"/v1/send/(email|push|sms|inbox_message)", "_app_send"),
+]
+
+
 class AppAPIRoutes:
-    """Handler mixin: the App API routes (see the module doc)."""
+    """The App API routes (see the module doc) of the collector ``owner`` (its ``app_api``)."""
 
-    ROUTES: List[Tuple[str, Pattern[str], str]] = [
-        ("GET", re.compile(r"/v1/customers"), "_app_get_by_email"),
-        ("POST", re.compile(r"/v1/customers"), "_app_search"),
-        ("POST", re.compile(r"/v1/customers/attributes"), "_app_by_ids"),
-        ("GET", re.compile(_CUSTOMER + "/attributes"), "_app_attributes"),
-        ("GET", re.compile(_CUSTOMER + "/segments"), "_app_customer_segments"),
-        ("GET", re.compile(_CUSTOMER + "/messages"), "_app_messages"),
-        ("GET", re.compile(_CUSTOMER + "/activities"), "_app_activities"),
-        ("GET", re.compile(_CUSTOMER + "/relationships"), "_app_relationships"),
-        ("GET", re.compile(_CUSTOMER + "/subscription_preferences"), "_app_preferences"),
-        ("GET", re.compile(r"/v1/segments"), "_app_segments"),
-        ("POST", re.compile(r"/v1/segments"), "_app_create_segment"),
-        ("GET", re.compile(_SEGMENT), "_app_segment"),
-        ("DELETE", re.compile(_SEGMENT), "_app_delete_segment"),
-        ("GET", re.compile(_SEGMENT + "/customer_count"), "_app_segment_count"),
-        ("GET", re.compile(_SEGMENT + "/used_by"), "_app_segment_used_by"),
-        ("GET", re.compile(_SEGMENT + "/membership"), "_app_segment_membership"),
-        ("POST", re.compile(r"/v1/send/(email|push|sms|inbox_message)"), "_app_send"),
-    ]
+    API = "App API"
 
-    # These come from the collector's handler class.
-    server: Any
-    command: str
-    path: str
-    _fields: Dict[str, str]
-    _header_items: List[Tuple[str, str]]
-    _injected: Callable[..., Any]
-    _answer: Callable[..., Any]
+    def __init__(self, owner: _Owner) -> None:
+        self.owner = owner
+
+    def routes(self) -> List[Route]:
+        return [Route(method, re.compile(path), getattr(self, name), self.API) for method, path, name in _ROUTES]
 
     # -- common steps -----------------------------------------------------------------------------
 
     def _app_store(self) -> AppAPIStore:
-        store: AppAPIStore = self.server.collector.app_api
-        return store
+        return self.owner.app_api
 
-    def _app_begin(self, body: bytes, query: str, json_body: bool = False,
-                   params: Tuple[str, ...] = ()) -> Optional[_Ctx]:
+    def _app_begin(self, call: Call, json_body: bool = False) -> Optional[_Ctx]:
         """Faults, auth, query and body checks.  Returns the context, or None when answered."""
-        record, fault, answered = self._injected(body)
+        record, fault, answered = call.begin()
         if answered:
             return None
-        parsed = parse_qs(query, keep_blank_values=True)
-        request = AppRequest(self.command, self.path.partition("?")[0], parsed, 0, None,
-                             dict(self._header_items), None, record.received_at)
-        ctx = _Ctx(record, fault, request)
-        header = self._fields.get("authorization", "")
-        scheme, _, key = header.strip().partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
+        incoming = call.request
+        parsed = parse_qs(incoming.query, keep_blank_values=True)
+        request = AppRequest(incoming.method, incoming.path, parsed, 0, None,
+                             dict(incoming.header_items), None, record.received_at)
+        ctx = _Ctx(call, record, fault, request)
+        scheme, key = incoming.authorization()
+        if scheme != "bearer" or not key:
             self._app_error(ctx, 401, "missing or malformed Authorization: Bearer <App API key>")
             return None
         store = self._app_store()
@@ -498,7 +503,7 @@ class AppAPIRoutes:
             return None
         if json_body:
             try:
-                ctx.doc = request.body = json.loads(body or b"null")
+                ctx.doc = request.body = json.loads(incoming.body or b"null")
             except (ValueError, RecursionError) as exc:
                 self._app_error(ctx, 400, f"body is not valid JSON: {exc}")
                 return None
@@ -520,21 +525,17 @@ class AppAPIRoutes:
     def _app_answer(self, ctx: _Ctx, status: int, doc: Any = None) -> None:
         """Log the request and answer (or drop, under a store-then-drop fault)."""
         ctx.request.status = 0 if ctx.fault is not None else status
-        self._app_store()._log(ctx.request)
+        self._app_store().log(ctx.request)
         if ctx.fault is not None:
-            collector = self.server.collector
-            collector._refuse(0, "fault", f"connection dropped; would have answered {status}",
-                              0, ctx.record.received_at)
-            self._answer(ctx.record, 0)
+            ctx.call.drop_stored(ctx.record, str(status), 0)
         body = b"" if doc is None else _dumps(doc)
-        if 200 <= status < 300 and self.command != "GET":
+        if 200 <= status < 300 and ctx.call.request.method != "GET":
             ctx.record.stored = True  # a change was made (sent, created, deleted)
-        self._answer(ctx.record, status, body)
+        ctx.call.answer(ctx.record, status, body)
 
     def _app_error(self, ctx: _Ctx, status: int, detail: str, envelope: str = "errors") -> None:
-        collector = self.server.collector
         code = {400: "bad_request", 401: "unauthorized", 404: "not_found"}.get(status, "error")
-        collector._refuse(status, code, detail, 0, ctx.record.received_at)
+        ctx.call.refuse(status, code, detail, 0, ctx.record.received_at)
         doc = ({"meta": {"error": detail}} if envelope == "meta"
                else {"errors": [{"detail": detail, "status": status}]})
         self._app_answer(ctx, status, doc)
@@ -584,8 +585,8 @@ class AppAPIRoutes:
 
     # -- customers ------------------------------------------------------------------------------
 
-    def _app_get_by_email(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_get_by_email(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         if ctx is None:
             return
         email = ctx.query.get("email")
@@ -597,8 +598,8 @@ class AppAPIRoutes:
             found = [p.identifiers() for p in store.customers if p.email == email]
         self._app_answer(ctx, 200, {"results": found})
 
-    def _app_search(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query, json_body=True)
+    def _app_search(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call, json_body=True)
         if ctx is None:
             return
         flt = ctx.doc.get("filter")
@@ -614,8 +615,8 @@ class AppAPIRoutes:
             return
         self._app_paged(ctx, "identifiers", people, DEFAULT_LIMIT, MAX_SEARCH_LIMIT)
 
-    def _app_by_ids(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query, json_body=True)
+    def _app_by_ids(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call, json_body=True)
         if ctx is None:
             return
         ids = ctx.doc.get("ids")
@@ -627,15 +628,15 @@ class AppAPIRoutes:
         found = [store.find(value, id_type) for value in ids]
         self._app_answer(ctx, 200, {"customers": [{"customer": p.profile()} for p in found if p is not None]})
 
-    def _app_attributes(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_attributes(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         person = None if ctx is None else self._app_person(ctx, match)
         if ctx is None or person is None:
             return
         self._app_answer(ctx, 200, {"customer": person.profile()})
 
-    def _app_customer_segments(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_customer_segments(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         person = None if ctx is None else self._app_person(ctx, match)
         if ctx is None or person is None:
             return
@@ -644,8 +645,8 @@ class AppAPIRoutes:
             docs = [s.doc() for s in store.segments.values() if person.cio_id in s.members]
         self._app_answer(ctx, 200, {"segments": docs})
 
-    def _app_messages(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_messages(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         person = None if ctx is None else self._app_person(ctx, match)
         if ctx is None or person is None:
             return
@@ -654,8 +655,8 @@ class AppAPIRoutes:
         items = [m for m in person.messages if m["created"] >= low and (high is None or m["created"] <= high)]
         self._app_paged(ctx, "messages", items, DEFAULT_LIMIT)
 
-    def _app_activities(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_activities(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         person = None if ctx is None else self._app_person(ctx, match)
         if ctx is None or person is None:
             return
@@ -664,27 +665,27 @@ class AppAPIRoutes:
                  if (not kind or a["type"] == kind) and (not name or a.get("name") == name)]
         self._app_paged(ctx, "activities", items, DEFAULT_LIMIT)
 
-    def _app_relationships(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_relationships(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         person = None if ctx is None else self._app_person(ctx, match)
         if ctx is None or person is None:
             return
         self._app_paged(ctx, "cio_relationships", list(person.relationships), DEFAULT_LIMIT)
 
-    def _app_preferences(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_preferences(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         person = None if ctx is None else self._app_person(ctx, match)
         if ctx is None or person is None:
             return
-        language = ctx.query.get("language") or self._fields.get("accept-language") or "en"
+        language = ctx.query.get("language") or ctx.call.request.headers.get("accept-language") or "en"
         self._app_answer(ctx, 200, {"customer": {"id": person.id, "identifiers": person.identifiers(),
                                                  "language": language,
                                                  "topics": [dict(t) for t in person.topics]}})
 
     # -- segments --------------------------------------------------------------------------------
 
-    def _app_segments(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_segments(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         if ctx is None:
             return
         store = self._app_store()
@@ -692,8 +693,8 @@ class AppAPIRoutes:
             docs = [s.doc() for s in store.segments.values()]
         self._app_answer(ctx, 200, {"segments": docs})
 
-    def _app_create_segment(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query, json_body=True)
+    def _app_create_segment(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call, json_body=True)
         if ctx is None:
             return
         segment = ctx.doc.get("segment")
@@ -709,15 +710,15 @@ class AppAPIRoutes:
         created.created_at = created.updated_at = int(time.time())
         self._app_answer(ctx, 200, {"segment": created.doc()})
 
-    def _app_segment(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_segment(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         segment = None if ctx is None else self._app_segment_of(ctx, match)
         if ctx is None or segment is None:
             return
         self._app_answer(ctx, 200, {"segment": segment.doc()})
 
-    def _app_delete_segment(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_delete_segment(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         segment = None if ctx is None else self._app_segment_of(ctx, match)
         if ctx is None or segment is None:
             return
@@ -729,23 +730,23 @@ class AppAPIRoutes:
             store.segments.pop(segment.id, None)
         self._app_answer(ctx, 204)
 
-    def _app_segment_count(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_segment_count(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         segment = None if ctx is None else self._app_segment_of(ctx, match)
         if ctx is None or segment is None:
             return
         self._app_answer(ctx, 200, {"segment_id": segment.id, "count": len(segment.members)})
 
-    def _app_segment_used_by(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_segment_used_by(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         segment = None if ctx is None else self._app_segment_of(ctx, match)
         if ctx is None or segment is None:
             return
         self._app_answer(ctx, 200, {"segment_id": segment.id,
                                     "used_by": {k: list(v) for k, v in segment.used_by.items()}})
 
-    def _app_segment_membership(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query)
+    def _app_segment_membership(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call)
         segment = None if ctx is None else self._app_segment_of(ctx, match)
         if ctx is None or segment is None:
             return
@@ -782,8 +783,8 @@ class AppAPIRoutes:
             return 404, f"transactional message {tmid} does not exist"
         return None
 
-    def _app_send(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(body, query, json_body=True)
+    def _app_send(self, call: Call, match: "re.Match[str]") -> None:
+        ctx = self._app_begin(call, json_body=True)
         if ctx is None:
             return
         kind = match.group(1)
@@ -796,61 +797,5 @@ class AppAPIRoutes:
             return
         sent = SentMessage(kind, ctx.doc, base64.urlsafe_b64encode(uuid.uuid4().bytes[:12]).decode(),
                            int(time.time()), ctx.request.key or "", ctx.record.received_at)
-        store._record_send(sent)
+        store.record_send(sent)
         self._app_answer(ctx, 200, {"delivery_id": sent.delivery_id, "queued_at": sent.queued_at})
-
-
-# -- a collector that serves these routes (until the server wires them in itself) ----------------------
-
-
-def _handler_class() -> type:
-    from .server import _Handler
-
-    if issubclass(_Handler, AppAPIRoutes):
-        return _Handler
-    return type("_AppAPIHandler", (AppAPIRoutes, _Handler),
-                {"_API_ROUTES": list(_Handler._API_ROUTES) + AppAPIRoutes.ROUTES})
-
-
-def _make_collector_class() -> type:
-    from .server import Collector
-
-    class AppAPICollectorClass(Collector):
-        """A :class:`~analytics.collector.Collector` that also serves the App API routes
-        (``collector.app_api`` is the :class:`AppAPIStore`)."""
-
-        def _serve(self) -> None:
-            super()._serve()
-            handler = _handler_class()
-            server = self._server
-            current: Any = server.RequestHandlerClass if server is not None else None
-            if server is not None and current is not handler and not issubclass(current, AppAPIRoutes):
-                server.RequestHandlerClass = handler
-
-        def _clear(self) -> None:
-            self.__dict__.pop("app_api", None)
-            super()._clear()
-            if "app_api" not in self.__dict__:
-                #: What the App API routes serve and received.
-                self.app_api = AppAPIStore()
-
-    AppAPICollectorClass.__name__ = AppAPICollectorClass.__qualname__ = "AppAPICollector"
-    return AppAPICollectorClass
-
-
-def AppAPICollector(*args: Any, **kwargs: Any) -> "Collector":
-    """A collector that serves the App API routes too: the plain
-    :class:`~analytics.collector.Collector` once its server includes
-    :class:`AppAPIRoutes`, else a subclass that adds them (same arguments)."""
-    from .server import Collector, _Handler
-
-    if issubclass(_Handler, AppAPIRoutes):
-        return Collector(*args, **kwargs)
-    global _COLLECTOR_CLASS
-    if _COLLECTOR_CLASS is None:
-        _COLLECTOR_CLASS = _make_collector_class()
-    collector: Collector = _COLLECTOR_CLASS(*args, **kwargs)
-    return collector
-
-
-_COLLECTOR_CLASS: Optional[type] = None

@@ -1,8 +1,7 @@
 """The collector's Bloomreach Engagement tracking routes (``/track/v2/projects/{token}/...``).
 
-A mixin of the collector's request handler: ``ROUTES`` lists
-``(method, path pattern, handler name)``; each handler is called as
-``handler(self, body, query, match)``.  What the routes accept is recorded
+:class:`BloomreachRoutes` gives the collector these routes (see
+:mod:`.routing`); what they accept is recorded
 in a :class:`BloomreachStore` at ``collector.bloomreach`` (a new, empty one
 after ``collector.reset()``, which also forgets its settings).
 
@@ -58,17 +57,18 @@ the collector's handler, with the answer's message as the reason), and, with
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import re
 import threading
 import time
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Pattern, Set, Tuple, Union
+from functools import partial
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Protocol, Set, Tuple, Union
 from urllib.parse import parse_qs, unquote
+
+from .http import BodyError, json_bytes
+from .routing import Call, Drop, Route
 
 __all__ = [
     "BloomreachRoutes",
@@ -104,10 +104,6 @@ Predicate = Callable[[Dict[str, Any]], Verdict]
 
 def _size(value: Any) -> int:
     return len(_compact(value).encode("utf-8", "surrogatepass"))
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -350,17 +346,20 @@ class BloomreachStore:
 
     # -- called by the routes -------------------------------------------------------
 
-    def _allowed(self, kind: str, principal: str, secret: str) -> bool:
+    def allowed(self, kind: str, principal: str, secret: str) -> bool:
+        """Whether these credentials may send (``kind`` "basic" or "token"; see :meth:`require`)."""
         with self.lock:
             if kind == "basic":
                 return self.credentials is None or (principal, secret) in self.credentials
             return self.api_tokens is None or principal in self.api_tokens
 
-    def _known_project(self, project: str) -> bool:
+    def known_project(self, project: str) -> bool:
+        """Whether requests for this project token are accepted."""
         with self.lock:
             return self.projects is None or project in self.projects
 
-    def _hook_errors(self, command: Dict[str, Any]) -> List[str]:
+    def hook_errors(self, command: Dict[str, Any]) -> List[str]:
+        """The errors the first :meth:`reject_when` hook refusing ``command`` gives, or []."""
         with self.lock:
             rules = list(self._rules)
         for rule in rules:
@@ -369,12 +368,13 @@ class BloomreachStore:
                 return errors
         return []
 
-    def _record(
+    def record(
         self,
         request: BloomreachRequest,
         accepted: List[BloomreachCommand],
         rejected: List[BloomreachRejection],
     ) -> None:
+        """Record a request and the commands it had accepted and rejected."""
         with self._changed:
             index = len(self._requests)
             self._requests.append(request)
@@ -409,132 +409,155 @@ def _message(text: str) -> Dict[str, Any]:
     return {"success": False, "message": text}
 
 
+class _Owner(Protocol):
+    """What the routes read of their collector."""
+
+    bloomreach: BloomreachStore
+
+
+#: The routes: (method, path under the project, route name).
+_ROUTES = [
+    ("POST", "/batch", "batch"),
+    ("POST", "/customers", "customers"),
+    ("POST", "/customers/events", "customers/events"),
+    ("GET", "/system/time", "system/time"),
+]
+
+
+class _Work:
+    """One request in progress: what it accepted and rejected so far."""
+
+    def __init__(self, store: BloomreachStore, req: BloomreachRequest) -> None:
+        self.store = store
+        self.req = req
+        self.accepted: List[BloomreachCommand] = []
+        self.rejected: List[BloomreachRejection] = []
+        self.kind = ""
+        self.principal = ""
+
+    def accept(self, name: str, data: Dict[str, Any], command_id: Optional[str], position: int) -> None:
+        req = self.req
+        self.accepted.append(BloomreachCommand(name, data, command_id, req.project, self.kind, self.principal,
+                                               req.route, position, -1, req.received_at))
+
+
+def _credentials(call: Call) -> Tuple[Optional[str], Optional[str], str]:
+    """(kind, principal, secret) from the Authorization header or ``access_token``; kind None if absent."""
+    scheme, value = call.request.authorization()
+    if scheme:
+        if scheme == "basic":
+            pair = call.request.basic_auth()
+            if pair is None or not all(pair):
+                return None, None, ""
+            return "basic", pair[0], pair[1]
+        if scheme == "token" and value:
+            return "token", value, ""
+        return None, None, ""
+    tokens = parse_qs(call.request.query).get("access_token")
+    if tokens and tokens[-1]:
+        return "token", tokens[-1], ""
+    return None, None, ""
+
+
 class BloomreachRoutes:
-    """Handler mixin: the Bloomreach routes (see the module docstring)."""
+    """The Bloomreach routes (see the module docstring) of the collector ``owner`` (its ``bloomreach``)."""
 
-    ROUTES: List[Tuple[str, Pattern[str], str]] = [
-        ("POST", re.compile(_PROJECT + r"/batch"), "_br_batch"),
-        ("POST", re.compile(_PROJECT + r"/customers"), "_br_customers"),
-        ("POST", re.compile(_PROJECT + r"/customers/events"), "_br_events"),
-        ("GET", re.compile(_PROJECT + r"/system/time"), "_br_system_time"),
-    ]
+    API = "Bloomreach"
 
-    # The handler (server._Handler) provides these, and _injected and _answer.
-    server: Any
-    command: str
-    path: str
-    _fields: Dict[str, str]
+    def __init__(self, owner: _Owner) -> None:
+        self.owner = owner
 
-    # -- routes -------------------------------------------------------------------
+    def routes(self) -> List[Route]:
+        return [Route(method, re.compile(_PROJECT + re.escape(tail)), partial(self.handle, route=name), self.API,
+                      max_wire_bytes=MAX_WIRE_BYTES)
+                for method, tail, name in _ROUTES]
 
-    def _br_batch(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._br_handle("batch", body, query, match)
-
-    def _br_customers(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._br_handle("customers", body, query, match)
-
-    def _br_events(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._br_handle("customers/events", body, query, match)
-
-    def _br_system_time(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._br_handle("system/time", body, query, match)
-
-    # -- the work -------------------------------------------------------------------
-
-    def _br_handle(self, route: str, body: bytes, query: str, match: "re.Match[str]") -> None:
-        store: BloomreachStore = self.server.collector.bloomreach
-        path, project = self.path.partition("?")[0], unquote(match.group("token"))
+    def handle(self, call: Call, match: "re.Match[str]", route: str) -> None:
+        store = self.owner.bloomreach
+        request = call.request
+        req = BloomreachRequest(method=request.method, path=request.path, route=route,
+                                project=unquote(match.group("token")), status=0, received_at=time.time(),
+                                raw_size=len(request.body), headers=dict(request.headers))
         try:
-            record, fault, answered = self._injected(body)  # type: ignore[attr-defined]
-        except Exception:  # a "drop" fault: the connection is reset unanswered
-            store._record(BloomreachRequest(
-                method=self.command, path=path, route=route, project=project, status=0,
-                received_at=time.time(), fault=True, raw_size=len(body), headers=dict(self._fields),
-            ), [], [])
+            record, fault, answered = call.begin()
+        except Drop:  # a "drop" fault: the connection is reset unanswered
+            req.fault = True
+            store.record(req, [], [])
             raise
-        req = BloomreachRequest(
-            method=self.command, path=path, route=route, project=project, status=record.status,
-            received_at=record.received_at, fault=fault is not None, raw_size=len(body),
-            headers=dict(self._fields),
-        )
+        req.status, req.received_at, req.fault = record.status, record.received_at, fault is not None
         if answered:
-            store._record(req, [], [])
+            store.record(req, [], [])
             return
-        accepted: List[BloomreachCommand] = []
-        rejected: List[BloomreachRejection] = []
+        work = _Work(store, req)
         try:
-            status, answer = self._br_process(store, route, body, query, req, accepted, rejected)
+            status, answer = self._process(call, work)
         except _Refused as refusal:
             status, answer = refusal.status, refusal.answer
-        req.accepted, req.rejected = len(accepted), len(rejected)
-        record.stored, record.messages = bool(accepted), len(accepted)
+        req.accepted, req.rejected = len(work.accepted), len(work.rejected)
+        record.stored, record.messages = bool(work.accepted), len(work.accepted)
         if fault is not None:  # store then drop
             req.status = 0
-            store._record(req, accepted, rejected)
-            self._answer(record, 0)  # type: ignore[attr-defined]
+            store.record(req, work.accepted, work.rejected)
+            call.answer(record, 0)
             return
         req.status, req.answer = status, answer
-        store._record(req, accepted, rejected)
+        store.record(req, work.accepted, work.rejected)
         if logger.isEnabledFor(logging.DEBUG) and status != 200:
             logger.debug("bloomreach %s refused: %d %s", route, status, answer)
-        self._answer(record, status, _json(answer))  # type: ignore[attr-defined]
+        call.answer(record, status, json_bytes(answer))
 
-    def _br_process(
-        self,
-        store: BloomreachStore,
-        route: str,
-        body: bytes,
-        query: str,
-        req: BloomreachRequest,
-        accepted: List[BloomreachCommand],
-        rejected: List[BloomreachRejection],
-    ) -> Tuple[int, Dict[str, Any]]:
-        kind, principal, secret = self._br_credentials(query)
+    def _process(self, call: Call, work: _Work) -> Tuple[int, Dict[str, Any]]:
+        """Auth, project, body; then the command(s).  Raises _Refused for a whole request refused."""
+        req, store = work.req, work.store
+        kind, principal, secret = _credentials(call)
         req.auth, req.principal = kind, principal
         if kind is None:
             raise _Refused(401, _message("Missing or malformed authorization: use Basic or Token."))
-        if principal is None or secret is None or not store._allowed(kind, principal, secret):
+        if principal is None or not store.allowed(kind, principal, secret):
             raise _Refused(401, _message("Unauthorized: unknown credentials."))
-        if not store._known_project(req.project):
+        work.kind, work.principal = kind, principal
+        if not store.known_project(req.project):
             raise _Refused(404, _message("Project not found."))
-        received_at = req.received_at
-
-        def accept(name: str, data: Dict[str, Any], command_id: Optional[str], position: int) -> None:
-            accepted.append(BloomreachCommand(
-                name, data, command_id, req.project, kind, principal, route,
-                position, -1, received_at,
-            ))
-
-        if route == "system/time":
+        if req.route == "system/time":
             return 200, {"success": True, "errors": [], "time": time.time()}
-
-        raw = self._br_body(body, req)
+        req.gzipped = call.request.encoding in ("gzip", "x-gzip")
+        try:
+            raw, req.raw_size, _ = call.decoded_body(MAX_BODY_BYTES)
+        except BodyError as exc:
+            raise _Refused(exc.status, _message(exc.reason[:1].upper() + exc.reason[1:] + ".")) from None
         try:
             doc = json.loads(raw)
         except (ValueError, RecursionError):
             raise _Refused(400, _message("Invalid JSON")) from None
         req.body = doc
+        if req.route != "batch":  # a single route: the body is the command's data
+            return self._single(work, doc)
+        return self._batch(work, doc)
 
-        if route != "batch":  # a single route: the body is the command's data
-            req.commands = 1
-            errors = data_problems(route, doc)
-            if not errors:
-                errors = _size_problems(doc, doc)
-            if errors:
-                rejected.append(BloomreachRejection(doc, errors, 0, -1, False))
-                return 400, {"success": False, "errors": errors}
-            errors = store._hook_errors({"name": route, "data": doc})
-            if errors:
-                rejected.append(BloomreachRejection(doc, errors, 0, -1, True))
-                return 200, {"success": False, "errors": errors}
-            accept(route, doc, None, 0)
-            return 200, {"success": True}
+    @staticmethod
+    def _single(work: _Work, doc: Any) -> Tuple[int, Dict[str, Any]]:
+        route = work.req.route
+        work.req.commands = 1
+        errors = data_problems(route, doc)
+        if not errors:
+            errors = _size_problems(doc, doc)
+        if errors:
+            work.rejected.append(BloomreachRejection(doc, errors, 0, -1, False))
+            return 400, {"success": False, "errors": errors}
+        errors = work.store.hook_errors({"name": route, "data": doc})
+        if errors:
+            work.rejected.append(BloomreachRejection(doc, errors, 0, -1, True))
+            return 200, {"success": False, "errors": errors}
+        work.accept(route, doc, None, 0)
+        return 200, {"success": True}
 
+    @staticmethod
+    def _batch(work: _Work, doc: Any) -> Tuple[int, Dict[str, Any]]:
         start_time = time.time()
         commands = doc.get("commands") if isinstance(doc, dict) else None
         if not isinstance(commands, list):
             raise _Refused(400, _message("Field 'commands' is required and must be a list."))
-        req.commands = len(commands)
+        work.req.commands = len(commands)
         if not commands:
             raise _Refused(400, _message("At least one command is required."))
         if len(commands) > MAX_COMMANDS:
@@ -544,17 +567,17 @@ class BloomreachRoutes:
             by_hook = False
             errors = command_problems(cmd)
             if not errors:
-                errors = store._hook_errors(cmd)
+                errors = work.store.hook_errors(cmd)
                 by_hook = bool(errors)
             cid = cmd.get("command_id") if isinstance(cmd, dict) else None
             result: Dict[str, Any]
             if errors:
-                rejected.append(BloomreachRejection(cmd, errors, position, -1, by_hook))
+                work.rejected.append(BloomreachRejection(cmd, errors, position, -1, by_hook))
                 result = {"success": False, "errors": errors}
             else:
                 name = cmd["name"]
                 data = cmd.get("data")
-                accept(name, data if isinstance(data, dict) else {}, cid, position)
+                work.accept(name, data if isinstance(data, dict) else {}, cid, position)
                 result = {"success": True}
                 if name == "system/time":
                     result["time"] = time.time()
@@ -562,44 +585,3 @@ class BloomreachRoutes:
                 result["command_id"] = cid
             results.append(result)
         return 200, {"results": results, "start_time": start_time, "end_time": time.time(), "success": True}
-
-    def _br_body(self, body: bytes, req: BloomreachRequest) -> bytes:
-        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
-        if encoding in ("gzip", "x-gzip"):
-            from .server import _gunzip
-
-            req.gzipped = True
-            try:
-                raw, size = _gunzip(body, MAX_BODY_BYTES)
-            except zlib.error as exc:
-                raise _Refused(400, _message(f"Body is not valid gzip: {exc}")) from None
-            if size > MAX_BODY_BYTES:
-                raise _Refused(413, _message(f"Body is over {MAX_BODY_BYTES} bytes un-gzipped."))
-            req.raw_size = len(raw)
-            return raw
-        if encoding != "identity":
-            raise _Refused(415, _message(f"Content-Encoding {encoding!r} is not supported."))
-        return body
-
-    def _br_credentials(self, query: str) -> Tuple[Optional[str], Optional[str], str]:
-        """(kind, principal, secret) from the Authorization header or ``access_token``; kind None if absent."""
-        header = (self._fields.get("authorization") or "").strip()
-        if header:
-            scheme, _, value = header.partition(" ")
-            value = value.strip()
-            if scheme.lower() == "basic":
-                try:
-                    decoded = base64.b64decode(value, validate=True).decode("utf-8")
-                except (binascii.Error, ValueError):
-                    return None, None, ""
-                key_id, colon, secret = decoded.partition(":")
-                if not colon or not key_id or not secret:
-                    return None, None, ""
-                return "basic", key_id, secret
-            if scheme.lower() == "token" and value:
-                return "token", value, ""
-            return None, None, ""
-        tokens = parse_qs(query).get("access_token")
-        if tokens and tokens[-1]:
-            return "token", tokens[-1], ""
-        return None, None, ""

@@ -212,8 +212,9 @@ def _contains(value: Any, needle: str) -> bool:
 
 
 def _snapshot(collector: Any) -> Tuple[List[Any], List[Any]]:
-    with collector._lock:
-        return list(collector._batches), list(collector._messages)
+    """(batches, their messages in order), read at one moment."""
+    batches = collector.batches
+    return batches, [m for b in batches for m in b.messages]
 
 
 def _newest_first(batches: List[Any], total: int) -> Iterator[Tuple[int, int, Any, Mapping[str, Any]]]:
@@ -409,8 +410,7 @@ def _refusals(collector: Any, params: Mapping[str, Sequence[str]]) -> Dict[str, 
     store = collector.store
     if store is not None:
         return {"refusals": store.refusals(limit, before), "total": store.refusal_count()}
-    with collector._lock:
-        refused = list(collector._refused)
+    refused = collector.refused
     top = len(refused) if before is None else min(len(refused), before - 1)
     out = [
         {

@@ -1,8 +1,7 @@
 """The collector's Customer.io Track API routes (v1, ``/api/v2/entity`` and ``/api/v2/batch``).
 
-A mixin of the collector's request handler: ``ROUTES`` lists
-``(method, path pattern, handler name)``; each handler is called as
-``handler(self, body, query, match)``.  What the routes accept is recorded
+:class:`TrackAPIRoutes` gives the collector these routes (see
+:mod:`.routing`); what they accept is recorded
 in a :class:`TrackAPIStore` at ``collector.track_api`` (a new one after
 ``collector.reset()``, which also forgets its credentials and hooks).
 
@@ -29,7 +28,8 @@ Checked in this order, after any injected fault (``fail_next``, ``drop_next``,
    Otherwise 401.
 2. ``Content-Encoding: gzip`` is un-gzipped (bad stream: 400; an encoding
    other than gzip or identity: 415).
-3. More than 500,000 bytes (after un-gzipping): 413.  The API only says a
+3. More than 500,000 bytes (after un-gzipping; the library's own limit,
+   :attr:`analytics.destinations.trackv2.TrackV2.max_body_bytes`): 413.  The API only says a
    request "must be smaller than 500kb"; the status it answers is not known,
    413 is this collector's choice.
 4. The body must be JSON (an empty body counts as ``{}`` on the v1 routes):
@@ -54,26 +54,26 @@ documented).  Refusals are also recorded in ``collector.refused``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
 import threading
-import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Pattern, Set, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 from urllib.parse import unquote
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import Request
+from ..destinations.trackv2 import TrackV2
+from .http import BodyError
+from .records import Request
+from .routing import Call, Route
 
 __all__ = ["TrackAPIRoutes", "TrackAPIStore", "TrackOperation", "TrackRequest", "V1Call"]
 
 #: Largest accepted request body, after un-gzipping.
-MAX_BODY_BYTES = 500_000
+MAX_BODY_BYTES = TrackV2.max_body_bytes
 #: Largest accepted v2 operation, as compact UTF-8 JSON.
-MAX_ITEM_BYTES = 32_768
+MAX_ITEM_BYTES = TrackV2.max_message_bytes
 
 _PERSON_KEYS = ("id", "email", "cio_id", "anonymous_id")
 _V1_ID_TYPES = ("id", "email", "cio_id")
@@ -263,20 +263,23 @@ class TrackAPIStore:
 
     # -- called by the routes --------------------------------------------------------
 
-    def _allowed(self, site_id: str, api_key: str) -> bool:
+    def allowed(self, site_id: str, api_key: str) -> bool:
+        """Whether this pair may send (see :attr:`credentials`)."""
         with self.lock:
             return self.credentials is None or (site_id, api_key) in self.credentials
 
-    def _rules_copy(self) -> List[_Rule]:
+    def rules(self) -> List[_Rule]:
+        """The rejection hooks, a copy."""
         with self.lock:
             return list(self._rules)
 
-    def _log(self, request: TrackRequest) -> int:
+    def log(self, request: TrackRequest) -> int:
+        """Record a request that reached a route; returns its index in :attr:`requests`."""
         with self.lock:
             self._requests.append(request)
             return len(self._requests) - 1
 
-    def _store_ops(self, items: List[TrackOperation]) -> None:
+    def add_operations(self, items: List[TrackOperation]) -> None:
         with self._changed:
             for item in items:
                 op_id = item.operation.get("id")
@@ -289,7 +292,7 @@ class TrackAPIStore:
                 self._accepted.append(item)
             self._changed.notify_all()
 
-    def _store_call(self, call: V1Call) -> None:
+    def add_call(self, call: V1Call) -> None:
         with self.lock:
             self._v1.append(call)
 
@@ -405,236 +408,187 @@ def _error_item(problem: Problem, index: Optional[int] = None) -> Dict[str, Any]
     return item
 
 
+
+def _event_problem(doc: Dict[str, Any]) -> Optional[Problem]:
+    problem = _value_problem(doc.get("name"), "name", False)
+    if problem:
+        return problem
+    if "data" in doc and type(doc["data"]) is not dict:
+        return ("invalid", "data", "data must be an object")
+    if "type" in doc and doc["type"] not in ("page", "event"):
+        return ("invalid", "type", "type must be page or event")
+    if "id" in doc:
+        problem = _value_problem(doc["id"], "id", False)
+        if problem:
+            return problem
+    ts = doc.get("timestamp")
+    if "timestamp" in doc and (type(ts) is not int or ts < 0):
+        return ("invalid", "timestamp", "timestamp must be Unix seconds (an integer)")
+    return None
+
+
+def _anonymous_event_problem(doc: Dict[str, Any]) -> Optional[Problem]:
+    if "anonymous_id" in doc:
+        problem = _value_problem(doc["anonymous_id"], "anonymous_id", False)
+        if problem:
+            return problem
+    return _event_problem(doc)
+
+
+def _device_problem(doc: Dict[str, Any]) -> Optional[Problem]:
+    device = doc.get("device")
+    if type(device) is not dict:
+        return ("required" if _empty(device) else "invalid", "device", "device must be an object")
+    return (_value_problem(device.get("id"), "device.id", False)
+            or _value_problem(device.get("platform"), "device.platform", False))
+
+
+def _merge_problem(doc: Dict[str, Any]) -> Optional[Problem]:
+    for side in ("primary", "secondary"):
+        ids = doc.get(side)
+        if type(ids) is not dict or len(ids) != 1 or next(iter(ids)) not in _V1_ID_TYPES:
+            return ("invalid", side, f"{side} must hold exactly one of id, email, cio_id")
+        (key, value), = ids.items()
+        problem = _value_problem(value, f"{side}.{key}", key == "id")
+        if problem:
+            return problem
+    return None
+
+
 class _Context:
     """One Track API request in progress."""
 
-    def __init__(self, record: "Request", fault: Any, method: str, path: str, endpoint: str) -> None:
+    def __init__(self, call: Call, record: Request, fault: Any, endpoint: str) -> None:
+        self.call = call
         self.record = record
         self.fault = fault  # None, or the store-then-drop fault
-        self.request = TrackRequest(method, path, endpoint, 0, None, 0, None, {}, record.received_at)
-        self.raw_size = 0
+        self.request = TrackRequest(call.request.method, call.request.path, endpoint, 0, None, len(call.request.body),
+                                    None, dict(call.request.header_items), record.received_at)
+        self.raw_size = len(call.request.body)
         self.gzipped = False
 
 
+class _Owner(Protocol):
+    """What the routes read of their collector."""
+
+    track_api: TrackAPIStore
+
+
 _V1_CUSTOMER = r"/api/v1/customers/([^/]+)"
+Check = Optional[Callable[[Dict[str, Any]], Optional[Problem]]]
+#: The v1 routes: (method, path, action, body check).
+_V1_ROUTES: List[Tuple[str, str, str, Check]] = [
+    ("PUT", _V1_CUSTOMER, "identify", None),
+    ("DELETE", _V1_CUSTOMER, "delete", None),
+    ("POST", _V1_CUSTOMER + "/events", "track", _event_problem),
+    ("POST", r"/api/v1/events", "track_anonymous", _anonymous_event_problem),
+    ("PUT", _V1_CUSTOMER + "/devices", "add_device", _device_problem),
+    ("DELETE", _V1_CUSTOMER + r"/devices/([^/]+)", "delete_device", None),
+    ("POST", _V1_CUSTOMER + "/suppress", "suppress", None),
+    ("POST", _V1_CUSTOMER + "/unsuppress", "unsuppress", None),
+    ("POST", r"/api/v1/merge_customers", "merge", _merge_problem),
+]
 
 
 class TrackAPIRoutes:
-    """Handler mixin: the Track API routes (see the module doc)."""
+    """The Track API routes (see the module doc) of the collector ``owner`` (its ``track_api``)."""
 
-    ROUTES: List[Tuple[str, Pattern[str], str]] = [
-        ("PUT", re.compile(_V1_CUSTOMER), "_track_v1_identify"),
-        ("DELETE", re.compile(_V1_CUSTOMER), "_track_v1_delete"),
-        ("POST", re.compile(_V1_CUSTOMER + "/events"), "_track_v1_event"),
-        ("POST", re.compile(r"/api/v1/events"), "_track_v1_anonymous"),
-        ("PUT", re.compile(_V1_CUSTOMER + "/devices"), "_track_v1_add_device"),
-        ("DELETE", re.compile(_V1_CUSTOMER + r"/devices/([^/]+)"), "_track_v1_delete_device"),
-        ("POST", re.compile(_V1_CUSTOMER + "/suppress"), "_track_v1_suppress"),
-        ("POST", re.compile(_V1_CUSTOMER + "/unsuppress"), "_track_v1_unsuppress"),
-        ("POST", re.compile(r"/api/v1/merge_customers"), "_track_v1_merge"),
-        ("POST", re.compile(r"/api/v2/entity"), "_track_v2_entity"),
-        ("POST", re.compile(r"/api/v2/batch"), "_track_v2_batch"),
-    ]
+    API = "Track API"
 
-    # These come from the collector's handler class.
-    server: Any
-    command: str
-    path: str
-    _fields: Dict[str, str]
-    _header_items: List[Tuple[str, str]]
-    _injected: Callable[..., Any]
-    _answer: Callable[..., Any]
+    def __init__(self, owner: _Owner) -> None:
+        self.owner = owner
+
+    def routes(self) -> List[Route]:
+        routes = [Route(method, re.compile(path), partial(self.v1, action=action, check=check), self.API)
+                  for method, path, action, check in _V1_ROUTES]
+        routes.append(Route("POST", re.compile(r"/api/v2/entity"), self.v2_entity, self.API))
+        routes.append(Route("POST", re.compile(r"/api/v2/batch"), self.v2_batch, self.API))
+        return routes
 
     # -- common steps ------------------------------------------------------------------
 
-    def _track_store(self) -> TrackAPIStore:
-        store: TrackAPIStore = self.server.collector.track_api
-        return store
-
-    def _track_begin(self, body: bytes, endpoint: str) -> Tuple[Optional[_Context], Any]:
+    def _begin(self, call: Call, endpoint: str) -> Tuple[Optional[_Context], Any]:
         """Faults, auth, gzip, size, JSON.  Returns (context, document) or (None, None) when answered."""
-        record, fault, answered = self._injected(body)
+        record, fault, answered = call.begin()
         if answered:
             return None, None
-        ctx = _Context(record, fault, self.command, self.path.partition("?")[0], endpoint)
-        ctx.raw_size = ctx.request.raw_size = len(body)
-        ctx.request.headers = dict(self._header_items)
-        credentials = self._track_credentials()
-        if credentials is None:
-            self._track_refuse(ctx, 401, ("unauthorized", "", "missing or malformed HTTP Basic authorization "
-                                                              "(site id and API key)"))
+        ctx = _Context(call, record, fault, endpoint)
+        credentials = call.request.basic_auth()
+        if credentials is None or not all(credentials):
+            self._refuse(ctx, 401, ("unauthorized", "", "missing or malformed HTTP Basic authorization "
+                                                        "(site id and API key)"))
             return None, None
-        site_id, api_key = credentials
-        if not self._track_store()._allowed(site_id, api_key):
-            self._track_refuse(ctx, 401, ("unauthorized", "", "unknown site id or API key"))
+        if not self.owner.track_api.allowed(*credentials):
+            self._refuse(ctx, 401, ("unauthorized", "", "unknown site id or API key"))
             return None, None
-        ctx.request.site_id = site_id
-        encoding = (self._fields.get("content-encoding") or "identity").strip().lower()
-        raw = body
-        if encoding in ("gzip", "x-gzip"):
-            from .server import _gunzip
-
-            ctx.gzipped = True
-            ctx.request.compressed_size = len(body)
-            try:
-                raw, size = _gunzip(body, MAX_BODY_BYTES)
-            except zlib.error as exc:
-                self._track_refuse(ctx, 400, ("invalid", "", f"body is not valid gzip: {exc}"))
-                return None, None
-            ctx.raw_size = ctx.request.raw_size = size
-        elif encoding != "identity":
-            self._track_refuse(ctx, 415, ("invalid", "", f"Content-Encoding {encoding!r} is not supported"))
+        ctx.request.site_id = credentials[0]
+        ctx.gzipped = call.request.encoding in ("gzip", "x-gzip")
+        if ctx.gzipped:
+            ctx.request.compressed_size = len(call.request.body)
+        try:
+            raw, size, _ = call.decoded_body(MAX_BODY_BYTES)
+        except BodyError as exc:
+            ctx.raw_size = ctx.request.raw_size = exc.raw_size
+            self._refuse(ctx, exc.status, ("invalid", "", exc.reason))
             return None, None
-        if ctx.raw_size > MAX_BODY_BYTES:
-            self._track_refuse(ctx, 413, ("invalid", "", f"body is {ctx.raw_size} bytes, over the "
-                                                         f"{MAX_BODY_BYTES}-byte limit"))
-            return None, None
+        ctx.raw_size = ctx.request.raw_size = size
         if not raw.strip() and endpoint == "v1":
             return ctx, {}
         try:
             doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            self._track_refuse(ctx, 400, ("invalid", "", f"body is not valid JSON: {exc}"))
+            self._refuse(ctx, 400, ("invalid", "", f"body is not valid JSON: {exc}"))
             return None, None
         return ctx, doc
 
-    def _track_credentials(self) -> Optional[Tuple[str, str]]:
-        header = self._fields.get("authorization", "")
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None
-        site_id, colon, api_key = decoded.partition(":")
-        if not colon or not site_id or not api_key:
-            return None
-        return site_id, api_key
-
-    def _track_refuse(self, ctx: _Context, status: int, problem: Problem) -> None:
+    def _refuse(self, ctx: _Context, status: int, problem: Problem) -> None:
         """Answer an error status (or drop, under a store-then-drop fault) and record it."""
-        collector = self.server.collector
-        collector._refuse(status, problem[0], problem[2], ctx.raw_size, ctx.record.received_at)
+        call = ctx.call
+        call.refuse(status, problem[0], problem[2], ctx.raw_size, ctx.record.received_at)
         ctx.request.errors = [_error_item(problem)]
         ctx.request.status = 0 if ctx.fault is not None else status
-        self._track_store()._log(ctx.request)
+        self.owner.track_api.log(ctx.request)
         if ctx.fault is not None:
-            collector._refuse(0, "fault", f"connection dropped; would have answered {status}",
-                              ctx.raw_size, ctx.record.received_at)
-            self._answer(ctx.record, 0)
-        self._answer(ctx.record, status, _errors_body(ctx.request.errors))
+            call.drop_stored(ctx.record, str(status), ctx.raw_size)
+        call.answer(ctx.record, status, _errors_body(ctx.request.errors))
 
-    def _track_done(self, ctx: _Context, status: int, body: bytes, stored: int, logged: bool = False) -> None:
+    def _done(self, ctx: _Context, status: int, body: bytes, stored: int, logged: bool = False) -> None:
         """Answer a request whose good part was stored (drop instead under a store-then-drop fault)."""
         ctx.record.stored, ctx.record.messages = stored > 0, stored
         ctx.request.stored = stored
         ctx.request.status = 0 if ctx.fault is not None else status
         if not logged:
-            self._track_store()._log(ctx.request)
-        self._answer(ctx.record, 0 if ctx.fault is not None else status, body)
+            self.owner.track_api.log(ctx.request)
+        ctx.call.answer(ctx.record, 0 if ctx.fault is not None else status, body)
 
     # -- v1 ------------------------------------------------------------------------------
 
-    def _track_v1(self, body: bytes, action: str, customer_id: Optional[str] = None,
-                  device_id: Optional[str] = None,
-                  check: Optional[Callable[[Any], Optional[Problem]]] = None) -> None:
-        ctx, doc = self._track_begin(body, "v1")
+    def v1(self, call: Call, match: "re.Match[str]", action: str, check: Check) -> None:
+        """One v1 call: ``{id}`` and ``{device_id}`` are the path's groups, when it has them."""
+        ctx, doc = self._begin(call, "v1")
         if ctx is None:
             return
         ctx.request.items = 1
         if type(doc) is not dict:
-            self._track_refuse(ctx, 400, ("invalid", "", "body must be a JSON object"))
+            self._refuse(ctx, 400, ("invalid", "", "body must be a JSON object"))
             return
         problem = check(doc) if check is not None else None
         if problem is not None:
-            self._track_refuse(ctx, 400, problem)
+            self._refuse(ctx, 400, problem)
             return
         if action == "track" and doc.get("type") == "page":
             action = "page"
-        self._track_store()._store_call(V1Call(
-            action, self.command, ctx.request.path,
-            unquote(customer_id) if customer_id is not None else None,
-            unquote(device_id) if device_id is not None else None,
+        ids = [unquote(group) for group in match.groups()] + [None, None]
+        self.owner.track_api.add_call(V1Call(
+            action, call.request.method, ctx.request.path, ids[0], ids[1],
             doc, ctx.request.site_id or "", ctx.raw_size, ctx.gzipped, ctx.record.received_at,
         ))
-        self._track_done(ctx, 200, b"{}", 1)
-
-    @staticmethod
-    def _track_event_problem(doc: Dict[str, Any]) -> Optional[Problem]:
-        problem = _value_problem(doc.get("name"), "name", False)
-        if problem:
-            return problem
-        if "data" in doc and type(doc["data"]) is not dict:
-            return ("invalid", "data", "data must be an object")
-        if "type" in doc and doc["type"] not in ("page", "event"):
-            return ("invalid", "type", "type must be page or event")
-        if "id" in doc:
-            problem = _value_problem(doc["id"], "id", False)
-            if problem:
-                return problem
-        ts = doc.get("timestamp")
-        if "timestamp" in doc and (type(ts) is not int or ts < 0):
-            return ("invalid", "timestamp", "timestamp must be Unix seconds (an integer)")
-        return None
-
-    @staticmethod
-    def _track_device_problem(doc: Dict[str, Any]) -> Optional[Problem]:
-        device = doc.get("device")
-        if type(device) is not dict:
-            return ("required" if _empty(device) else "invalid", "device", "device must be an object")
-        return (_value_problem(device.get("id"), "device.id", False)
-                or _value_problem(device.get("platform"), "device.platform", False))
-
-    @staticmethod
-    def _track_merge_problem(doc: Dict[str, Any]) -> Optional[Problem]:
-        for side in ("primary", "secondary"):
-            ids = doc.get(side)
-            if type(ids) is not dict or len(ids) != 1 or next(iter(ids)) not in _V1_ID_TYPES:
-                return ("invalid", side, f"{side} must hold exactly one of id, email, cio_id")
-            (key, value), = ids.items()
-            problem = _value_problem(value, f"{side}.{key}", key == "id")
-            if problem:
-                return problem
-        return None
-
-    def _track_v1_identify(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "identify", match.group(1))
-
-    def _track_v1_delete(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "delete", match.group(1))
-
-    def _track_v1_event(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "track", match.group(1), check=self._track_event_problem)
-
-    def _track_v1_anonymous(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        def check(doc: Dict[str, Any]) -> Optional[Problem]:
-            if "anonymous_id" in doc:
-                problem = _value_problem(doc["anonymous_id"], "anonymous_id", False)
-                if problem:
-                    return problem
-            return self._track_event_problem(doc)
-
-        self._track_v1(body, "track_anonymous", check=check)
-
-    def _track_v1_add_device(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "add_device", match.group(1), check=self._track_device_problem)
-
-    def _track_v1_delete_device(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "delete_device", match.group(1), match.group(2))
-
-    def _track_v1_suppress(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "suppress", match.group(1))
-
-    def _track_v1_unsuppress(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "unsuppress", match.group(1))
-
-    def _track_v1_merge(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        self._track_v1(body, "merge", check=self._track_merge_problem)
+        self._done(ctx, 200, b"{}", 1)
 
     # -- v2 ------------------------------------------------------------------------------
 
-    def _track_item_problem(self, op: Any, rules: List[_Rule]) -> Optional[Problem]:
+    @staticmethod
+    def _item_problem(op: Any, rules: List[_Rule]) -> Optional[Problem]:
         problem = operation_problem(op)
         if problem is not None:
             return problem
@@ -650,51 +604,51 @@ class TrackAPIRoutes:
                 return (rule.reason, rule.field, rule.message)
         return None
 
-    def _track_accepted(self, ctx: _Context, op: Dict[str, Any], index: int, number: int) -> TrackOperation:
+    @staticmethod
+    def _accepted(ctx: _Context, op: Dict[str, Any], index: int, number: int) -> TrackOperation:
         return TrackOperation(op, ctx.request.endpoint, index, number, ctx.request.site_id or "",
                               ctx.raw_size, ctx.gzipped, ctx.record.received_at)
 
-    def _track_v2_entity(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx, doc = self._track_begin(body, "entity")
+    def v2_entity(self, call: Call, match: "re.Match[str]") -> None:
+        ctx, doc = self._begin(call, "entity")
         if ctx is None:
             return
-        store = self._track_store()
+        store = self.owner.track_api
         ctx.request.items = 1
-        problem = self._track_item_problem(doc, store._rules_copy())
+        problem = self._item_problem(doc, store.rules())
         if problem is not None:
-            self._track_refuse(ctx, 400, problem)
+            self._refuse(ctx, 400, problem)
             return
-        number = store._log(ctx.request)
-        store._store_ops([self._track_accepted(ctx, doc, 0, number)])
-        self._track_done(ctx, 200, b"{}", 1, logged=True)
+        number = store.log(ctx.request)
+        store.add_operations([self._accepted(ctx, doc, 0, number)])
+        self._done(ctx, 200, b"{}", 1, logged=True)
 
-    def _track_v2_batch(self, body: bytes, query: str, match: "re.Match[str]") -> None:
-        ctx, doc = self._track_begin(body, "batch")
+    def v2_batch(self, call: Call, match: "re.Match[str]") -> None:
+        ctx, doc = self._begin(call, "batch")
         if ctx is None:
             return
         items = doc.get("batch") if type(doc) is dict else None
         if type(items) is not list:
-            self._track_refuse(ctx, 400, ("required", "batch", "body must be an object with a batch list"))
+            self._refuse(ctx, 400, ("required", "batch", "body must be an object with a batch list"))
             return
         if not items:
-            self._track_refuse(ctx, 400, ("required", "batch", "batch cannot be empty"))
+            self._refuse(ctx, 400, ("required", "batch", "batch cannot be empty"))
             return
-        store = self._track_store()
-        rules = store._rules_copy()
+        store = self.owner.track_api
+        rules = store.rules()
         ctx.request.items = len(items)
         errors: List[Dict[str, Any]] = []
         good: List[Tuple[int, Dict[str, Any]]] = []
         for i, op in enumerate(items):
-            problem = self._track_item_problem(op, rules)
+            problem = self._item_problem(op, rules)
             if problem is None:
                 good.append((i, op))
             else:
                 errors.append(_error_item(problem, i))
         ctx.request.errors = errors
-        number = store._log(ctx.request)
-        store._store_ops([self._track_accepted(ctx, op, i, number) for i, op in good])
+        number = store.log(ctx.request)
+        store.add_operations([self._accepted(ctx, op, i, number) for i, op in good])
         if errors:
-            self._track_done(ctx, store.partial_status, _errors_body(errors), len(good), logged=True)
+            self._done(ctx, store.partial_status, _errors_body(errors), len(good), logged=True)
         else:
-            self._track_done(ctx, 200, b"{}", len(good), logged=True)
-
+            self._done(ctx, 200, b"{}", len(good), logged=True)

@@ -11,18 +11,13 @@ fails, handed to ``on_error``.
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..clients.auth import basic_auth
 from ..encoding import dumps, loads
+from ..limits import MAX_BODY_BYTES, MAX_MESSAGE_BYTES
 
 __all__ = ["Destination", "basic_auth"]
-
-
-def basic_auth(user: str, password: str) -> str:
-    """The value of an HTTP Basic ``Authorization`` header."""
-    token = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
-    return f"Basic {token}"
 
 
 class Destination:
@@ -38,9 +33,9 @@ class Destination:
     #: The request path, joined to :meth:`base_url`.
     path: str = "/"
     #: The largest single item, encoded, in bytes (refused at the call site above it).
-    max_message_bytes: int = 32 * 1024
+    max_message_bytes: int = MAX_MESSAGE_BYTES
     #: The largest request body, in bytes before compression.
-    max_body_bytes: int = 500_000
+    max_body_bytes: int = MAX_BODY_BYTES
     #: The most items in one request.
     max_items: int = 1_000_000
     #: Whether the API accepts ``Content-Encoding: gzip``.

@@ -6,14 +6,14 @@ import json
 from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import quote
 
-from ..bloomreach import (
+from ..clients.bloomreach import (
     DEFAULT_BASE_URL,
     MAX_COMMAND_BYTES,
     MAX_COMMANDS,
-    _error_texts,
     auth_header,
     batch_body,
     check_properties,
+    error_texts,
     unix_time,
 )
 from .. import _checks
@@ -22,8 +22,8 @@ from . import Destination
 
 __all__ = ["Bloomreach"]
 
-_PREFIX = b'{"commands":['
-_SUFFIX = b"]}"
+#: Bytes of a batch body outside its commands and the commas between them.
+_OVERHEAD = len(batch_body([]))
 
 
 class Bloomreach(Destination):
@@ -183,7 +183,7 @@ class Bloomreach(Destination):
         return command
 
     def overhead(self) -> int:
-        return len(_PREFIX) + len(_SUFFIX)
+        return _OVERHEAD
 
     def body(self, items: Sequence[bytes]) -> bytes:
         return batch_body(items)
@@ -249,4 +249,4 @@ class Bloomreach(Destination):
 
 
 def _text(doc: Dict[str, Any], default: str) -> str:
-    return "; ".join(_error_texts(doc)) or default
+    return "; ".join(error_texts(doc)) or default

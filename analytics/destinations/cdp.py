@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import encoding
 from ..messages import add_unsent_keys
 from ..formats.cdp import CDPFormat, MAX_BODY_BYTES, MAX_MESSAGE_BYTES
+from ..clients.auth import basic_auth
 from . import Destination
 
 __all__ = ["DataPipelines"]
@@ -41,8 +41,7 @@ class DataPipelines(Destination):
         key = self._settings.write_key or ""
         auth = self._auth
         if auth is None or auth[0] != key:
-            token = base64.b64encode(f"{key}:".encode("utf-8")).decode("ascii")
-            auth = self._auth = (key, {"Authorization": f"Basic {token}"})
+            auth = self._auth = (key, {"Authorization": basic_auth(key, "")})
         return dict(auth[1])
 
     def translate(self, message: Dict[str, Any]) -> Dict[str, Any]:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from .. import _checks
 from ..errors import ConfigurationError, InvalidMessageError, UnsupportedCallError
+from ..limits import MAX_BODY_BYTES, MAX_MESSAGE_BYTES
 from . import Destination, basic_auth
 
 __all__ = ["TrackV2", "resolve_identifiers", "RESERVED_EVENTS"]
@@ -149,8 +150,8 @@ class TrackV2(Destination):
 
     name = "trackv2"
     path = "/api/v2/batch"
-    max_message_bytes = 32 * 1024
-    max_body_bytes = 500_000
+    max_message_bytes = MAX_MESSAGE_BYTES
+    max_body_bytes = MAX_BODY_BYTES
     gzip = False
 
     def __init__(

@@ -5,12 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Sequence
 
-__all__ = ["CDPFormat", "MAX_MESSAGE_BYTES", "MAX_BODY_BYTES"]
+from ..limits import MAX_BODY_BYTES, MAX_MESSAGE_BYTES  # the Data Pipelines API's limits
 
-#: The Data Pipelines API refuses a single message over 32 KB.
-MAX_MESSAGE_BYTES = 32 * 1024
-#: ... and a request body over 500 KB (decimal, before compression).
-MAX_BODY_BYTES = 500_000
+__all__ = ["CDPFormat", "MAX_MESSAGE_BYTES", "MAX_BODY_BYTES"]
 
 
 def _sent_at() -> bytes:

@@ -1,7 +1,16 @@
-"""Fixtures of the unit tests: a FakeClock, and clients on a MemoryTransport that run on it."""
+"""Fixtures of the unit tests: a FakeClock, and clients on a MemoryTransport that run on it.
+
+The unit layer is pure logic: no network and no other process.  The autouse guard below makes a
+test that opens a network socket or starts a process fail at once, so a test that needs the
+loopback collector, Redis or a subprocess has to live in ``tests/integration`` or
+``tests/system`` (``pytest tests/unit`` then runs in seconds on any machine).
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -11,6 +20,35 @@ from analytics import Client
 from analytics.testing import FakeClock, MemoryTransport
 
 from ..conftest import OFFLINE_HOST, WRITE_KEY, Errors
+
+class LayerViolation(Exception):
+    """A unit test reached for the network or another process."""
+
+
+@pytest.fixture(autouse=True)
+def _unit_layer_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse network sockets (AF_INET/AF_INET6 connect and bind), subprocesses and fork."""
+    real_connect, real_bind = socket.socket.connect, socket.socket.bind
+    network = (socket.AF_INET, socket.AF_INET6)
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if self.family in network:
+            raise LayerViolation(f"a unit test connected to {address!r}: move it to tests/integration")
+        real_connect(self, address)
+
+    def bind(self: socket.socket, address: Any) -> None:
+        if self.family in network:
+            raise LayerViolation(f"a unit test bound {address!r}: move it to tests/integration")
+        real_bind(self, address)
+
+    def no_process(*args: Any, **kwargs: Any) -> None:
+        raise LayerViolation("a unit test started a process: move it to tests/system")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "bind", bind)
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_process)
+    monkeypatch.setattr(os, "fork", no_process)
+
 
 #: Real seconds a test waits for the engine's threads to act before it fails.
 ACT_S = 5.0
