@@ -11,7 +11,7 @@ import pytest
 from analytics.bloomreach import BloomreachClient, system_time
 from analytics.clients.retryable import APP_API, BLOOMREACH, RULES, TRACK_V1, TRACK_V2_BATCH, RetryRule
 from analytics.clients.retrying import AsyncRetrying, Retrying
-from analytics.collector.appapi import AppAPICollector
+from analytics.collector import Collector
 from analytics.errors import ServiceError
 from analytics.retry import RetryPolicy
 from customerio import (
@@ -37,9 +37,9 @@ def fast() -> RetryPolicy:
 
 
 @pytest.fixture(scope="module")
-def collector() -> Iterator[AppAPICollector]:
+def collector() -> Iterator[Collector]:
     """One collector serving the Track API, App API and Bloomreach routes, any credentials."""
-    with AppAPICollector() as c:
+    with Collector() as c:
         yield c
 
 
@@ -111,7 +111,7 @@ async def _aoutcome(status: int, call: Callable[[], Awaitable[Any]]) -> str:
 
 
 @pytest.mark.parametrize("strategy", ["default", "given"])
-def test_track_api_sync_and_async_follow_the_track_rows(collector: AppAPICollector, strategy: str):
+def test_track_api_sync_and_async_follow_the_track_rows(collector: Collector, strategy: str):
     """CustomerIO and AsyncCustomerIO, with the default strategy or one given, retry exactly the
     statuses of the Track v1 and Track v2 batch rows (500 included) and raise the others at once."""
     found = track_calls(collector, strategy)
@@ -121,7 +121,7 @@ def test_track_api_sync_and_async_follow_the_track_rows(collector: AppAPICollect
 
 
 @pytest.mark.parametrize("strategy", ["default", "given"])
-def test_app_api_sync_and_async_follow_the_app_row(collector: AppAPICollector, strategy: str):
+def test_app_api_sync_and_async_follow_the_app_row(collector: Collector, strategy: str):
     """APIClient and AsyncAPIClient, with the default strategy or one given, retry exactly the App
     API row's statuses (500 is raised at once) and raise the others at once."""
     sync_kw: dict = {"retry_policy": fast()} if strategy == "default" else {"retry_strategy": BackoffRetry(fast())}
@@ -151,14 +151,14 @@ async def _adoc_outcome(status: int, call: Callable[[], Awaitable[Any]]) -> str:
     return "retried"
 
 
-def test_bloomreach_follows_its_row(collector: AppAPICollector):
+def test_bloomreach_follows_its_row(collector: Collector):
     """BloomreachClient retries exactly the Bloomreach row's statuses and raises the others at once."""
     with BloomreachClient("proj", base_url=collector.url, api_key_id="id", api_secret="s", retry=fast()) as br:
         found = {s: outcome(collector, s, lambda: br.batch([system_time()]).responses[0]) for s in STATUSES}
     assert found == expected(BLOOMREACH)
 
 
-def test_no_answer_is_retried_on_every_api_but_a_send_that_may_have_arrived(collector: AppAPICollector):
+def test_no_answer_is_retried_on_every_api_but_a_send_that_may_have_arrived(collector: Collector):
     """A connection reset after the request was read is retried by the Track API clients, sync and
     async, and by the App API's reads; the App API's send is not sent again (no idempotency key)."""
     with CustomerIO("site", "key", host=collector.url, retry_policy=fast()) as cio:
