@@ -87,6 +87,7 @@ __all__ = [
     "unix_time",
     "check_properties",
     "auth_header",
+    "project_route",
     "batch_body",
     "error_texts",
     "DEFAULT_BASE_URL",
@@ -329,6 +330,21 @@ def event(
 def system_time(command_id: Optional[str] = None) -> Command:
     """A "system time" command: its result carries Bloomreach's clock as ``time``."""
     return _command("system/time", {}, command_id)
+
+
+def project_route(project_token: Any, base_url: Any) -> Tuple[str, str, str]:
+    """Check a project's settings: the token (stripped), the base URL (an http(s) URL, without a
+    trailing slash) and the project's route prefix, ``/track/v2/projects/{project_token}``.
+
+    Raises :class:`~analytics.errors.ConfigurationError` for a blank token or a base URL that
+    is not an http(s) URL (shown without its credentials).
+    """
+    if not isinstance(project_token, str) or not project_token.strip():
+        raise ConfigurationError("project_token must be a non-empty string")
+    if not isinstance(base_url, str) or "://" not in base_url:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {quote_value(redact_url(base_url))}")
+    token = project_token.strip()
+    return token, http_url("base_url", base_url)[0].rstrip("/"), f"/track/v2/projects/{quote(token, safe='')}"
 
 
 def auth_header(
@@ -597,15 +613,10 @@ class BloomreachClient:
         user_agent: Optional[str] = None,
         session: Optional[requests.Session] = None,
     ) -> None:
-        if not isinstance(project_token, str) or not project_token.strip():
-            raise ConfigurationError("project_token must be a non-empty string")
-        if not isinstance(base_url, str) or "://" not in base_url:
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {quote_value(redact_url(base_url))}")
-        base_url = http_url("base_url", base_url)[0]
+        self.project_token, base_url, self._prefix = project_route(project_token, base_url)
         timeout = number("timeout", timeout, 0.001)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        self.project_token = project_token.strip()
         self.auth_kind = "token" if api_token is not None else "basic"
         self._http = JSONClient(
             base_url,
@@ -617,7 +628,6 @@ class BloomreachClient:
             session=session,
             rule=BLOOMREACH,
         )
-        self._prefix = f"/track/v2/projects/{quote(self.project_token, safe='')}"
 
     @property
     def base_url(self) -> str:
