@@ -72,6 +72,7 @@ from ..errors import ConfigurationError, InvalidMessageError, ServiceError, Unse
 from ..messages import parse_iso8601
 from ..retry import RetryPolicy
 from .auth import basic_auth
+from .http import ConnectionOwner
 from .jsonapi import JSONClient, JSONResponse
 from .retryable import BLOOMREACH
 
@@ -583,7 +584,7 @@ def batch_body(encoded_commands: Sequence[bytes]) -> bytes:
 # --- the client ----------------------------------------------------------------------
 
 
-class BloomreachClient:
+class BloomreachClient(ConnectionOwner):
     """Sends Tracking API commands to one Bloomreach Engagement project.
 
     ``project_token``: the project's token (it goes in every URL).
@@ -599,6 +600,8 @@ class BloomreachClient:
     A context manager; :meth:`close` closes the pooled connections.  One
     client may be shared by threads only if its ``session`` may.
     """
+
+    _http: JSONClient
 
     def __init__(
         self,
@@ -736,16 +739,6 @@ class BloomreachClient:
                 status=response.status, body=response.text, attempts=response.attempts,
             )
         return doc
-
-    def close(self) -> None:
-        """Close the pooled connections (not a ``session`` passed in)."""
-        self._http.close()
-
-    def __enter__(self) -> "BloomreachClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"BloomreachClient({self.project_token!r}, base_url={self.base_url!r}, auth={self.auth_kind!r})"
