@@ -550,6 +550,14 @@ def _parse_header(names: Sequence[str]) -> List[_Column]:
     return columns
 
 
+def _json_cell(column: str, cell: str) -> Any:
+    """A cell of a JSON column, parsed; a ValueError naming the column when it is not JSON."""
+    try:
+        return _loads(cell)
+    except ValueError as exc:
+        raise ValueError(f"column {column}: {_json_problem(exc)}") from None
+
+
 def _infer(cell: str) -> Any:
     text = cell.strip()
     if text and (text[0] in '{["-' or text[0].isdigit() or text in ("true", "false", "null")):
@@ -650,20 +658,14 @@ class _CSVReader:
             if cell == "" or column.kind == "ignored":
                 continue
             if column.kind == "object":
-                try:
-                    value = _loads(cell)
-                except ValueError as exc:
-                    raise ValueError(f"column {column.name}: {_json_problem(exc)}") from None
+                value = _json_cell(column.name, cell)
                 if not isinstance(value, dict):
                     raise ValueError(f"column {column.name} must hold a JSON object, not {_kind(value)}")
                 existing = message.get(column.name)
                 message[column.name] = {**value, **existing} if isinstance(existing, dict) else value
                 continue
             if column.kind == "json":
-                try:
-                    value = _loads(cell)
-                except ValueError as exc:
-                    raise ValueError(f"column {column.name}: {_json_problem(exc)}") from None
+                value = _json_cell(column.name, cell)
             elif column.kind == "infer":
                 value = _infer(cell)
             else:

@@ -48,15 +48,11 @@ from typing import TYPE_CHECKING, Any, Awaitable, Mapping, Optional, Sequence
 
 from .analytics.clients.http import AsyncHTTP, JSONResponse, h2_available
 from .analytics.clients.retryable import TRACK_V1, TRACK_V2_BATCH, RetryRule
-from .analytics.clients.retrying import arun
-from .analytics.version import DEFAULT_USER_AGENT
-from .errors import CustomerIOException, customerio_error
-from .retry import AsyncBackoffRetry, check_async_strategy
-from .track import MAX_BATCH_BYTES, BatchResult, Region, Regions, TrackClientBase
+from .base import AsyncSending, Region, Regions
+from .errors import CustomerIOException
+from .track import MAX_BATCH_BYTES, BatchResult, TrackClientBase
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
     from .analytics.retry import RetryPolicy
 
 __all__ = ["AsyncCustomerIO", "AsyncHTTP", "h2_available"]
@@ -64,7 +60,7 @@ __all__ = ["AsyncCustomerIO", "AsyncHTTP", "h2_available"]
 log = logging.getLogger("customerio")
 
 
-class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
+class AsyncCustomerIO(AsyncSending, TrackClientBase[Awaitable[JSONResponse]]):
     """A Track API client for asyncio (see the module doc).
 
     Parameters as :class:`~customerio.CustomerIO`, plus, keyword only:
@@ -101,27 +97,9 @@ class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
                          backoff_factor, use_connection_pooling, user_agent,
                          retry_policy=retry_policy, retry_strategy=retry_strategy)
 
-    def _init_transport(self) -> None:
-        self._strategy = (AsyncBackoffRetry(self.retry_policy) if self.retry_strategy is None
-                          else check_async_strategy(self.retry_strategy))
-        self._http = AsyncHTTP({"Content-Type": "application/json", "Accept": "application/json",
-                                "User-Agent": self.user_agent or DEFAULT_USER_AGENT},
-                               timeout=self.timeout, http2=self.http2, pooled=self.use_connection_pooling)
-
-    @property
-    def http(self) -> Optional["httpx.AsyncClient"]:
-        """The pooled ``httpx.AsyncClient`` (None until the first request)."""
-        return self._http.client
-
     async def _send_bytes(self, method: str, url: str, body: Optional[bytes],
                           rule: RetryRule = TRACK_V1) -> JSONResponse:
-        headers = {"Authorization": self._auth_header()}
-
-        async def attempt() -> JSONResponse:
-            return await self._http.attempt(method, url, body=body, headers=headers, rule=rule,
-                                            error=customerio_error)
-
-        return await arun(self._strategy, attempt)
+        return await self._send(method, url, body, rule, headers={"Authorization": self._auth_header()})
 
     async def batch(self, operations: Optional[Sequence[Mapping[str, Any]]], *,
                     max_body_bytes: int = MAX_BATCH_BYTES) -> BatchResult:
@@ -143,17 +121,3 @@ class AsyncCustomerIO(TrackClientBase[Awaitable[JSONResponse]]):
     async def send_batch(self, operations: Optional[Sequence[Mapping[str, Any]]]) -> BatchResult:
         """Same as :meth:`batch` (async-customerio's legacy name)."""
         return await self.batch(operations)
-
-    async def aclose(self) -> None:
-        """Close the connection pool (the client can still be used: it reconnects)."""
-        await self._http.aclose()
-
-    async def close(self) -> None:
-        """Same as :meth:`aclose`."""
-        await self.aclose()
-
-    async def __aenter__(self) -> "AsyncCustomerIO":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

@@ -105,26 +105,23 @@ from typing import (
     NamedTuple,
     Optional,
     Sequence,
+    Tuple,
     TypeVar,
     Union,
 )
 from urllib.parse import quote
 
-import requests
-
 from . import v2 as _v2
 from .analytics import _checks
 from .analytics._checks import quote as quote_value
 from .analytics.clients.auth import bearer_auth
-from .analytics.clients.http import JSONResponse, SyncHTTP
+from .analytics.clients.http import JSONResponse
 from .analytics.clients.retryable import APP_API
-from .analytics.clients.retrying import default_policy, run
 from .analytics.encoding import dumps
 from .analytics.errors import ConfigurationError, UnserializableValueError
 from .analytics.version import DEFAULT_USER_AGENT
-from .errors import CustomerIOException, CustomerIOValidationError, customerio_error
-from .retry import BackoffRetry, check_sync_strategy
-from .track import Region, Regions
+from .base import ClientBase, Region, Regions, SyncSending, checked_region
+from .errors import CustomerIOException, CustomerIOValidationError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analytics.retry import RetryPolicy
@@ -784,7 +781,7 @@ def _base_url(url: Optional[str], region: Region) -> str:
     return url
 
 
-class AppClientBase(Generic[R]):
+class AppClientBase(ClientBase, Generic[R]):
     """What :class:`APIClient` and :class:`~customerio.app_aio.AsyncAPIClient` share: the
     constructor, the namespaces and the send calls; ``_call`` is the subclass's."""
 
@@ -804,32 +801,28 @@ class AppClientBase(Generic[R]):
         retry_policy: Optional["RetryPolicy"] = None,
         retry_strategy: Any = None,
     ) -> None:
-        if not isinstance(region, Region):
-            raise CustomerIOException("invalid region provided")
+        self.region = checked_region(region)
         if not isinstance(key, str) or not key.strip():
             raise ConfigurationError("key must be your App API key (a non-empty string)")
         self.key = key
-        self.region = region
         self.url = _base_url(url, region)
-        self.retries = retries
-        self.timeout = _checks.number("timeout", timeout, 0.001)
-        self.backoff_factor = backoff_factor
-        self.use_connection_pooling = use_connection_pooling
+        self._set_options(retries, timeout, backoff_factor, use_connection_pooling, retry_policy, retry_strategy)
         #: The User-Agent sent (default ``cdp-relay/<version> (python)``).
-        self.user_agent = _checks.header_text("user_agent", user_agent) or DEFAULT_USER_AGENT
-        self.retry_policy = retry_policy if retry_policy is not None else default_policy(retries, backoff_factor)
-        self.retry_strategy = retry_strategy
+        self.user_agent: str = _checks.header_text("user_agent", user_agent) or DEFAULT_USER_AGENT
         self._init_transport()
 
-    def _init_transport(self) -> None:
-        """Set up what the subclass sends with."""
-
     def _headers(self) -> Dict[str, str]:
-        return {"Authorization": bearer_auth(self.key), "Content-Type": "application/json",
-                "Accept": "application/json", "User-Agent": self.user_agent}
+        return {"Authorization": bearer_auth(self.key), **super()._headers()}
 
     def _url(self, call: Call) -> str:
         return f"{self.url}{self.API_PREFIX}{call.path}"
+
+    def _prepare(self, call: Call) -> Tuple[str, Optional[bytes]]:
+        """The URL and the encoded body of ``call``."""
+        url = self._url(call)
+        body = self._encode(call)
+        log.debug("App API %s %s", call.method, url)
+        return url, body
 
     def _encode(self, call: Call) -> Optional[bytes]:
         if call.body is None:
@@ -874,7 +867,7 @@ class AppClientBase(Generic[R]):
         return f"<{type(self).__name__} url={self.url!r}>"
 
 
-class APIClient(AppClientBase[Dict[str, Any]]):
+class APIClient(SyncSending, AppClientBase[Dict[str, Any]]):
     """The App API, synchronously (see the module doc): ``client.customers``,
     ``client.segments``, ``send_email``/``send_push``/``send_sms``/``send_inbox_message``.
 
@@ -888,9 +881,7 @@ class APIClient(AppClientBase[Dict[str, Any]]):
     """
 
     def _init_transport(self) -> None:
-        self._strategy = (BackoffRetry(self.retry_policy) if self.retry_strategy is None
-                          else check_sync_strategy(self.retry_strategy))
-        self._http = SyncHTTP(self._headers(), timeout=self.timeout, pooled=self.use_connection_pooling)
+        super()._init_transport()
         self._customers = SyncCustomers(self)
         self._segments = SyncSegments(self)
 
@@ -904,29 +895,9 @@ class APIClient(AppClientBase[Dict[str, Any]]):
         """Segment endpoints and :meth:`~SyncSegments.iter_membership`."""
         return self._segments
 
-    @property
-    def http(self) -> requests.Session:
-        """The pooled ``requests.Session`` (created on first use)."""
-        return self._http.session
-
     def _call(self, call: Call) -> Dict[str, Any]:
-        url = self._url(call)
-        body = self._encode(call)
-
-        def attempt() -> JSONResponse:
-            return self._http.attempt(call.method, url, body=body, params=call.params or None, rule=APP_API,
-                                      error=customerio_error, idempotent=call.idempotent)
-
-        log.debug("App API %s %s", call.method, url)
-        return self._parse(run(self._strategy, attempt), call.method, url)
-
-    def close(self) -> None:
-        """Close the pooled connections (the client can still be used: it reconnects)."""
-        self._http.close()
-
-    def __enter__(self) -> "APIClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        url, body = self._prepare(call)
+        response = self._send(call.method, url, body, APP_API, params=call.params or None,
+                              idempotent=call.idempotent)
+        return self._parse(response, call.method, url)
 

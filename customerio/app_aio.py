@@ -25,9 +25,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, Dict, Mapping, Optional, Set, Union
 
-from .analytics.clients.http import AsyncHTTP, JSONResponse
 from .analytics.clients.retryable import APP_API
-from .analytics.clients.retrying import arun
 from .app import (
     MAX_MEMBERSHIP_LIMIT,
     MAX_SEARCH_LIMIT,
@@ -41,13 +39,9 @@ from .app import (
     next_cursor,
     page_items,
 )
-from .errors import customerio_error
-from .retry import AsyncBackoffRetry, check_async_strategy
-from .track import Region, Regions
+from .base import AsyncSending, Region, Regions
 
 if TYPE_CHECKING:  # pragma: no cover
-    import httpx
-
     from .analytics.retry import RetryPolicy
 
 __all__ = ["AsyncAPIClient", "AsyncCustomers", "AsyncSegments"]
@@ -122,7 +116,7 @@ class AsyncSegments(Segments[Awaitable[_Doc]]):
                        "identifiers", start, max_pages)
 
 
-class AsyncAPIClient(AppClientBase[Awaitable[_Doc]]):
+class AsyncAPIClient(AsyncSending, AppClientBase[Awaitable[_Doc]]):
     """The App API for asyncio (see the module doc and :class:`customerio.APIClient`).
 
     Parameters as :class:`~customerio.APIClient`, plus ``http2`` (keyword
@@ -151,10 +145,7 @@ class AsyncAPIClient(AppClientBase[Awaitable[_Doc]]):
                          retry_policy=retry_policy, retry_strategy=retry_strategy)
 
     def _init_transport(self) -> None:
-        self._strategy = (AsyncBackoffRetry(self.retry_policy) if self.retry_strategy is None
-                          else check_async_strategy(self.retry_strategy))
-        self._http = AsyncHTTP(self._headers(), timeout=self.timeout, http2=self.http2,
-                               pooled=self.use_connection_pooling)
+        super()._init_transport()
         self._customers = AsyncCustomers(self)
         self._segments = AsyncSegments(self)
 
@@ -168,32 +159,8 @@ class AsyncAPIClient(AppClientBase[Awaitable[_Doc]]):
         """Segment endpoints (awaitable) and :meth:`~AsyncSegments.iter_membership`."""
         return self._segments
 
-    @property
-    def http(self) -> Optional["httpx.AsyncClient"]:
-        """The pooled ``httpx.AsyncClient`` (None until the first request)."""
-        return self._http.client
-
     async def _call(self, call: Call) -> _Doc:
-        url = self._url(call)
-        body = self._encode(call)
-
-        async def attempt() -> JSONResponse:
-            return await self._http.attempt(call.method, url, body=body, params=call.params or None,
-                                            rule=APP_API, error=customerio_error, idempotent=call.idempotent)
-
-        log.debug("App API %s %s", call.method, url)
-        return self._parse(await arun(self._strategy, attempt), call.method, url)
-
-    async def aclose(self) -> None:
-        """Close the connection pool (the client can still be used: it reconnects)."""
-        await self._http.aclose()
-
-    async def close(self) -> None:
-        """Same as :meth:`aclose`."""
-        await self.aclose()
-
-    async def __aenter__(self) -> "AsyncAPIClient":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        url, body = self._prepare(call)
+        response = await self._send(call.method, url, body, APP_API, params=call.params or None,
+                                    idempotent=call.idempotent)
+        return self._parse(response, call.method, url)

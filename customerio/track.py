@@ -61,21 +61,17 @@ import warnings
 from typing import Any, Dict, Generic, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar
 from urllib.parse import quote, urlsplit
 
-import requests
-
 from . import v2 as _v2
 from .analytics import _checks
 from .analytics.clients.auth import basic_auth
-from .analytics.clients.http import JSONResponse, SyncHTTP
+from .analytics.clients.http import JSONResponse
 from .analytics.clients.retryable import TRACK_V1, TRACK_V2_BATCH, RetryRule
-from .analytics.clients.retrying import default_policy, run
 from .analytics.encoding import dumps
 from .analytics.errors import UnserializableValueError
 from .analytics.limits import MAX_BODY_BYTES, MAX_MESSAGE_BYTES
 from .analytics.retry import RetryPolicy
-from .analytics.version import DEFAULT_USER_AGENT
-from .errors import CustomerIOException, CustomerIOValidationError, customerio_error
-from .retry import BackoffRetry, check_sync_strategy
+from .base import ClientBase, Region, Regions, SyncSending, checked_region
+from .errors import CustomerIOException, CustomerIOValidationError
 
 __all__ = [
     "CustomerIO",
@@ -109,21 +105,6 @@ _BATCH_OPEN = b'{"batch":['
 _BATCH_CLOSE = b"]}"
 #: Bytes of a batch body outside its items and the commas between them.
 BATCH_OVERHEAD = len(_BATCH_OPEN) + len(_BATCH_CLOSE)
-
-
-class Region(NamedTuple):
-    """A Customer.io data center: the Track API and App API hosts."""
-
-    name: str
-    track_host: str
-    api_host: str
-
-
-class Regions:
-    """``Regions.US`` (the default) and ``Regions.EU``."""
-
-    US = Region("us", "track.customer.io", "api.customer.io")
-    EU = Region("eu", "track-eu.customer.io", "api-eu.customer.io")
 
 
 class ItemError(NamedTuple):
@@ -213,7 +194,7 @@ def _shown(host: str) -> str:
     return _checks.quote(_checks.redact_url(host))
 
 
-class TrackClientBase(Generic[R]):
+class TrackClientBase(ClientBase, Generic[R]):
     """What :class:`CustomerIO` and :class:`customerio.aio.AsyncCustomerIO` share: the
     constructor, URLs, argument checks, the v1 calls and v2 operation checks.
 
@@ -241,28 +222,18 @@ class TrackClientBase(Generic[R]):
         retry_policy: Optional["RetryPolicy"] = None,
         retry_strategy: Any = None,
     ) -> None:
-        if not isinstance(region, Region):
-            raise CustomerIOException("invalid region provided")
+        self.region = checked_region(region)
         if json_encoder is not None:
             warnings.warn("json_encoder is not used: values are encoded by analytics.encoding",
                           DeprecationWarning, stacklevel=2)
         self.site_id = site_id
         self.api_key = api_key
-        self.region = region
         self.host = host or region.track_host
         self.port = port or 443
         self._explicit_port = port is not None
         self.url_prefix = url_prefix or "/api/v1"
-        self.retries = retries
-        self.timeout = _checks.number("timeout", timeout, 0.001)
-        self.backoff_factor = backoff_factor
-        self.use_connection_pooling = use_connection_pooling
+        self._set_options(retries, timeout, backoff_factor, use_connection_pooling, retry_policy, retry_strategy)
         self.user_agent = _checks.header_text("user_agent", user_agent)
-        if retry_policy is None:
-            retry_policy = default_policy(retries, backoff_factor)
-        self.retry_policy = retry_policy
-        #: The retry strategy given (``None``: the client's built-in retries), see :mod:`customerio.retry`.
-        self.retry_strategy = retry_strategy
         self.scheme = "https"
         self.setup_base_url()
         self._init_transport()
@@ -329,9 +300,6 @@ class TrackClientBase(Generic[R]):
         return f"{self.get_customer_query_string(customer_id)}/devices"
 
     # -- sending -----------------------------------------------------------------
-
-    def _init_transport(self) -> None:
-        """Set up what the subclass sends with (called at the end of ``__init__``)."""
 
     def _send_bytes(self, method: str, url: str, body: Optional[bytes], rule: RetryRule = TRACK_V1) -> R:
         """Send one request with an encoded JSON body, retrying as ``rule`` says (implemented by
@@ -577,7 +545,7 @@ class TrackClientBase(Generic[R]):
         return V2(self)
 
 
-class CustomerIO(TrackClientBase[JSONResponse]):
+class CustomerIO(SyncSending, TrackClientBase[JSONResponse]):
     """A Track API client (v1 calls, v2 ``batch()`` and ``send_entity()``).
 
     ``site_id`` and ``api_key`` are the Track API credentials (HTTP Basic).
@@ -598,35 +566,8 @@ class CustomerIO(TrackClientBase[JSONResponse]):
     connections.
     """
 
-    def _init_transport(self) -> None:
-        self._strategy = (BackoffRetry(self.retry_policy) if self.retry_strategy is None
-                          else check_sync_strategy(self.retry_strategy))
-        self._http = SyncHTTP({"Content-Type": "application/json", "Accept": "application/json",
-                               "User-Agent": self.user_agent or DEFAULT_USER_AGENT},
-                              timeout=self.timeout, pooled=self.use_connection_pooling)
-
-    @property
-    def http(self) -> requests.Session:
-        """The pooled ``requests.Session`` (created on first use)."""
-        return self._http.session
-
     def _send_bytes(self, method: str, url: str, body: Optional[bytes], rule: RetryRule = TRACK_V1) -> JSONResponse:
-        headers = {"Authorization": self._auth_header()}  # raises without credentials
-
-        def attempt() -> JSONResponse:
-            return self._http.attempt(method, url, body=body, headers=headers, rule=rule, error=customerio_error)
-
-        return run(self._strategy, attempt)
-
-    def close(self) -> None:
-        """Close the pooled connections (the client can still be used: it reconnects)."""
-        self._http.close()
-
-    def __enter__(self) -> "CustomerIO":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        return self._send(method, url, body, rule, headers={"Authorization": self._auth_header()})
 
     def batch(self, operations: Optional[Sequence[Mapping[str, Any]]], *,
               max_body_bytes: int = MAX_BATCH_BYTES) -> BatchResult:

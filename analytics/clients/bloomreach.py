@@ -72,6 +72,7 @@ from ..errors import ConfigurationError, InvalidMessageError, ServiceError, Unse
 from ..messages import parse_iso8601
 from ..retry import RetryPolicy
 from .auth import basic_auth
+from .http import ConnectionOwner
 from .jsonapi import JSONClient, JSONResponse
 from .retryable import BLOOMREACH
 
@@ -87,6 +88,7 @@ __all__ = [
     "unix_time",
     "check_properties",
     "auth_header",
+    "project_route",
     "batch_body",
     "error_texts",
     "DEFAULT_BASE_URL",
@@ -331,6 +333,21 @@ def system_time(command_id: Optional[str] = None) -> Command:
     return _command("system/time", {}, command_id)
 
 
+def project_route(project_token: Any, base_url: Any) -> Tuple[str, str, str]:
+    """Check a project's settings: the token (stripped), the base URL (an http(s) URL, without a
+    trailing slash) and the project's route prefix, ``/track/v2/projects/{project_token}``.
+
+    Raises :class:`~analytics.errors.ConfigurationError` for a blank token or a base URL that
+    is not an http(s) URL (shown without its credentials).
+    """
+    if not isinstance(project_token, str) or not project_token.strip():
+        raise ConfigurationError("project_token must be a non-empty string")
+    if not isinstance(base_url, str) or "://" not in base_url:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {quote_value(redact_url(base_url))}")
+    token = project_token.strip()
+    return token, http_url("base_url", base_url)[0].rstrip("/"), f"/track/v2/projects/{quote(token, safe='')}"
+
+
 def auth_header(
     api_key_id: Optional[str] = None, api_secret: Optional[str] = None, api_token: Optional[str] = None
 ) -> str:
@@ -567,7 +584,7 @@ def batch_body(encoded_commands: Sequence[bytes]) -> bytes:
 # --- the client ----------------------------------------------------------------------
 
 
-class BloomreachClient:
+class BloomreachClient(ConnectionOwner):
     """Sends Tracking API commands to one Bloomreach Engagement project.
 
     ``project_token``: the project's token (it goes in every URL).
@@ -584,6 +601,8 @@ class BloomreachClient:
     client may be shared by threads only if its ``session`` may.
     """
 
+    _http: JSONClient
+
     def __init__(
         self,
         project_token: str,
@@ -597,15 +616,10 @@ class BloomreachClient:
         user_agent: Optional[str] = None,
         session: Optional[requests.Session] = None,
     ) -> None:
-        if not isinstance(project_token, str) or not project_token.strip():
-            raise ConfigurationError("project_token must be a non-empty string")
-        if not isinstance(base_url, str) or "://" not in base_url:
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {quote_value(redact_url(base_url))}")
-        base_url = http_url("base_url", base_url)[0]
+        self.project_token, base_url, self._prefix = project_route(project_token, base_url)
         timeout = number("timeout", timeout, 0.001)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
-        self.project_token = project_token.strip()
         self.auth_kind = "token" if api_token is not None else "basic"
         self._http = JSONClient(
             base_url,
@@ -617,7 +631,6 @@ class BloomreachClient:
             session=session,
             rule=BLOOMREACH,
         )
-        self._prefix = f"/track/v2/projects/{quote(self.project_token, safe='')}"
 
     @property
     def base_url(self) -> str:
@@ -726,16 +739,6 @@ class BloomreachClient:
                 status=response.status, body=response.text, attempts=response.attempts,
             )
         return doc
-
-    def close(self) -> None:
-        """Close the pooled connections (not a ``session`` passed in)."""
-        self._http.close()
-
-    def __enter__(self) -> "BloomreachClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"BloomreachClient({self.project_token!r}, base_url={self.base_url!r}, auth={self.auth_kind!r})"

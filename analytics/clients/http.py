@@ -17,7 +17,7 @@ import asyncio
 import importlib.util
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Protocol, TypeVar
 
 import requests
 
@@ -27,9 +27,13 @@ from .retryable import TRACK_V1, ErrorFactory, RetryRule, no_answer_error, servi
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-__all__ = ["JSONResponse", "SyncHTTP", "AsyncHTTP", "h2_available", "requests_maybe_sent"]
+__all__ = ["JSONResponse", "SyncHTTP", "AsyncHTTP", "ConnectionOwner", "AsyncConnectionOwner", "h2_available",
+           "requests_maybe_sent"]
 
 log = logging.getLogger("customerio")
+
+_Owner = TypeVar("_Owner", bound="ConnectionOwner")
+_AsyncOwner = TypeVar("_AsyncOwner", bound="AsyncConnectionOwner")
 
 #: The names urllib3 and httpcore give a failure to connect (nothing of the request was written).
 _CONNECT_FAILURES = ("NewConnectionError", "NameResolutionError", "ConnectTimeoutError")
@@ -143,6 +147,28 @@ class SyncHTTP:
                 session.close()
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class ConnectionOwner:
+    """A client that sends through its own pool, ``self._http`` (a :class:`SyncHTTP`, or a
+    client that has one): :meth:`close`, and ``with client:`` closing it at the end."""
+
+    _http: _Closable
+
+    def close(self) -> None:
+        """Close the pooled connections (not a ``session`` passed in); the client can still be used:
+        the next request reconnects."""
+        self._http.close()
+
+    def __enter__(self: _Owner) -> _Owner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def h2_available() -> bool:
     """True when the ``h2`` package is installed, so httpx can speak HTTP/2."""
     return importlib.util.find_spec("h2") is not None
@@ -234,3 +260,24 @@ class AsyncHTTP:
             log.debug("AsyncHTTP.aclose: the pool was opened in another event loop; leaving it")
             return
         await client.aclose()
+
+
+class AsyncConnectionOwner:
+    """An async client that sends through its own :class:`AsyncHTTP`, ``self._http``:
+    :meth:`aclose` (or ``close``), and ``async with client:`` closing it at the end."""
+
+    _http: AsyncHTTP
+
+    async def aclose(self) -> None:
+        """Close the connection pool (the client can still be used: it reconnects)."""
+        await self._http.aclose()
+
+    async def close(self) -> None:
+        """Same as :meth:`aclose`."""
+        await self.aclose()
+
+    async def __aenter__(self: _AsyncOwner) -> _AsyncOwner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -20,14 +20,14 @@ from .. import _checks
 from ..errors import ServiceError
 from ..retry import RetryPolicy
 from ..version import DEFAULT_USER_AGENT
-from .http import JSONResponse, SyncHTTP
+from .http import ConnectionOwner, JSONResponse, SyncHTTP
 from .retryable import BLOOMREACH, RetryRule
 from .retrying import Retrying, run
 
 __all__ = ["JSONClient", "JSONResponse", "DEFAULT_USER_AGENT"]
 
 
-class JSONClient:
+class JSONClient(ConnectionOwner):
     """Send JSON requests to one base URL with retries.
 
     ``base_url`` is joined with each request's path.  ``headers`` are sent on
@@ -38,6 +38,8 @@ class JSONClient:
     :class:`~analytics.errors.ServiceError` subclass raised.  ``sleep`` and
     ``clock`` are injectable for tests.
     """
+
+    _http: SyncHTTP
 
     def __init__(
         self,
@@ -108,12 +110,3 @@ class JSONClient:
 
         return run(self._executor, attempt)
 
-    def close(self) -> None:
-        """Close the pooled connections (only a session this client created)."""
-        self._http.close()
-
-    def __enter__(self) -> "JSONClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Iterator, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from ..errors import ConfigurationError, ServiceError
 from ..retry import RetryPolicy
@@ -69,18 +69,27 @@ class _Decisions:
         self._clock = clock
         self._should_retry = should_retry
 
-    def _wait_before_retry(self, error: BaseException, attempt: int, waits: Iterator[float],
-                           started: float) -> float:
-        """Seconds to wait before attempt ``attempt + 1``; raises ``error`` when it is not to be
-        retried, or the gave-up error when it is time to stop."""
-        if not self._should_retry(error):
-            raise error
-        retry_after = getattr(error, "retry_after", None)
-        wait, why = self.policy.wait_or_give_up(waits, attempt, retry_after, self._clock() - started)
-        if wait is None:
-            raise gave_up(error, why, attempt) from None
-        log.debug("attempt %d failed (%s); retrying in %.3f s", attempt, error, wait)
-        return wait
+    def _begin(self) -> Callable[[BaseException], float]:
+        """Start one call: returns ``wait_after(error)``, which takes each failed attempt's error in
+        turn and returns the seconds to wait before the next attempt; it raises ``error`` when it is
+        not to be retried, or the gave-up error when it is time to stop."""
+        waits = self.policy.waits()
+        started = self._clock()
+        attempt = 0
+
+        def wait_after(error: BaseException) -> float:
+            nonlocal attempt
+            attempt += 1
+            if not self._should_retry(error):
+                raise error
+            retry_after = getattr(error, "retry_after", None)
+            wait, why = self.policy.wait_or_give_up(waits, attempt, retry_after, self._clock() - started)
+            if wait is None:
+                raise gave_up(error, why, attempt) from None
+            log.debug("attempt %d failed (%s); retrying in %.3f s", attempt, error, wait)
+            return wait
+
+        return wait_after
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.policy!r})"
@@ -107,15 +116,14 @@ class Retrying(_Decisions):
 
     def execute(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call ``func(*args, **kwargs)`` until it returns or it is time to give up."""
-        waits = self.policy.waits()
-        started = self._clock()
-        attempt = 0
+        wait_after = self._begin()
+        # AsyncRetrying.execute is this loop with awaits: a loop that calls and sleeps cannot serve
+        # both a plain and an awaited call, so it is written twice; every decision is wait_after's.
         while True:
-            attempt += 1
             try:
                 return func(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - _wait_before_retry re-raises what is not retried
-                wait = self._wait_before_retry(error, attempt, waits, started)
+            except Exception as error:  # noqa: BLE001 - wait_after re-raises what is not retried
+                wait = wait_after(error)
             self._sleep(wait)
 
 
@@ -132,15 +140,12 @@ class AsyncRetrying(_Decisions):
 
     async def execute(self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Await ``func(*args, **kwargs)`` until it returns or it is time to give up."""
-        waits = self.policy.waits()
-        started = self._clock()
-        attempt = 0
-        while True:
-            attempt += 1
+        wait_after = self._begin()
+        while True:  # Retrying.execute's loop, awaited
             try:
                 return await func(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - _wait_before_retry re-raises what is not retried
-                wait = self._wait_before_retry(error, attempt, waits, started)
+            except Exception as error:  # noqa: BLE001 - wait_after re-raises what is not retried
+                wait = wait_after(error)
             await self._sleep(wait)
 
 

@@ -62,16 +62,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Protocol, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple, TypeVar
 from urllib.parse import parse_qs, unquote
 
-from .records import Request
+from .records import Request, RouteLog
 from .routing import Call, Route
 
 __all__ = [
@@ -184,7 +185,7 @@ class AppRequest:
     received_at: float
 
 
-class AppAPIStore:
+class AppAPIStore(RouteLog[AppRequest]):
     """The App API routes' workspace, settings and records.
 
     Settings: :attr:`keys` (``None``: any non-empty bearer key; see
@@ -199,7 +200,7 @@ class AppAPIStore:
     """
 
     def __init__(self, seed: bool = True) -> None:
-        self.lock = threading.RLock()
+        super().__init__(threading.RLock())
         #: Accepted App API keys; None accepts any non-empty key.
         self.keys: Optional[Set[str]] = None
         #: Known transactional message ids (as strings); None accepts any.
@@ -207,7 +208,6 @@ class AppAPIStore:
         self.customers: List[AppCustomer] = []
         self.segments: Dict[int, AppSegment] = {}
         self._sent: List[SentMessage] = []
-        self._requests: List[AppRequest] = []
         self._next_segment = 1
         if seed:
             self.seed()
@@ -318,23 +318,11 @@ class AppAPIStore:
     @property
     def sent(self) -> List[SentMessage]:
         """Every accepted send, in arrival order."""
-        with self.lock:
-            return list(self._sent)
+        return self._copy(self._sent)
 
     def sent_of(self, kind: str) -> List[SentMessage]:
         """The accepted sends of one kind (``"email"``, ``"push"``, ``"sms"``, ``"inbox_message"``)."""
         return [s for s in self.sent if s.kind == kind]
-
-    @property
-    def requests(self) -> List[AppRequest]:
-        """Every request that reached an App API route (refused ones too), in arrival order."""
-        with self.lock:
-            return list(self._requests)
-
-    def log(self, request: AppRequest) -> None:
-        """Record a request that reached a route."""
-        with self.lock:
-            self._requests.append(request)
 
     def record_send(self, sent: SentMessage) -> None:
         """Record an accepted send."""
@@ -456,6 +444,31 @@ _ROUTES: List[Tuple[str, str, str]] = [
     ("GET", _SEGMENT + "/membership", "_app_segment_membership"),
     ("POST", r"/v1/send/(email|push|sms|inbox_message)", "_app_send"),
 ]
+
+
+_Found = TypeVar("_Found")
+#: A route's handler, as the route table calls it.
+_RouteMethod = Callable[["AppAPIRoutes", Call, "re.Match[str]"], None]
+
+
+def _found(lookup: Callable[[AppAPIRoutes, _Ctx, "re.Match[str]"], Optional[_Found]]
+           ) -> Callable[[Callable[[AppAPIRoutes, _Ctx, _Found], None]], _RouteMethod]:
+    """Make a route of a handler about one thing the path names (a person, a segment): the
+    request's common checks are made (:meth:`AppAPIRoutes._app_begin`) and ``lookup`` finds the
+    thing, and the handler is called with it; a failed check or a thing not found is answered
+    there (401, 400, 404) and the handler is not called."""
+
+    def decorate(handler: Callable[[AppAPIRoutes, _Ctx, _Found], None]) -> _RouteMethod:
+        @functools.wraps(handler)
+        def route(self: AppAPIRoutes, call: Call, match: "re.Match[str]") -> None:
+            ctx = self._app_begin(call)
+            found = None if ctx is None else lookup(self, ctx, match)
+            if ctx is not None and found is not None:
+                handler(self, ctx, found)
+
+        return route
+
+    return decorate
 
 
 class AppAPIRoutes:
@@ -628,55 +641,37 @@ class AppAPIRoutes:
         found = [store.find(value, id_type) for value in ids]
         self._app_answer(ctx, 200, {"customers": [{"customer": p.profile()} for p in found if p is not None]})
 
-    def _app_attributes(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        person = None if ctx is None else self._app_person(ctx, match)
-        if ctx is None or person is None:
-            return
+    @_found(_app_person)
+    def _app_attributes(self, ctx: _Ctx, person: AppCustomer) -> None:
         self._app_answer(ctx, 200, {"customer": person.profile()})
 
-    def _app_customer_segments(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        person = None if ctx is None else self._app_person(ctx, match)
-        if ctx is None or person is None:
-            return
+    @_found(_app_person)
+    def _app_customer_segments(self, ctx: _Ctx, person: AppCustomer) -> None:
         store = self._app_store()
         with store.lock:
             docs = [s.doc() for s in store.segments.values() if person.cio_id in s.members]
         self._app_answer(ctx, 200, {"segments": docs})
 
-    def _app_messages(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        person = None if ctx is None else self._app_person(ctx, match)
-        if ctx is None or person is None:
-            return
+    @_found(_app_person)
+    def _app_messages(self, ctx: _Ctx, person: AppCustomer) -> None:
         low = int(ctx.query.get("start_ts") or 0)
         high = int(ctx.query["end_ts"]) if ctx.query.get("end_ts") else None
         items = [m for m in person.messages if m["created"] >= low and (high is None or m["created"] <= high)]
         self._app_paged(ctx, "messages", items, DEFAULT_LIMIT)
 
-    def _app_activities(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        person = None if ctx is None else self._app_person(ctx, match)
-        if ctx is None or person is None:
-            return
+    @_found(_app_person)
+    def _app_activities(self, ctx: _Ctx, person: AppCustomer) -> None:
         kind, name = ctx.query.get("type"), ctx.query.get("name")
         items = [a for a in person.activities
                  if (not kind or a["type"] == kind) and (not name or a.get("name") == name)]
         self._app_paged(ctx, "activities", items, DEFAULT_LIMIT)
 
-    def _app_relationships(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        person = None if ctx is None else self._app_person(ctx, match)
-        if ctx is None or person is None:
-            return
+    @_found(_app_person)
+    def _app_relationships(self, ctx: _Ctx, person: AppCustomer) -> None:
         self._app_paged(ctx, "cio_relationships", list(person.relationships), DEFAULT_LIMIT)
 
-    def _app_preferences(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        person = None if ctx is None else self._app_person(ctx, match)
-        if ctx is None or person is None:
-            return
+    @_found(_app_person)
+    def _app_preferences(self, ctx: _Ctx, person: AppCustomer) -> None:
         language = ctx.query.get("language") or ctx.call.request.headers.get("accept-language") or "en"
         self._app_answer(ctx, 200, {"customer": {"id": person.id, "identifiers": person.identifiers(),
                                                  "language": language,
@@ -710,18 +705,12 @@ class AppAPIRoutes:
         created.created_at = created.updated_at = int(time.time())
         self._app_answer(ctx, 200, {"segment": created.doc()})
 
-    def _app_segment(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        segment = None if ctx is None else self._app_segment_of(ctx, match)
-        if ctx is None or segment is None:
-            return
+    @_found(_app_segment_of)
+    def _app_segment(self, ctx: _Ctx, segment: AppSegment) -> None:
         self._app_answer(ctx, 200, {"segment": segment.doc()})
 
-    def _app_delete_segment(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        segment = None if ctx is None else self._app_segment_of(ctx, match)
-        if ctx is None or segment is None:
-            return
+    @_found(_app_segment_of)
+    def _app_delete_segment(self, ctx: _Ctx, segment: AppSegment) -> None:
         if segment.type != "manual":
             self._app_error(ctx, 400, "only manual segments can be deleted through the API")
             return
@@ -730,26 +719,17 @@ class AppAPIRoutes:
             store.segments.pop(segment.id, None)
         self._app_answer(ctx, 204)
 
-    def _app_segment_count(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        segment = None if ctx is None else self._app_segment_of(ctx, match)
-        if ctx is None or segment is None:
-            return
+    @_found(_app_segment_of)
+    def _app_segment_count(self, ctx: _Ctx, segment: AppSegment) -> None:
         self._app_answer(ctx, 200, {"segment_id": segment.id, "count": len(segment.members)})
 
-    def _app_segment_used_by(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        segment = None if ctx is None else self._app_segment_of(ctx, match)
-        if ctx is None or segment is None:
-            return
+    @_found(_app_segment_of)
+    def _app_segment_used_by(self, ctx: _Ctx, segment: AppSegment) -> None:
         self._app_answer(ctx, 200, {"segment_id": segment.id,
                                     "used_by": {k: list(v) for k, v in segment.used_by.items()}})
 
-    def _app_segment_membership(self, call: Call, match: "re.Match[str]") -> None:
-        ctx = self._app_begin(call)
-        segment = None if ctx is None else self._app_segment_of(ctx, match)
-        if ctx is None or segment is None:
-            return
+    @_found(_app_segment_of)
+    def _app_segment_membership(self, ctx: _Ctx, segment: AppSegment) -> None:
         store = self._app_store()
         people = [p for p in (store.by_cio_id(c) for c in segment.members) if p is not None]
         self._app_paged(ctx, "identifiers", people, DEFAULT_MEMBERSHIP_LIMIT, MAX_MEMBERSHIP_LIMIT,

@@ -68,6 +68,7 @@ from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Pro
 from urllib.parse import parse_qs, unquote
 
 from .http import BodyError, json_bytes
+from .records import RouteLog
 from .routing import Call, Drop, Route
 
 __all__ = [
@@ -228,19 +229,20 @@ def _verdict_errors(verdict: Verdict) -> List[str]:
     return [str(e) for e in verdict] or ["Rejected by the collector's reject_when hook."]
 
 
-class BloomreachStore:
+class BloomreachStore(RouteLog[BloomreachRequest]):
     """What the Bloomreach routes received, and how they should behave.
 
     Settings: :meth:`require` (accepted projects and credentials) and
     :meth:`reject_when` (make chosen commands fail).  Records (copies, safe
     to read from any thread): :attr:`commands`, :attr:`events`,
-    :attr:`customers`, :attr:`rejected`, :attr:`requests`,
+    :attr:`customers`, :attr:`rejected`, :attr:`requests` (injected faults
+    included; each recorded just before its answer is written),
     :attr:`command_ids`, :attr:`duplicates`; :meth:`wait_for` blocks until
     commands have arrived.  Everything is guarded by :attr:`lock`.
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__(threading.Lock())
         self._changed = threading.Condition(self.lock)
         #: Accepted project tokens; None: any.
         self.projects: Optional[FrozenSet[str]] = None
@@ -251,7 +253,6 @@ class BloomreachStore:
         self._rules: List[Predicate] = []
         self._commands: List[BloomreachCommand] = []
         self._rejected: List[BloomreachRejection] = []
-        self._requests: List[BloomreachRequest] = []
         self._ids: Set[str] = set()
         self._duplicates = 0
 
@@ -297,8 +298,7 @@ class BloomreachStore:
     @property
     def commands(self) -> List[BloomreachCommand]:
         """Every accepted command, in arrival order."""
-        with self.lock:
-            return list(self._commands)
+        return self._copy(self._commands)
 
     @property
     def events(self) -> List[Dict[str, Any]]:
@@ -315,17 +315,7 @@ class BloomreachStore:
     @property
     def rejected(self) -> List[BloomreachRejection]:
         """Every command answered ``success: false``, in arrival order."""
-        with self.lock:
-            return list(self._rejected)
-
-    @property
-    def requests(self) -> List[BloomreachRequest]:
-        """Every request to a Bloomreach route, in arrival order, injected faults included.
-
-        A request is recorded just before its answer is written.
-        """
-        with self.lock:
-            return list(self._requests)
+        return self._copy(self._rejected)
 
     @property
     def command_ids(self) -> Set[str]:
@@ -360,9 +350,7 @@ class BloomreachStore:
 
     def hook_errors(self, command: Dict[str, Any]) -> List[str]:
         """The errors the first :meth:`reject_when` hook refusing ``command`` gives, or []."""
-        with self.lock:
-            rules = list(self._rules)
-        for rule in rules:
+        for rule in self._copy(self._rules):
             errors = _verdict_errors(rule(command))
             if errors:
                 return errors

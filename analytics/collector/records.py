@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Generic, Iterable, List, Optional, Sequence, Set, Tuple, TypeVar, Union
 
 from .http import gunzip, json_bytes
 from .storage import SQLiteStore, redact_headers, redact_query
@@ -30,8 +30,12 @@ __all__ = [
     "Records",
     "Refusal",
     "Request",
+    "RouteLog",
     "answer_reason",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: The APIs the collector serves, as :attr:`Exchange.api` names them.
 API_NAMES = ("Data Pipelines", "Track API", "App API", "Bloomreach")
@@ -191,6 +195,32 @@ def _batch_of(row: Dict[str, Any], messages: List[Dict[str, Any]]) -> Batch:
 
 #: Called with each accepted batch and how many of its messageIds were new.
 AcceptListener = Callable[[Batch, int], None]
+
+
+class RouteLog(Generic[R]):
+    """What the store of each API's routes (Track API, App API, Bloomreach) keeps alike: its
+    :attr:`lock`, the requests that reached a route in arrival order (:attr:`requests`,
+    :meth:`log`), and copies of its lists taken under the lock."""
+
+    def __init__(self, lock: Union["threading.Lock", "threading.RLock"]) -> None:
+        self.lock = lock
+        self._requests: List[R] = []
+
+    @property
+    def requests(self) -> List[R]:
+        """Every request that reached a route (refused ones too), in arrival order."""
+        return self._copy(self._requests)
+
+    def log(self, request: R) -> int:
+        """Record a request that reached a route; returns its index in :attr:`requests`."""
+        with self.lock:
+            self._requests.append(request)
+            return len(self._requests) - 1
+
+    def _copy(self, items: Iterable[T]) -> List[T]:
+        """``list(items)``, taken under :attr:`lock`."""
+        with self.lock:
+            return list(items)
 
 
 class Records:

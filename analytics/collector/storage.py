@@ -266,6 +266,12 @@ class SQLiteStore:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
+    def _row(self, table: str, row_id: int) -> Optional[Row]:
+        """The row of ``table`` (a name of this module's schema, never a caller's) with this id, or None."""
+        with self._lock:
+            rows = self._rows(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+        return rows[0] if rows else None
+
     def close(self) -> None:
         """Close the connection; idempotent (further reads and writes raise ``sqlite3.ProgrammingError``)."""
         with self._lock:
@@ -538,11 +544,8 @@ class SQLiteStore:
 
     def batch(self, batch_id: int) -> Optional[Row]:
         """One batch's row (headers and envelope decoded, no messages), or None."""
-        with self._lock:
-            rows = self._rows("SELECT * FROM batches WHERE id = ?", (batch_id,))
-        if not rows:
-            return None
-        return _decode_batch(rows[0])
+        row = self._row("batches", batch_id)
+        return None if row is None else _decode_batch(row)
 
     def find_requests(self, api: Optional[str] = None, refused: Optional[bool] = None,
                       before: Optional[int] = None, limit: int = 100) -> Tuple[List[Row], int]:
@@ -572,12 +575,9 @@ class SQLiteStore:
 
     def request(self, request_id: int) -> Optional[Row]:
         """One recorded request in full (headers decoded), or None."""
-        with self._lock:
-            rows = self._rows("SELECT * FROM requests WHERE id = ?", (request_id,))
-        if not rows:
-            return None
-        row = rows[0]
-        row["headers"] = json.loads(row["headers"])
+        row = self._row("requests", request_id)
+        if row is not None:
+            row["headers"] = json.loads(row["headers"])
         return row
 
 

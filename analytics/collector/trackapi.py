@@ -65,7 +65,7 @@ from urllib.parse import unquote
 
 from ..destinations.trackv2 import TrackV2
 from .http import BodyError
-from .records import Request
+from .records import Request, RouteLog
 from .routing import Call, Route
 
 __all__ = ["TrackAPIRoutes", "TrackAPIStore", "TrackOperation", "TrackRequest", "V1Call"]
@@ -145,7 +145,7 @@ class _Rule:
     message: str
 
 
-class TrackAPIStore:
+class TrackAPIStore(RouteLog[TrackRequest]):
     """What the Track API routes received, and their settings.
 
     Settings: :attr:`credentials` (``None``: any non-empty site id and API key;
@@ -161,7 +161,7 @@ class TrackAPIStore:
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        super().__init__(threading.Lock())
         self._changed = threading.Condition(self.lock)
         #: Accepted (site_id, api_key) pairs; None accepts any non-empty pair.
         self.credentials: Optional[Set[Tuple[str, str]]] = None
@@ -170,7 +170,6 @@ class TrackAPIStore:
         self._rules: List[_Rule] = []
         self._accepted: List[TrackOperation] = []
         self._v1: List[V1Call] = []
-        self._requests: List[TrackRequest] = []
         self._ids: Set[str] = set()
         self._duplicates = 0
 
@@ -213,20 +212,12 @@ class TrackAPIStore:
     @property
     def accepted(self) -> List[TrackOperation]:
         """Every accepted v2 operation with the request it came in."""
-        with self.lock:
-            return list(self._accepted)
+        return self._copy(self._accepted)
 
     @property
     def v1_calls(self) -> List[V1Call]:
         """Every accepted v1 call, in arrival order."""
-        with self.lock:
-            return list(self._v1)
-
-    @property
-    def requests(self) -> List[TrackRequest]:
-        """Every request that reached a route (refused ones too), in arrival order."""
-        with self.lock:
-            return list(self._requests)
+        return self._copy(self._v1)
 
     @property
     def item_errors(self) -> List[Dict[str, Any]]:
@@ -270,14 +261,7 @@ class TrackAPIStore:
 
     def rules(self) -> List[_Rule]:
         """The rejection hooks, a copy."""
-        with self.lock:
-            return list(self._rules)
-
-    def log(self, request: TrackRequest) -> int:
-        """Record a request that reached a route; returns its index in :attr:`requests`."""
-        with self.lock:
-            self._requests.append(request)
-            return len(self._requests) - 1
+        return self._copy(self._rules)
 
     def add_operations(self, items: List[TrackOperation]) -> None:
         with self._changed:

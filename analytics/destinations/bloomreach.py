@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from typing import Any, Dict, List, Optional, Sequence
-from urllib.parse import quote
 
 from ..clients.bloomreach import (
     DEFAULT_BASE_URL,
@@ -14,9 +13,9 @@ from ..clients.bloomreach import (
     batch_body,
     check_properties,
     error_texts,
+    project_route,
     unix_time,
 )
-from .. import _checks
 from ..errors import ConfigurationError, InvalidMessageError, UnsupportedCallError
 from . import Destination
 
@@ -96,23 +95,16 @@ class Bloomreach(Destination):
         hard_id: str = "registered",
         soft_id: str = "cookie",
     ) -> None:
-        if not isinstance(project_token, str) or not project_token.strip():
-            raise ConfigurationError("project_token must be a non-empty string")
-        if not isinstance(base_url, str) or "://" not in base_url:
-            shown = _checks.quote(_checks.redact_url(base_url))
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {shown}")
-        base_url = _checks.http_url("base_url", base_url)[0]
+        self.project_token, self._base_url, prefix = project_route(project_token, base_url)
         for option, value in (("hard_id", hard_id), ("soft_id", soft_id)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{option} must be a non-empty string, got {value!r}")
         if hard_id == soft_id:
             raise ConfigurationError("hard_id and soft_id must differ")
-        self.project_token = project_token.strip()
         self.hard_id = hard_id
         self.soft_id = soft_id
-        self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": auth_header(api_key_id, api_secret, api_token)}
-        self.path = f"/track/v2/projects/{quote(self.project_token, safe='')}/batch"
+        self.path = f"{prefix}/batch"
 
     def __repr__(self) -> str:
         return f"Bloomreach({self.project_token!r}, base_url={self._base_url!r})"
