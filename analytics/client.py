@@ -13,7 +13,7 @@ from typing import Any, Dict, FrozenSet, List, Optional, Set, Union, cast
 from . import _checks, messages
 from . import options as _options
 from .engine import Consumer, report
-from .engine.clock import Clock
+from .clock import Clock
 from .engine.hosts import threads_stall_between_calls
 from .errors import ConfigurationError, MessageTooLargeError, QueueFullError, ShutdownError, SpoolError
 from .destinations import Destination

@@ -43,7 +43,7 @@ from ..queues.base import Queue
 from ..stats import Stats, StatsSnapshot
 from ..transport import Transport
 from .backpressure import Backpressure
-from .clock import SYSTEM_CLOCK, Clock
+from ..clock import SYSTEM_CLOCK, Clock
 from .delivery import Delivery
 
 __all__ = ["Consumer", "report"]
