@@ -36,12 +36,12 @@ def run(client: Any, stop: threading.Event, exit_timeout: Optional[float], repor
     not lost at its shutdown: they stay in Redis).
     """
     say = report or log.info
-    client._consumer.ensure_started()
+    client._engine.consumer.ensure_started()  # this process's engine: a worker runs no call first
     while not stop.wait(report_every or 3600.0):
         if report_every:
             s = client.stats()
             say(f"delivered {s['delivered']}, failed {sum(s['failed'].values())}, backlog {s['redis']['length']}")
-    client._queue.stop_reading()
+    client._engine.queue.stop_reading()
     dropped: int = client.shutdown(exit_timeout)
     return dropped
 
@@ -62,7 +62,7 @@ def serve(client: Any, exit_timeout: Optional[float], report_every: float = 0.0,
 
     saved = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        say(f"delivering from {client._queue.where} to {client.host} (pid {os.getpid()})")
+        say(f"delivering from {client._engine.queue.where} to {client.host} (pid {os.getpid()})")
         lost = run(client, stop, exit_timeout, report_every, say)
     finally:
         for signum, handler in saved.items():

@@ -214,7 +214,8 @@ class Config:
     """The checked options of one client, read by the engine per batch (so a change applies to the next).
 
     ``Config(**given)`` checks every option (the ones not given take their
-    default) and records the given names in :attr:`explicit`; :meth:`set`
+    default), then the rules between them (a ``write_key`` to send to Data
+    Pipelines; a spool or a Redis queue, not both), and records the given names in :attr:`explicit`; :meth:`set`
     changes one on a live client.  Beyond the options: :attr:`retry`, the
     :class:`~analytics.retry.RetryPolicy` in use (``retry_policy``, or one made
     of ``max_retries`` and ``max_retry_time``, which then write through to it),
@@ -283,6 +284,14 @@ class Config:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         for option in OPTIONS:
             setattr(self, option.name, option.checked(given.get(option.name, option.default)))
+        # the rules between options
+        if self.send and self.write_key is None and self.destination is None:
+            raise ConfigurationError(
+                "write_key is required: Client('YOUR_WRITE_KEY') or analytics.write_key = 'YOUR_WRITE_KEY' "
+                "(or send=False to only validate)"
+            )
+        if self.spool_path is not None and self.queue is not None:
+            raise ConfigurationError("use either spool_path or queue='redis://...', not both")
         #: The options given explicitly (not left at their default); :meth:`set` adds to it.
         self.explicit = set(given)
         if self.retry_policy is None:
