@@ -483,9 +483,14 @@ class Client:
         if cfg.sync_mode:
             engine.stats.count_direct()
             return engine.consumer.deliver([data]) == 1, msg
-        n = engine.put(data, msg)
+        n = engine.queue.put(data, cfg.max_queue_wait)  # (ProcessEngine.put, inline: the hot path)
         if n == 0:
-            return False, msg  # the queue was full (counted, reported)
+            engine.queue_full(msg)
+            return False, msg
+        if engine.dropping and n <= engine.queue.maxsize // 2:
+            engine.end_burst()
+        if n >= engine.pace_from:
+            engine.consumer.pace(n)
         if n == 1 or n == cfg.upload_size:
             if engine.pid != os.getpid():
                 self._check_pid()  # the fallback when a fork bypassed os.register_at_fork

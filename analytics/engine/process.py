@@ -1,8 +1,9 @@
 """One client's engine in one process: its counters, queue, consumer threads, transport and exit hook.
 
 A :class:`~analytics.Client` validates and encodes each call in the caller's
-thread and hands the bytes to its :class:`ProcessEngine`, which queues them,
-slows a producer that outruns delivery, wakes the workers and answers
+thread and puts the bytes in its :class:`ProcessEngine`'s queue (inline: the
+hot path); the engine reports a full queue, slows a producer that outruns
+delivery (through its consumer), wakes the workers and answers
 ``flush()``, ``wait_durable()``, ``stats()`` and ``shutdown()``.  Everything
 here belongs to one process: a forked child makes its own engine
 (:meth:`ProcessEngine.for_child`) at its first call, and leaves the parent's
@@ -121,18 +122,6 @@ class ProcessEngine:
 
     # --- the hot path -------------------------------------------------------
 
-    def put(self, data: bytes, msg: Any) -> int:
-        """Queue ``data`` (the encoded ``msg``); how many messages are queued now, 0 if it was dropped."""
-        n = self.queue.put(data, self.config.max_queue_wait)
-        if n == 0:
-            self._queue_full(msg)
-            return 0
-        if self.dropping and n <= self.queue.maxsize // 2:
-            self._end_burst()
-        if n >= self.pace_from:
-            self.consumer.pace(n)
-        return n
-
     def wake(self) -> None:
         """A batch may be due: start the workers if they are not running, and wake one."""
         consumer = self.consumer
@@ -170,7 +159,8 @@ class ProcessEngine:
         paced = cfg.pace_wait and not self.queue.shared
         self.pace_from = max(cfg.max_queue_size // 4, 2 * cfg.upload_size) if paced else 1 << 62
 
-    def _queue_full(self, msg: Any) -> None:
+    def queue_full(self, msg: Any) -> None:
+        """``msg`` was dropped: the queue is full (counted, logged once per burst, reported)."""
         error = QueueFullError(f"the queue is full ({self.queue.maxsize} messages); message dropped")
         self.stats.count_lost("queue_full", 1, error, at_call=True)
         self.burst_drops += 1
@@ -182,7 +172,8 @@ class ProcessEngine:
             )
         report(self.config.on_error, error, [msg])
 
-    def _end_burst(self) -> None:
+    def end_burst(self) -> None:
+        """The queue drained to half after a burst of drops: say how many were dropped."""
         # Only once the queue has drained to half: at the boundary it would
         # otherwise flip between full and not full with every batch taken.
         self.dropping = False
