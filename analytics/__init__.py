@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     _P = ParamSpec("_P")
 _R = TypeVar("_R")
 from .retry import RetryPolicy
-from .stats import StatsSnapshot
+from .stats import Stats as _Stats, StatsSnapshot
 from .version import VERSION
 
 __version__ = VERSION
@@ -237,9 +237,7 @@ def stats() -> StatsSnapshot:
     """The shared client's counters (all zero before the first call)."""
     client = default_client
     if client is None:
-        from .stats import Stats
-
-        return Stats().snapshot(0, 0, 0)
+        return _Stats().snapshot(0, 0, 0)
     return client.stats()
 
 

@@ -88,7 +88,7 @@ def _tls_context() -> ssl.SSLContext:
     cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if not cafile:
         try:
-            import certifi
+            import certifi  # requests' trust store, when installed (with requests)
 
             cafile = certifi.where()
         except ImportError:  # pragma: no cover - requests depends on certifi
