@@ -89,7 +89,8 @@ def _mp_child_exit_hook(client: Forkable) -> None:
     # Runs in a multiprocessing child after its bootstrap (which clears the
     # finalizer registry); this finalizer runs from multiprocessing's exit
     # function before os._exit(), and only once (weakref.finalize is one-shot).
-    mp_util = sys.modules["multiprocessing.util"]  # loaded: this runs in a multiprocessing child
+    import multiprocessing.util as mp_util  # here: import analytics does not load multiprocessing
+
     mp_util.Finalize(client, client._exit_drain(), exitpriority=10)
 
 
