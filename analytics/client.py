@@ -9,8 +9,8 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Union
 
 from . import _checks, messages
 from . import options as _options
-from ._shaping import BeforeSend
 from ._fork import build_engines, drain_clients, process_lock, register
+from ._shaping import BeforeSend
 from .clock import Clock
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
@@ -148,7 +148,7 @@ class Client:
         A :class:`~analytics.retry.RetryPolicy` for full control of waits.
     ``transport``
         An object with ``post(url, body, headers, timeout, proxies)`` and
-        ``close()``, instead of the built-in ``requests`` session.
+        ``close()``, instead of the built-in HTTP transport (``http.client``).
     ``clock``
         The engine's time: every interval, retry wait, ``Retry-After`` and
         pacing sleep is read and waited through it (default: the system's
