@@ -7,7 +7,8 @@ deferred import still ties the two modules together), and under ``if TYPE_CHECKI
 Importing ``a.b.c`` from outside the package ``a.b`` also runs ``a/b/__init__.py``, so that
 package counts as imported too (a module's own ancestors are already being imported).
 
-``python tests/test_architecture.py`` prints the measurements.
+``python tests/test_architecture.py`` prints the measurements.  (The helpers are named for
+``analytics``: the checks of ``customerio/`` may share this file.)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MAX_FUNCTION_LINES = 80
 MAX_CLASS_LINES = 450
 
 
-def _modules() -> Dict[str, Path]:
+def _analytics_modules() -> Dict[str, Path]:
     """Every module of the package outside EXCLUDED, by dotted name."""
     found: Dict[str, Path] = {}
     for path in sorted((ROOT / PACKAGE).rglob("*.py")):
@@ -37,18 +38,18 @@ def _modules() -> Dict[str, Path]:
     return found
 
 
-def _is_package(name: str, modules: Dict[str, Path]) -> bool:
+def _analytics_is_package(name: str, modules: Dict[str, Path]) -> bool:
     return modules[name].name == "__init__.py"
 
 
-def _ancestors(name: str) -> Set[str]:
+def _analytics_ancestors(name: str) -> Set[str]:
     parts = name.split(".")
     return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
-def _imported(name: str, tree: ast.AST, modules: Dict[str, Path]) -> Iterator[Tuple[str, int]]:
+def _analytics_imports(name: str, tree: ast.AST, modules: Dict[str, Path]) -> Iterator[Tuple[str, int]]:
     """(module of the package, line) for each import in ``tree``, the module ``name``."""
-    package = name if _is_package(name, modules) else name.rpartition(".")[0]
+    package = name if _analytics_is_package(name, modules) else name.rpartition(".")[0]
     for node in ast.walk(tree):
         targets: List[str] = []
         if isinstance(node, ast.Import):
@@ -70,26 +71,26 @@ def _imported(name: str, tree: ast.AST, modules: Dict[str, Path]) -> Iterator[Tu
                 target = target.rpartition(".")[0]
             if not target:
                 continue
-            for dotted in sorted(_ancestors(target) | {target}):
-                if dotted in modules and dotted != name and dotted not in _ancestors(name):
+            for dotted in sorted(_analytics_ancestors(target) | {target}):
+                if dotted in modules and dotted != name and dotted not in _analytics_ancestors(name):
                     yield dotted, node.lineno
 
 
-def import_graph() -> Dict[str, Dict[str, int]]:
+def analytics_import_graph() -> Dict[str, Dict[str, int]]:
     """{module: {module it imports: first line of such an import}} within the package."""
-    modules = _modules()
+    modules = _analytics_modules()
     graph: Dict[str, Dict[str, int]] = {}
     for name, path in modules.items():
         edges = graph.setdefault(name, {})
-        for target, line in _imported(name, ast.parse(path.read_text(), str(path)), modules):
+        for target, line in _analytics_imports(name, ast.parse(path.read_text(), str(path)), modules):
             edges.setdefault(target, line)
     return graph
 
 
-def import_cycles(graph: Optional[Dict[str, Dict[str, int]]] = None) -> List[List[str]]:
+def analytics_import_cycles(graph: Optional[Dict[str, Dict[str, int]]] = None) -> List[List[str]]:
     """The strongly connected components of more than one module (Tarjan), each sorted."""
     if graph is None:
-        graph = import_graph()
+        graph = analytics_import_graph()
     index: Dict[str, int] = {}
     low: Dict[str, int] = {}
     stack: List[str] = []
@@ -124,9 +125,9 @@ def import_cycles(graph: Optional[Dict[str, Dict[str, int]]] = None) -> List[Lis
     return sorted(cycles)
 
 
-def _definitions(kind: type) -> Iterator[Tuple[str, str, int]]:
+def _analytics_definitions(kind: type) -> Iterator[Tuple[str, str, int]]:
     """(file, qualified name, lines) of each definition of ``kind`` in the package."""
-    for name, path in _modules().items():
+    for name, path in _analytics_modules().items():
         tree = ast.parse(path.read_text(), str(path))
         rel = str(path.relative_to(ROOT))
 
@@ -144,16 +145,16 @@ def _definitions(kind: type) -> Iterator[Tuple[str, str, int]]:
         yield from walk(tree, "")
 
 
-def long_functions() -> List[Tuple[str, str, int]]:
-    return [d for d in _definitions((ast.FunctionDef, ast.AsyncFunctionDef)) if d[2] > MAX_FUNCTION_LINES]  # type: ignore[arg-type]
+def analytics_long_functions() -> List[Tuple[str, str, int]]:
+    return [d for d in _analytics_definitions((ast.FunctionDef, ast.AsyncFunctionDef)) if d[2] > MAX_FUNCTION_LINES]  # type: ignore[arg-type]
 
 
-def long_classes() -> List[Tuple[str, str, int]]:
-    return [d for d in _definitions(ast.ClassDef) if d[2] > MAX_CLASS_LINES]
+def analytics_long_classes() -> List[Tuple[str, str, int]]:
+    return [d for d in _analytics_definitions(ast.ClassDef) if d[2] > MAX_CLASS_LINES]
 
 
 def test_analytics_scan_sees_the_package() -> None:
-    graph = import_graph()
+    graph = analytics_import_graph()
     assert "analytics" in graph and "analytics.client" in graph and "analytics.engine.worker" in graph
     assert not any(name.startswith("analytics.collector") for name in graph)
     # the client's own imports are seen, deferred and package ones included
@@ -166,12 +167,12 @@ def test_analytics_scan_sees_the_package() -> None:
 
 def test_analytics_import_cycle_detection_works() -> None:
     graph = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1}, "d": {"a": 1, "e": 1}, "e": {"d": 1}, "f": {}}
-    assert import_cycles(graph) == [["a", "b", "c"], ["d", "e"]]
+    assert analytics_import_cycles(graph) == [["a", "b", "c"], ["d", "e"]]
 
 
 def test_analytics_has_no_import_cycle() -> None:
-    cycles = import_cycles()
-    graph = import_graph()
+    cycles = analytics_import_cycles()
+    graph = analytics_import_graph()
     described = []
     for component in cycles:
         members = set(component)
@@ -181,14 +182,14 @@ def test_analytics_has_no_import_cycle() -> None:
 
 
 def test_analytics_has_no_function_over_80_lines() -> None:
-    assert not long_functions(), long_functions()
+    assert not analytics_long_functions(), analytics_long_functions()
 
 
 def test_analytics_has_no_class_over_450_lines() -> None:
-    assert not long_classes(), long_classes()
+    assert not analytics_long_classes(), analytics_long_classes()
 
 
 if __name__ == "__main__":
-    print("cycles:", import_cycles())
-    print("functions over", MAX_FUNCTION_LINES, "lines:", long_functions())
-    print("classes over", MAX_CLASS_LINES, "lines:", long_classes())
+    print("cycles:", analytics_import_cycles())
+    print("functions over", MAX_FUNCTION_LINES, "lines:", analytics_long_functions())
+    print("classes over", MAX_CLASS_LINES, "lines:", analytics_long_classes())
