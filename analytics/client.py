@@ -14,10 +14,9 @@ from ._shaping import BeforeSend
 from .clock import Clock
 from .destinations import Destination
 from .destinations.cdp import DataPipelines
-from .engine import report
 from .engine.hosts import threads_stall_between_calls
 from .engine.process import ProcessEngine
-from .errors import ConfigurationError, MessageTooLargeError, ShutdownError, SpoolError
+from .errors import ConfigurationError, MessageTooLargeError, SpoolError
 from .messages import ID, Fields, Message, Result, Timestamp
 from .options import DEFAULT_HOST, Config, OnError
 from .retry import RetryPolicy
@@ -474,16 +473,13 @@ class Client:
             return True, msg
         if self._forked:
             self._check_pid()  # the first call after a fork builds this process's engine
-        if self._closed:
-            error = ShutdownError("the client was shut down; message not sent")
-            self._engine.stats.count_lost("shutdown", 1, error, at_call=True)
-            report(cfg.on_error, error, [msg])
-            return False, msg
         engine = self._engine
+        if self._closed:
+            engine.refuse(msg)  # counted as dropped (shutdown) and reported
+            return False, msg
         if cfg.sync_mode:
-            engine.stats.count_direct()
-            return engine.consumer.deliver([data]) == 1, msg
-        n = engine.queue.put(data, cfg.max_queue_wait)  # (ProcessEngine.put, inline: the hot path)
+            return engine.send_now(data), msg
+        n = engine.queue.put(data, cfg.max_queue_wait)  # the engine's queue, inline: this is the hot path
         if n == 0:
             engine.queue_full(msg)
             return False, msg

@@ -19,7 +19,7 @@ import weakref
 from typing import Any, List, Optional, cast
 
 from ..destinations import Destination
-from ..errors import QueueFullError
+from ..errors import QueueFullError, ShutdownError
 from ..options import Config
 from ..queues import Queue, SharedQueue, open_queue
 from ..stats import Stats, StatsSnapshot
@@ -121,6 +121,17 @@ class ProcessEngine:
         return engine
 
     # --- the hot path -------------------------------------------------------
+
+    def refuse(self, msg: Any) -> None:
+        """A call after the client's ``shutdown()``: ``msg`` is counted as dropped (``shutdown``) and reported."""
+        error = ShutdownError("the client was shut down; message not sent")
+        self.stats.count_lost("shutdown", 1, error, at_call=True)
+        report(self.config.on_error, error, [msg])
+
+    def send_now(self, data: bytes) -> bool:
+        """``sync_mode``: deliver ``data`` in the caller's thread, with the usual retries; whether it was."""
+        self.stats.count_direct()
+        return self.consumer.deliver([data]) == 1
 
     def wake(self) -> None:
         """A batch may be due: start the workers if they are not running, and wake one."""
