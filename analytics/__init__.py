@@ -35,7 +35,7 @@ import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, TypeVar
 
 from . import options as _options
-from ._fork import process_lock
+from ._fork import process_lock as _process_lock
 from .client import DEFAULT_HOST, Client
 from .destinations import Destination
 from .errors import (
@@ -169,7 +169,7 @@ def _default() -> Client:
     client = default_client
     if client is not None and not client._closed:
         return client
-    with process_lock(_locks):
+    with _process_lock(_locks):
         client = default_client
         if client is None or client._closed:
             mod = sys.modules[__name__]
