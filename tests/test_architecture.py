@@ -7,7 +7,7 @@ deferred import still ties the two modules together), and under ``if TYPE_CHECKI
 Importing ``a.b.c`` from outside the package ``a.b`` also runs ``a/b/__init__.py``, so that
 package counts as imported too (a module's own ancestors are already being imported).
 
-``python tests/test_architecture.py`` prints the measurements.  (The helpers are named for
+``python tests/test_architecture.py`` prints the measurements.  (The functions here are named for
 ``analytics``: the checks of ``customerio/`` may share this file.)
 """
 
