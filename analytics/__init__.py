@@ -34,8 +34,8 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, TypeVar
 
-from . import client as _client_module
 from . import options as _options
+from ._fork import process_lock as _process_lock
 from .client import DEFAULT_HOST, Client
 from .destinations import Destination
 from .errors import (
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     _P = ParamSpec("_P")
 _R = TypeVar("_R")
 from .retry import RetryPolicy
-from .stats import StatsSnapshot
+from .stats import Stats as _Stats, StatsSnapshot
 from .version import VERSION
 
 __version__ = VERSION
@@ -156,7 +156,7 @@ _CREATION_SETTINGS = tuple(o.name for o in _options.OPTIONS if o.facade and not 
 # the settings assigned (the shared client gets these, so it knows them as given explicitly)
 _given: Set[str] = set()
 # The shared client's lock, one per process (a thread of the parent may have
-# held it at the fork), made at its first use there (see client._process_lock).
+# held it at the fork), made at its first use there (see _fork.process_lock).
 _locks: Dict[int, Any] = {}
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_locks.clear)
@@ -169,7 +169,7 @@ def _default() -> Client:
     client = default_client
     if client is not None and not client._closed:
         return client
-    with _client_module._process_lock(_locks):
+    with _process_lock(_locks):
         client = default_client
         if client is None or client._closed:
             mod = sys.modules[__name__]
@@ -237,9 +237,7 @@ def stats() -> StatsSnapshot:
     """The shared client's counters (all zero before the first call)."""
     client = default_client
     if client is None:
-        from .stats import Stats
-
-        return Stats().snapshot(0, 0, 0)
+        return _Stats().snapshot(0, 0, 0)
     return client.stats()
 
 

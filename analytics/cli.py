@@ -64,7 +64,11 @@ from typing import Any, Callable, Dict, Iterator, List, NoReturn, Optional, Sequ
 
 from . import messages
 from ._checks import http_url
-from .errors import AnalyticsError, ConfigurationError, InvalidMessageError
+from ._worker_loop import EXAMPLES as WORKER_EXAMPLES, serve
+from .client import Client
+from .errors import AnalyticsError, ConfigurationError, InvalidMessageError, TransportError
+from .retry import RetryPolicy
+from .transport import HTTPTransport
 from .version import VERSION
 
 __all__ = ["main", "command", "Command", "COMMANDS", "Parser", "CLIError", "ENVIRONMENT"]
@@ -265,7 +269,7 @@ def _no_constant(name: str) -> Any:
 
 def _pairs(pairs: Sequence[str], flag: str) -> List[Tuple[List[str], Any, str]]:
     """``KEY=VALUE`` flags as (dotted path, typed value, the flag as given)."""
-    from .importer import _infer
+    from .importer import _infer  # the importer loads on use: a call or --help needs little of it
 
     out = []
     for pair in pairs:
@@ -466,7 +470,7 @@ def _option_error(exc: ConfigurationError) -> CLIError:
 
 def _in_flags(text: str) -> str:
     """A message check's error with the fields named as the flags that set them."""
-    from .importer import rename_fields
+    from .importer import rename_fields  # the importer loads on use
 
     return rename_fields(text, _FLAGS)
 
@@ -476,8 +480,6 @@ class _Recorder:
     where the message went and what the server answered."""
 
     def __init__(self) -> None:
-        from .transport import HTTPTransport
-
         self.inner = HTTPTransport()
         self.attempts: List[Tuple[str, Optional[Any], float, int, Optional[Exception]]] = []
 
@@ -533,9 +535,7 @@ def _report_send(prefix: str, recorder: _Recorder, verbose: bool) -> None:
 
 
 def _send_call(type_: str, args: argparse.Namespace) -> int:
-    from . import Client, RetryPolicy
-    from .errors import TransportError
-    from .importer import describe_delivery_error, send_message
+    from .importer import describe_delivery_error, send_message  # the importer loads on use (csv, hashlib...)
 
     prefix = f"{PROG} {type_}"
     message = _build_call(type_, args)
@@ -665,7 +665,7 @@ def _import_arguments(p: argparse.ArgumentParser) -> None:
                      "(backpressure: nothing is dropped), with a progress bar, a report of bad lines, "
                      "and a checkpoint so a rerun after an interruption skips what was delivered.")
 def _import(args: argparse.Namespace) -> int:
-    from .importer import ImportOptions, ImportProblem, format_report, run_import
+    from .importer import ImportOptions, ImportProblem, format_report, run_import  # loads on use
 
     if args.batch_size < 1:
         raise CLIError("--batch-size must be at least 1")
@@ -699,7 +699,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _collector_parser() -> argparse.ArgumentParser:
-    from .collector.__main__ import build_parser as collector_parser
+    from .collector.__main__ import build_parser as collector_parser  # the collector (a server) loads on use
 
     return collector_parser(f"{PROG} collector")
 
@@ -709,7 +709,7 @@ def _collector_parser() -> argparse.ArgumentParser:
                   "  cdp-relay collector --help           all its options\n",
          parser=lambda: _collector_parser())
 def _collector(argv: List[str]) -> int:
-    from .collector.__main__ import main as collector_main
+    from .collector.__main__ import main as collector_main  # the collector (a server) loads on use
 
     return collector_main(argv, prog=f"{PROG} collector")
 
@@ -718,7 +718,7 @@ def _collector(argv: List[str]) -> int:
          examples="examples:\n  cdp-relay demo            send, report, stop\n"
                   "  cdp-relay demo --serve    then keep the collector and its inspector page running\n")
 def _demo(argv: List[str]) -> int:
-    from .demo import main as demo_main
+    from .demo import main as demo_main  # the demo (and the collector it runs) loads on use
 
     return demo_main(argv, prog=f"{PROG} demo")
 
@@ -738,21 +738,11 @@ def _worker_arguments(p: argparse.ArgumentParser) -> None:
     _connection_arguments(p, WORKER_DEFAULTS)
 
 
-_WORKER_EXAMPLES = """examples:
-  CDP_WRITE_KEY=KEY cdp-relay worker --queue redis://127.0.0.1:6379/0
-  cdp-relay worker --queue redis://redis.internal:6379/2 -k KEY --threads 2
-  CDP_QUEUE=redis://127.0.0.1:6379/0 cdp-relay worker --host https://cdp-eu.customer.io --gzip
-"""
-
-
-@command("worker", help="deliver from a shared Redis queue (see analytics.worker)", examples=_WORKER_EXAMPLES,
+@command("worker", help="deliver from a shared Redis queue (see analytics.worker)", examples=WORKER_EXAMPLES,
          arguments=_worker_arguments,
          description="Deliver the messages web processes put in a shared Redis queue (Client(queue=..., "
                      "consume=False)). SIGTERM or Ctrl-C stops it cleanly; what it holds stays in Redis.")
 def _worker(args: argparse.Namespace) -> int:
-    from . import Client
-    from .worker import serve
-
     queue = args.queue if args.queue is not None else _env("queue")
     if not queue:
         raise CLIError("no queue: pass --queue redis://HOST:PORT/DB or set CDP_QUEUE")

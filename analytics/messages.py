@@ -13,14 +13,13 @@ import datetime as _dt
 import math
 import os
 import random
+import re
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any, Dict, Mapping as _Mapping, Optional, Tuple, Union
-
-from dateutil.parser import isoparse
-from dateutil.tz import tzlocal, tzutc
 
 from ._checks import quote
 from .context import current as _current_scope
@@ -48,7 +47,7 @@ LIBRARY = {"name": "cdp-relay", "version": VERSION}
 #: anonymousId, ``None`` means none is required.
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
 
-_UTC = tzutc()
+_UTC = _dt.timezone.utc
 _NAIVE_LOCAL_WINDOW_S = 5.0
 
 
@@ -108,10 +107,40 @@ def now_iso() -> str:
     return text
 
 
+if sys.version_info >= (3, 11):
+    # datetime.fromisoformat reads ISO 8601 from 3.11 on; _isoparse adds the forms dateutil's
+    # isoparse also took: a year or a year and month alone, an ordinal date, 24:00, a lowercase z.
+    _REDUCED = re.compile(r"(\d{4})(?:-(\d{2}))?")
+    _ORDINAL = re.compile(r"(\d{4})-?(\d{3})(?=$|[^\d])")
+    _HOUR_24 = re.compile(r"(?<=[^\d])24(:?00(:?00([.,]0+)?)?)?(?=$|[zZ+-])")
+
+    def _isoparse(text: str) -> _dt.datetime:
+        try:
+            return _dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        reduced = _REDUCED.fullmatch(text)
+        if reduced:
+            return _dt.datetime(int(reduced[1]), int(reduced[2] or 1), 1)
+        ordinal = _ORDINAL.match(text)
+        if ordinal:
+            day = _dt.date(int(ordinal[1]), 1, 1) + _dt.timedelta(days=int(ordinal[2]) - 1)
+            if day.year != int(ordinal[1]) or int(ordinal[2]) < 1:
+                raise ValueError(f"no day {ordinal[2]} in {ordinal[1]}")
+            return _isoparse(day.isoformat() + text[ordinal.end():])
+        if _HOUR_24.search(text):
+            return _isoparse(_HOUR_24.sub("00:00", text, count=1)) + _dt.timedelta(days=1)
+        if text[-1:] == "z":
+            return _dt.datetime.fromisoformat(text[:-1] + "Z")
+        raise ValueError(f"not an ISO-8601 date-time: {text!r}")
+else:  # pragma: no cover - before 3.11 fromisoformat reads only its own output's forms
+    from dateutil.parser import isoparse as _isoparse  # python-dateutil is required before 3.11 only
+
+
 def parse_iso8601(text: str, field: str = "timestamp") -> _dt.datetime:
     """An ISO-8601 date-time string as a ``datetime``; :class:`InvalidMessageError` naming ``field`` if it is not one."""
     try:
-        return isoparse(text)
+        return _isoparse(text)
     except (ValueError, OverflowError):
         raise InvalidMessageError(f"{field} must be an ISO-8601 date-time, got {quote(text)}", field) from None
 
@@ -128,7 +157,7 @@ def format_timestamp(value: Any, field: str = "timestamp") -> str:
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             if abs((value - _dt.datetime.now()).total_seconds()) < _NAIVE_LOCAL_WINDOW_S:
-                value = value.replace(tzinfo=tzlocal())
+                value = value.astimezone()  # local time: the same wall time, with the local offset then
             else:
                 value = value.replace(tzinfo=_UTC)
         text: str = value.isoformat(timespec="milliseconds")
@@ -240,7 +269,39 @@ def build(
     scope = _current_scope()
     if scope is not None and uid is None and aid is None and type_ != "alias":
         uid, aid = scope.identity()
+    if type_ == "alias" or type_ == "group":
+        _add_target(msg, type_, uid, previous_id, group_id, object_type_id)
+    elif uid is None and aid is None:
+        raise InvalidMessageError(f"{type_} needs user_id or anonymous_id", "userId")
+    if uid is not None:
+        msg["userId"] = uid
+    if aid is not None:
+        msg["anonymousId"] = aid
 
+    if type_ == "track":  # the most frequent call, inline
+        msg["event"] = event if type(event) is str and event else _text(event, "event", required=True)
+        props = properties if type(properties) is dict else _mapping(properties, "properties") or {}
+        msg["properties"] = props if base_properties is None else {**base_properties, **props}
+    else:
+        _add_fields(msg, type_, properties, base_properties, traits, name, category)
+
+    if context is None and scope is None and base_context is None:
+        msg["context"] = {"library": LIBRARY}
+    else:
+        msg["context"] = _merged_context(context, scope, base_context)
+    if integrations is not None:
+        integrations = _mapping(integrations, "integrations")
+        if integrations:
+            msg["integrations"] = integrations
+    msg["timestamp"] = now_iso() if timestamp is None else format_timestamp(timestamp)
+    msg["messageId"] = new_message_id() if message_id is None else _id(message_id, "messageId")
+    return msg
+
+
+def _add_target(msg: Dict[str, Any], type_: str, uid: Optional[str], previous_id: Any, group_id: Any,
+                object_type_id: Any) -> None:
+    """What an alias or a group call is about: ``previousId`` (and the user it becomes), or ``groupId``
+    (and its ``objectTypeId``)."""
     if type_ == "alias":
         previous = _id(previous_id, "previousId")
         if previous is None:
@@ -248,31 +309,25 @@ def build(
         if uid is None:
             raise InvalidMessageError("alias needs user_id", "userId")
         msg["previousId"] = previous
-    elif type_ == "group":
-        gid = _id(group_id, "groupId")
-        if gid is None:
-            raise InvalidMessageError("group needs group_id", "groupId")
-        msg["groupId"] = gid
-        if object_type_id is not None:
-            otid = _id(object_type_id, "objectTypeId") or ""
-            if not (otid.isascii() and otid.isdigit()):
-                raise InvalidMessageError(
-                    f"objectTypeId must be a whole number such as '1', got {quote(otid)}", "objectTypeId"
-                )
-            msg["objectTypeId"] = otid
-    elif uid is None and aid is None:
-        raise InvalidMessageError(f"{type_} needs user_id or anonymous_id", "userId")
+        return
+    gid = _id(group_id, "groupId")
+    if gid is None:
+        raise InvalidMessageError("group needs group_id", "groupId")
+    msg["groupId"] = gid
+    if object_type_id is not None:
+        otid = _id(object_type_id, "objectTypeId") or ""
+        if not (otid.isascii() and otid.isdigit()):
+            raise InvalidMessageError(
+                f"objectTypeId must be a whole number such as '1', got {quote(otid)}", "objectTypeId"
+            )
+        msg["objectTypeId"] = otid
 
-    if uid is not None:
-        msg["userId"] = uid
-    if aid is not None:
-        msg["anonymousId"] = aid
 
-    if type_ == "track":
-        msg["event"] = event if type(event) is str and event else _text(event, "event", required=True)
-        props = properties if type(properties) is dict else _mapping(properties, "properties") or {}
-        msg["properties"] = props if base_properties is None else {**base_properties, **props}
-    elif type_ == "page" or type_ == "screen":
+def _add_fields(msg: Dict[str, Any], type_: str, properties: Any, base_properties: Optional[Dict[str, Any]],
+                traits: Any, name: Any, category: Any) -> None:
+    """The fields of a page or screen (``name``, ``category``, ``properties``), an identify or a group
+    (``traits``); an alias has none."""
+    if type_ == "page" or type_ == "screen":
         name = _text(name, "name")
         category = _text(category, "category")
         if name is not None:
@@ -284,26 +339,16 @@ def build(
     elif type_ == "identify" or type_ == "group":
         msg["traits"] = traits if type(traits) is dict else _mapping(traits, "traits") or {}
 
-    if context is None and scope is None and base_context is None:
-        msg["context"] = {"library": LIBRARY}
-    else:
-        # weakest first: the client's global_context, the request_context blocks, the call's own
-        ctx = {} if base_context is None else dict(base_context)
-        if scope is not None:
-            ctx.update(scope.context)
-        if context is not None:
-            ctx.update(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
-        ctx["library"] = LIBRARY
-        msg["context"] = ctx
 
-    if integrations is not None:
-        integrations = _mapping(integrations, "integrations")
-        if integrations:
-            msg["integrations"] = integrations
-
-    msg["timestamp"] = now_iso() if timestamp is None else format_timestamp(timestamp)
-    msg["messageId"] = new_message_id() if message_id is None else _id(message_id, "messageId")
-    return msg
+def _merged_context(context: Any, scope: Any, base_context: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """``context``, weakest first: the client's global_context, the request_context blocks, the call's own."""
+    ctx = {} if base_context is None else dict(base_context)
+    if scope is not None:
+        ctx.update(scope.context)
+    if context is not None:
+        ctx.update(_mapping(context, "context") or ())  # a copy: the caller's dict is not changed
+    ctx["library"] = LIBRARY
+    return ctx
 
 
 # --- the returned message -----------------------------------------------------

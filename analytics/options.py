@@ -27,17 +27,15 @@ import inspect
 import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple, TypeVar, Union, cast
 
 from ._checks import flag, header_text, http_url, number, quote, redact_url
+from .clock import SYSTEM_CLOCK, Clock
 from .destinations import Destination
 from .errors import ConfigurationError, DeliveryError
 from .retry import RetryPolicy
 from .transport import Transport, as_transport
 from .version import DEFAULT_USER_AGENT
-
-if TYPE_CHECKING:  # the engine imports this module
-    from .engine.clock import Clock
 
 __all__ = ["Option", "Config", "OPTIONS", "BY_NAME", "DEFAULTS", "DEFAULT_HOST", "DEFAULT_USER_AGENT"]
 
@@ -158,14 +156,12 @@ def _transport(name: str, value: Any) -> Optional[Transport]:
     return None if value is None else as_transport(value)
 
 
-def _clock(name: str, value: Any) -> "Clock":
-    from .engine.clock import SYSTEM_CLOCK, Clock  # here: the engine package imports this module
-
+def _clock(name: str, value: Any) -> Clock:
     if value is None:
         return SYSTEM_CLOCK
     if not isinstance(value, Clock):
         raise ConfigurationError(
-            f"{name} must be an analytics.engine.clock.Clock (now, sleep, wait, join), got {type(value).__name__}")
+            f"{name} must be an analytics.clock.Clock (now, sleep, wait, join), got {type(value).__name__}")
     return value
 
 
@@ -216,7 +212,8 @@ class Config:
     """The checked options of one client, read by the engine per batch (so a change applies to the next).
 
     ``Config(**given)`` checks every option (the ones not given take their
-    default) and records the given names in :attr:`explicit`; :meth:`set`
+    default), then the rules between them (a ``write_key`` to send to Data
+    Pipelines; a spool or a Redis queue, not both), and records the given names in :attr:`explicit`; :meth:`set`
     changes one on a live client.  Beyond the options: :attr:`retry`, the
     :class:`~analytics.retry.RetryPolicy` in use (``retry_policy``, or one made
     of ``max_retries`` and ``max_retry_time``, which then write through to it),
@@ -257,7 +254,7 @@ class Config:
                                  doc="Requests in flight at once while a backlog exists (1: in call order).")
     retry_policy: Optional[RetryPolicy] = _option(None, _retry_policy, doc="Full control of retry waits.")
     transport: Optional[Transport] = _option(None, _transport, doc="Used instead of the built-in HTTP session.")
-    clock: "Clock" = _option(None, _clock, doc="The engine's time (None: the system's; analytics.testing.FakeClock).")
+    clock: Clock = _option(None, _clock, doc="The engine's time (None: the system's; analytics.testing.FakeClock).")
     user_agent: str = _option(None, _user_agent, doc="The User-Agent header (None: cdp-relay/<version> (python)).")
     spool_path: Optional[str] = _option(None, _path, facade=True, doc="A SQLite file holding messages until sent.")
     spool_max_bytes: Optional[int] = _option(None, _count(1, allow_none=True), doc="Bytes the spool may hold.")
@@ -285,6 +282,14 @@ class Config:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         for option in OPTIONS:
             setattr(self, option.name, option.checked(given.get(option.name, option.default)))
+        # the rules between options
+        if self.send and self.write_key is None and self.destination is None:
+            raise ConfigurationError(
+                "write_key is required: Client('YOUR_WRITE_KEY') or analytics.write_key = 'YOUR_WRITE_KEY' "
+                "(or send=False to only validate)"
+            )
+        if self.spool_path is not None and self.queue is not None:
+            raise ConfigurationError("use either spool_path or queue='redis://...', not both")
         #: The options given explicitly (not left at their default); :meth:`set` adds to it.
         self.explicit = set(given)
         if self.retry_policy is None:

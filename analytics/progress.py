@@ -259,7 +259,7 @@ class _Tqdm(_Terminal):
 
     def __init__(self, stream: TextIO, prefix: str, **kw: Any) -> None:
         super().__init__(stream, prefix, **kw)
-        from tqdm import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        from tqdm import tqdm  # type: ignore[import-untyped, import-not-found, unused-ignore]  # optional
 
         width = terminal_width(stream)
         self._bar = tqdm(total=self.total, initial=self.initial, file=_EraseToEnd(stream), ncols=width - MARGIN,
@@ -294,7 +294,7 @@ class _Tqdm(_Terminal):
 
 def _have_tqdm() -> bool:
     try:
-        import tqdm  # noqa: F401
+        import tqdm  # noqa: F401  # optional (extra progress): is it installed?
     except ImportError:
         return False
     return True

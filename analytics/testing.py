@@ -49,7 +49,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from . import client as _client
 from . import encoding
-from .engine.clock import FakeClock
+from .clock import FakeClock
 from .transport import MemoryTransport, Request, respond
 
 __all__ = ["capture", "Captured", "FakeClock", "MemoryTransport", "Request", "respond"]

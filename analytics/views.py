@@ -10,14 +10,18 @@ them) through the engine's public seams (:class:`~analytics.queues.base.Queue`'s
 ``maxsize`` and length, :class:`~analytics.engine.worker.Consumer`'s thread
 count and :meth:`~analytics.engine.worker.Consumer.alive_threads`) and change
 nothing.  Settings are changed on the client (``client.max_queue_size = 500``).
+
+A view is given a function returning the client's current queue or consumer
+(never the client itself), and the client's options.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Callable
 
-if TYPE_CHECKING:  # the client imports this module
-    from .client import Client
+from .engine.worker import Consumer
+from .options import Config
+from .queues.base import Queue
 
 __all__ = ["QueueView", "ConsumerView"]
 
@@ -25,19 +29,19 @@ __all__ = ["QueueView", "ConsumerView"]
 class QueueView:
     """``client.queue``: how many messages wait, read-only (``maxsize``, ``qsize()``, ``empty()``, ``full()``)."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_queue",)
 
-    def __init__(self, client: "Client") -> None:
-        self._client = client
+    def __init__(self, queue: Callable[[], Queue]) -> None:
+        self._queue = queue  # the client's current queue (a forked child's own, once made)
 
     @property
     def maxsize(self) -> int:
         """The most messages the queue holds (the client's ``max_queue_size``)."""
-        return self._client._queue.maxsize
+        return self._queue().maxsize
 
     def qsize(self) -> int:
         """Messages waiting to be taken by a delivery thread."""
-        return len(self._client._queue)
+        return len(self._queue())
 
     def empty(self) -> bool:
         """True when no message waits."""
@@ -60,35 +64,36 @@ class ConsumerView:
     official SDK starts them when the client is made) and stop at ``shutdown()``.
     """
 
-    __slots__ = ("_client", "_index")
+    __slots__ = ("_config", "_consumer", "_index")
 
-    def __init__(self, client: "Client", index: int) -> None:
-        self._client = client
+    def __init__(self, config: Config, consumer: Callable[[], Consumer], index: int) -> None:
+        self._config = config
+        self._consumer = consumer  # the client's current consumer (a forked child's own, once made)
         self._index = index
 
     @property
     def timeout(self) -> float:
         """Seconds a request waits to connect and for each read."""
-        return self._client._config.timeout
+        return self._config.timeout
 
     @property
     def retries(self) -> int:
         """Retries after a batch's first attempt (the client's ``max_retries``)."""
-        return self._client._config.max_retries
+        return self._config.max_retries
 
     @property
     def upload_size(self) -> int:
         """Messages that make a batch go out."""
-        return self._client._config.upload_size
+        return self._config.upload_size
 
     @property
     def upload_interval(self) -> float:
         """Seconds a partial batch waits for more messages."""
-        return self._client._config.upload_interval
+        return self._config.upload_interval
 
     def is_alive(self) -> bool:
         """True while this delivery thread runs: at least ``index + 1`` of the client's workers are alive."""
-        return self._client._consumer.alive_threads() > self._index
+        return self._consumer().alive_threads() > self._index
 
     def __repr__(self) -> str:
         return f"<ConsumerView {self._index} alive={self.is_alive()}>"

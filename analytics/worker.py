@@ -22,70 +22,17 @@ nothing either: what it held is taken over by another after
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
 import sys
-import threading
-from typing import Any, Callable, List, Optional
+from typing import List, Optional
 
-from .cli import _WORKER_EXAMPLES as EXAMPLES  # one text for `cdp-relay worker --help` and this module
+from ._worker_loop import EXAMPLES, run, serve
+from .cli import main as cli_main
 
 __all__ = ["main", "run", "serve", "EXAMPLES"]
-
-log = logging.getLogger("customerio.analytics")
-
-
-def run(client: Any, stop: threading.Event, exit_timeout: Optional[float], report_every: float = 0.0,
-        report: Optional[Callable[[str], None]] = None) -> int:
-    """Deliver until ``stop`` is set, then shut ``client`` down within ``exit_timeout``.
-
-    Every ``report_every`` seconds (0: never) the counters go to ``report``
-    (default: the ``customerio.analytics`` logger at INFO).  Returns how many
-    messages were reported lost at the shutdown (messages a worker holds are
-    not lost at its shutdown: they stay in Redis).
-    """
-    say = report or log.info
-    client._consumer.ensure_started()
-    while not stop.wait(report_every or 3600.0):
-        if report_every:
-            s = client.stats()
-            say(f"delivered {s['delivered']}, failed {sum(s['failed'].values())}, backlog {s['redis']['length']}")
-    client._queue.stop_reading()
-    dropped: int = client.shutdown(exit_timeout)
-    return dropped
-
-
-def serve(client: Any, exit_timeout: Optional[float], report_every: float = 0.0, prog: str = "cdp-relay worker") -> int:
-    """Run ``client`` (made with ``queue=...``) as a worker until SIGTERM/SIGINT; returns the exit status.
-
-    Says on stderr where it delivers from, the counters every ``report_every``
-    seconds, and what it did when it stops.
-    """
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    def say(text: str) -> None:
-        print(f"{prog}: {text}", file=sys.stderr, flush=True)
-
-    saved = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        say(f"delivering from {client._queue.where} to {client.host} (pid {os.getpid()})")
-        lost = run(client, stop, exit_timeout, report_every, say)
-    finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-    s = client.stats()
-    say(f"stopped; delivered {s['delivered']}, failed {sum(s['failed'].values())}, lost {lost}")
-    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m analytics.worker ARGS`` is ``cdp-relay worker ARGS``: returns the exit status."""
-    from .cli import main as cli_main
-
     return cli_main(["worker", *(sys.argv[1:] if argv is None else argv)])
 
 

@@ -349,11 +349,11 @@ def test_queue_full_logs_once_while_the_queue_hovers_at_full(make_client, caplog
     for round_ in range(5):
         while client.track("u", "E")[0]:
             pass
-        client._queue.take(2, 10**6)  # a batch leaves; the queue is 8/10, still over half
+        client._engine.queue.take(2, 10**6)  # a batch leaves; the queue is 8/10, still over half
     messages = [r.getMessage() for r in caplog.records]
     assert sum("queue is full" in m for m in messages) == 1
     assert not any("accepting messages again" in m for m in messages)
-    client._queue.take(10, 10**6)  # drained
+    client._engine.queue.take(10, 10**6)  # drained
     assert client.track("u", "E")[0]
     assert sum("accepting messages again" in r.getMessage() for r in caplog.records) == 1
 

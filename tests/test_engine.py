@@ -135,11 +135,11 @@ def test_extra_workers_end_when_idle(make_client, collector):
     """Workers added for a backlog end once they have had nothing to send for a while; one stays."""
     collector.delay = 0.1
     client = make_client(max_queue_size=10_000)
-    client._consumer.idle_exit_s = 0.3
+    client._engine.consumer.idle_exit_s = 0.3  # no public knob: how long an extra worker idles
     burst(client, 8000)
     assert client.flush(timeout=60) == 0
     assert most_in_flight(collector) > 1
-    consumer = client._consumer
+    consumer = client._engine.consumer  # the extra workers too (client.consumers shows the first `thread`)
     assert wait_until(lambda: consumer.alive_threads() == 1, timeout=10)
     burst(client, 10)  # and the one left still delivers
     assert client.flush(timeout=10) == 0

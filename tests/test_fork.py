@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 import analytics
-from analytics import client as client_module
+from analytics import _fork
 
 from . import eventlet_env
 from .conftest import WRITE_KEY, wait_until
@@ -166,19 +166,19 @@ def test_fork_child_and_parent_each_deliver_their_own_events_once(make_client, c
         # a consumer thread is running, but the interval keeps all N in the queue at the fork
         client = make_client(upload_interval=30)
         pre = _track_many(client.track, "parent-pre", 40)
-        assert len(client._queue) == 40 and client._consumer.alive_threads() == 1
+        assert client.queue.qsize() == 40 and [c.is_alive() for c in client.consumers] == [True]
     else:
         # small batches, a slow server: at the fork one batch is in flight and the rest are queued
         collector.delay = 0.3
         client = make_client(upload_size=10, upload_interval=0.01, max_in_flight=1)
         pre = _track_many(client.track, "parent-pre", 40)
-        _poll(lambda: client._consumer.in_flight() > 0, 5, "a batch in flight")
-        assert len(client._queue) > 0
+        _poll(lambda: client.stats()["in_flight"] > 0, 5, "a batch in flight")
+        assert client.queue.qsize() > 0
     parent_pid = os.getpid()
 
     def child():
         fresh = client.stats()  # the first call in the child builds its own engine
-        assert client._pid == os.getpid() != parent_pid
+        assert client._engine.pid == os.getpid() != parent_pid
         ids = _track_many(client.track, "child", 25)
         pending = client.flush(timeout=15)
         return {"ids": ids, "fresh": fresh, "pending": pending, "stats": client.stats()}
@@ -187,7 +187,7 @@ def test_fork_child_and_parent_each_deliver_their_own_events_once(make_client, c
     assert got["fresh"]["accepted"] == 0 and got["fresh"]["pending"] == 0  # the parent's queue stayed behind
     assert got["pending"] == 0
     assert got["stats"]["accepted"] == got["stats"]["delivered"] == 25
-    assert client._pid == parent_pid
+    assert client._engine.pid == parent_pid
     post = _track_many(client.track, "parent-post", 15)
     assert client.flush(timeout=15) == 0
     assert client.stats()["delivered"] == 55
@@ -241,11 +241,12 @@ def test_fork_while_parent_sends_and_holds_every_lock_does_not_deadlock(make_cli
     collector.delay = 0.3
     client = make_client(upload_size=10, upload_interval=0.01)
     pre = _track_many(client.track, "parent-pre", 30)
-    _poll(lambda: client._consumer.in_flight() > 0, 5, "a batch in flight")
+    _poll(lambda: client.stats()["in_flight"] > 0, 5, "a batch in flight")
     assert analytics.default_client is None
     # in the order the library takes them: consumer, then queue; stats and the facade's lock alone
-    facade_lock = client_module._process_lock(analytics._locks)
-    locks = [client._consumer._lock, client._queue._lock, client._stats._lock, facade_lock]
+    facade_lock = _fork.process_lock(analytics._locks)
+    engine = client._engine  # its locks: no public seam
+    locks = [engine.consumer._lock, engine.queue._lock, engine.stats._lock, facade_lock]
     holding, release = threading.Event(), threading.Event()
 
     def hold():
@@ -288,7 +289,7 @@ def test_fork_with_the_module_facade(facade, collector):
     analytics.upload_interval = 30
     pre = _track_many(analytics.track, "parent-pre", 20)
     shared = analytics.default_client
-    assert len(shared._queue) == 20
+    assert shared.queue.qsize() == 20
 
     def child():
         assert analytics.default_client is shared  # the same object, reset for this process
@@ -325,7 +326,7 @@ def test_fork_then_gevent_patch_builds_the_engine_with_gevent_locks(facade, coll
         greenlets = [gevent.spawn(_track_many, analytics.track, f"child-{g}", 5) for g in range(20)]
         gevent.joinall(greenlets, timeout=10)
         ids = [i for g in greenlets for i in (g.value or [])]
-        lock_module = type(analytics.default_client._consumer._lock).__module__
+        lock_module = type(analytics.default_client._engine.consumer._lock).__module__
         return {"ids": ids, "pending": analytics.flush(timeout=10), "lock_module": lock_module}
 
     got = _fork_call(child, timeout=25)
@@ -344,19 +345,19 @@ def test_pid_check_keeps_inherited_messages_at_the_next_wake_up(make_client, col
     queue reaching upload_size) at the latest, the client rebuilds itself and keeps
     what was queued: nothing is lost."""
     client = make_client(upload_size=10, upload_interval=60)
-    old_consumer, old_queue = client._consumer, client._queue
+    old_consumer, old_queue = client._engine.consumer, client._engine.queue
     ids = _track_many(client.track, "before", 1)
     # Let the (old) consumer thread park on its 60 s interval wait, so that only the rebuilt
     # engine can send: in a real fork that bypasses the hook, the old thread is not in the child.
     _poll(lambda: len(old_consumer._work._waiters) == 1, 5, "the consumer thread to wait")
     ids += _track_many(client.track, "before", 4)
-    client._pid = os.getpid() + 100000  # "this process is not the one that built the engine"
+    client._engine.pid = os.getpid() + 100000  # "this process is not the one that built the engine"
     with caplog.at_level(logging.WARNING, logger="customerio.analytics"):
         ids += _track_many(client.track, "after", 4)  # queue at 6..9: no wake-up point yet
         ids += _track_many(client.track, "after", 1, last=True)  # the 10th: a wake-up point
     try:
-        assert client._consumer is not old_consumer and client._queue is not old_queue
-        assert client._pid == os.getpid()
+        assert client._engine.consumer is not old_consumer and client._engine.queue is not old_queue
+        assert client._engine.pid == os.getpid()
         assert any("bypassed os.register_at_fork" in r.getMessage() for r in caplog.records)
         assert collector.wait_for(10, 10)  # a full batch, sent without flush
         assert client.flush(timeout=10) == 0
@@ -372,12 +373,12 @@ def test_pid_check_keeps_inherited_messages_at_the_next_wake_up(make_client, col
 def test_pid_check_in_flush_keeps_inherited_messages(make_client, collector):
     """Simulated: flush() and stats() check the pid too, so nothing waits for a wake-up point."""
     client = make_client(upload_interval=60)
-    old_consumer, old_queue = client._consumer, client._queue
+    old_consumer, old_queue = client._engine.consumer, client._engine.queue
     ids = _track_many(client.track, "before", 7)
-    client._pid = os.getpid() + 100000
+    client._engine.pid = os.getpid() + 100000
     try:
         assert client.stats()["queued"] == 7  # rebuilt, inherited messages kept
-        assert client._consumer is not old_consumer
+        assert client._engine.consumer is not old_consumer
         assert client.flush(timeout=10) == 0
     finally:
         old_queue.take_all()
@@ -395,16 +396,16 @@ def test_real_fork_that_bypasses_the_hook_duplicates_but_never_loses(make_client
     parent_pid = os.getpid()
 
     def child():
-        assert client._pid == parent_pid  # the hook did not run
+        assert client._engine.pid == parent_pid  # the hook did not run
         ids = _track_many(client.track, "child", 8)  # queue at 13..20: no wake-up point
         pending = client.flush(timeout=10)  # the pid check: rebuild, keep all 20, send
-        return {"ids": ids, "pending": pending, "pid_fixed": client._pid == os.getpid(), "stats": client.stats()}
+        return {"ids": ids, "pending": pending, "pid_fixed": client._engine.pid == os.getpid(), "stats": client.stats()}
 
-    client_module._live_clients.discard(client)
+    _fork._live_clients.discard(client)
     try:
         got = _fork_call(child)
     finally:
-        client_module._live_clients.add(client)
+        _fork._live_clients.add(client)
     assert got["pending"] == 0 and got["pid_fixed"]
     assert got["stats"]["delivered"] == 20
     assert client.flush(timeout=10) == 0

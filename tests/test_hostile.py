@@ -556,7 +556,7 @@ def shared():
         )
         try:
             client.track("warm-up", "started")  # the consumer thread starts with the first message
-            assert client.flush(timeout=10) == 0 and client._consumer.alive_threads() >= 1
+            assert client.flush(timeout=10) == 0 and client.consumers[0].is_alive()
             yield collector, client, errors
         finally:
             client.shutdown(timeout=10)
@@ -616,7 +616,7 @@ def test_random_hostile_call_sequences_against_one_client(shared, backend, seque
             accepted.append(json.loads(data, parse_constant=_no_constants))
 
     assert client.flush(timeout=30) == 0
-    assert client._consumer.alive_threads() >= 1
+    assert client.consumers[0].is_alive()
     assert collector.refused[refused_before:] == []
     assert errors.calls == []
 

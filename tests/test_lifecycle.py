@@ -16,7 +16,12 @@ import analytics
 from analytics import ConfigurationError, ShutdownError
 from analytics.collector import Collector
 
-from .conftest import WRITE_KEY, Errors
+from .conftest import WRITE_KEY, Errors, wait_until
+
+
+def _alive(client: analytics.Client) -> int:
+    """How many of the client's ``thread`` delivery threads run (client.consumers)."""
+    return sum(consumer.is_alive() for consumer in client.consumers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,8 +80,7 @@ def test_flush_restarts_a_consumer_thread_that_died(make_client, collector):
     collector.fail_next(1, status=400)
     client = make_client(on_error=deadly)
     client.track("u0", "E")
-    client._consumer._threads[0].join(10)
-    assert client._consumer.alive_threads() == 0
+    assert wait_until(lambda: not client.consumers[0].is_alive(), 10)
     client.track("u1", "E")
     client.track("u2", "E")
     assert client.flush(timeout=10) == 0
@@ -105,9 +109,9 @@ def test_shutdown_drains_then_stops_every_thread(make_client, collector):
     client = make_client(thread=3, upload_interval=60)
     for i in range(250):
         client.track(f"u{i}", "E")
-    assert client._consumer.alive_threads() == 3
+    assert _alive(client) == 3
     assert client.shutdown() == 0
-    assert client._consumer.alive_threads() == 0
+    assert _alive(client) == 0
     assert len(collector.messages) == 250
     assert collector.duplicates == 0
 
@@ -118,7 +122,7 @@ def test_idle_shutdown_returns_at_once_and_join_is_the_same(make_client):
     client.track("u", "E")
     client.flush(timeout=5)
     assert client.join() == 0
-    assert client._consumer.alive_threads() == 0
+    assert _alive(client) == 0
 
 
 def test_shutdown_deadline_reports_what_is_left(make_client, collector, errors):
@@ -128,7 +132,7 @@ def test_shutdown_deadline_reports_what_is_left(make_client, collector, errors):
     for i in range(5):
         client.track(f"u{i}", "E")
     dropped = client.shutdown(timeout=0.3)
-    assert client._consumer.alive_threads() == 0
+    assert _alive(client) == 0
     assert len(errors.items) == 5
     assert {e.reason for e, _ in errors.calls} <= {"shutdown", "retries_exhausted"}
     stats = client.stats()
@@ -175,7 +179,7 @@ def test_context_manager_drains_on_exit(collector):
         for i in range(7):
             client.track(f"u{i}", "E")
     assert len(collector.messages) == 7
-    assert client._consumer.alive_threads() == 0
+    assert _alive(client) == 0
 
 
 def test_thread_option_starts_and_tracks_every_thread(make_client, collector):
@@ -184,11 +188,11 @@ def test_thread_option_starts_and_tracks_every_thread(make_client, collector):
     client = make_client(thread=4, upload_size=5)
     for i in range(200):
         client.track(f"u{i}", "E")
-    assert client._consumer.alive_threads() == 4
+    assert _alive(client) == 4
     assert client.flush(timeout=20) == 0
     assert len(collector.unique_ids) == 200
     client.shutdown()
-    assert client._consumer.alive_threads() == 0
+    assert _alive(client) == 0
 
 
 # --- exit drain (real interpreter exit) -------------------------------------------
@@ -267,7 +271,7 @@ def test_sync_mode_posts_in_the_callers_thread(make_client, collector):
     ok, msg = client.track("u", "E")
     assert ok
     assert collector.messages == [analytics.messages.as_sent(msg)]
-    assert client._consumer.alive_threads() == 0
+    assert _alive(client) == 0
 
 
 def test_sync_mode_retries_with_the_same_policy(make_client, collector, errors):
@@ -422,7 +426,7 @@ def test_an_unreferenced_client_is_collected_and_drains(collector):
 
     client = analytics.Client(WRITE_KEY, host=collector.url, upload_interval=60)
     client.track("u", "E")
-    consumer = client._consumer
+    consumer = client._engine.consumer  # the views of client.consumers would keep the client alive
     ref = weakref.ref(client)
     del client
     gc.collect()
@@ -477,10 +481,7 @@ def test_the_shutdown_deadline_reports_each_message_once(collector, count, callb
     dropped = client.shutdown(timeout=0.1)
     stop.set()
     sampler.join(timeout=10)
-    deadline = time.monotonic() + 10
-    while client._consumer.alive_threads() and time.monotonic() < deadline:
-        client._consumer._threads[0].join(0.05)
-    assert client._consumer.alive_threads() == 0
+    assert wait_until(lambda: _alive(client) == 0, 10)
     s = client.stats()
     assert len(reported) == len(set(reported)) == count - s["delivered"]
     assert s["pending"] == 0 and _invariant(s), s

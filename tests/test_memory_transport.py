@@ -375,3 +375,18 @@ def test_shutdown_closes_the_users_transport(clients):
     client.track("u1", "Bye")
     client.shutdown(timeout=5)
     assert t.closed and len(t.messages) == 1
+
+
+def test_headers_are_a_case_insensitive_mapping_that_keeps_the_spelling_set():
+    """The requests' and responses' headers (transport.base.Headers, no requests needed): any case finds
+    a header, the last spelling set is the one listed, equality ignores case."""
+    from analytics.transport.base import Headers
+
+    h = Headers({"Content-Type": "application/json"}, Retry_After="2")
+    h["content-type"] = "text/plain"
+    assert h["CONTENT-TYPE"] == "text/plain" and list(h) == ["content-type", "Retry_After"] and len(h) == 2
+    assert h == {"Content-Type": "text/plain", "retry_after": "2"} and h != {"Content-Type": "text/plain"}
+    assert "RETRY_after" in h and h.get("x-missing") is None
+    del h["RETRY_AFTER"]
+    assert dict(h.items()) == {"content-type": "text/plain"} and h.copy() == h and h.copy() is not h
+    assert repr(h) == "{'content-type': 'text/plain'}"

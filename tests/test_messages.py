@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Mapping
 
 import pytest
-from dateutil.tz import tzlocal
 
 import analytics
 from analytics import Client, ConfigurationError, InvalidMessageError, MessageTooLargeError, encoding, messages
@@ -177,9 +176,33 @@ def test_timestamp_normalised(client, india_local_time, value, expected):
 def test_naive_timestamp_near_now_is_local_time(client, india_local_time):
     """A naive datetime within 5 s of now is taken as local time, as the peers do."""
     now = dt.datetime.now()
-    expected = now.replace(tzinfo=tzlocal()).isoformat(timespec="milliseconds")
+    expected = now.astimezone().isoformat(timespec="milliseconds")  # local time, with its offset
     assert expected.endswith("+05:30")
     assert client.track("u1", "E", timestamp=now)[1]["timestamp"] == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2020", "2020-01-01T00:00:00.000+00:00"),
+        ("2020-03", "2020-03-01T00:00:00.000+00:00"),
+        ("2020-060", "2020-02-29T00:00:00.000+00:00"),
+        ("2020-060T10:00Z", "2020-02-29T10:00:00.000+00:00"),
+        ("2020-12-31T24:00:00+01:00", "2021-01-01T00:00:00.000+01:00"),
+        ("2020-01-02T03:04:05.5z", "2020-01-02T03:04:05.500+00:00"),
+        ("2020-W01-2T01:02:03+0530", "2019-12-31T01:02:03.000+05:30"),
+    ],
+)
+def test_iso8601_forms(client, text, expected):
+    """The ISO-8601 forms beyond fromisoformat's (reduced precision, ordinal dates, 24:00, a lowercase z) parse
+    as before (python-dateutil is used only before Python 3.11)."""
+    assert client.track("u1", "E", timestamp=text)[1]["timestamp"] == expected
+
+
+@pytest.mark.parametrize("text", ["2021-366", "2020-000", "2020-01-02T24:01", "202001", " 2020-01-02"])
+def test_iso8601_forms_refused(client, text):
+    with pytest.raises(InvalidMessageError):
+        client.track("u1", "E", timestamp=text)
 
 
 @pytest.mark.parametrize("value", ["not a date", "2020-13-45", 1_700_000_000, 12.5, ["2020-01-01"]])

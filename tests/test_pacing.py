@@ -66,10 +66,10 @@ def test_no_pacing_while_the_consumer_backs_off(make_client, collector):
     client.flush(timeout=0)
     settled = threading.Event()
     for _ in range(200):  # bounded: until the first attempt failed and the consumer sleeps (2-4 s)
-        if client.stats()["requests"] >= 1 and client._consumer._backing_off == 1:
+        if client.stats()["requests"] >= 1 and client._engine.consumer._backing_off == 1:
             break
         settled.wait(0.01)
-    assert client._consumer._backing_off == 1
+    assert client._engine.consumer._backing_off == 1
     burst(client, 300)
     assert client.stats()["paced"] == 0
 
@@ -83,6 +83,6 @@ def test_pace_wait_is_checked(make_client):
         make_client(pace_wait=-1)
     client = make_client()
     client.pace_wait = 0
-    assert client._pace_from > 10**9
+    assert client._engine.pace_from > 10**9
     client.pace_wait = 0.01
-    assert client._pace_from == 2500
+    assert client._engine.pace_from == 2500

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import os
 
 import pytest
 
 import analytics
 from analytics import errors
 
-from .conftest import run_python
+from .conftest import WRITE_KEY, run_python
 
 
 def test_every_name_in_all_exists():
@@ -141,3 +142,32 @@ def test_importing_the_stats_module_keeps_the_facade_function(tmp_path):
     )
     result = run_python(code, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+_HEAVY_MODULES = r'''
+import sys
+heavy = ["requests"] + (["dateutil"] if sys.version_info >= (3, 11) else [])
+
+def loaded():
+    return sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+
+import analytics
+print("import:", loaded())
+client = analytics.Client("{key}", host="{url}")
+ok, _ = client.track("user-1", "Signed Up", {{"plan": "pro"}}, timestamp="2026-01-02T03:04:05Z")
+assert ok and client.flush(timeout=10) == 0 and client.stats()["delivered"] == 1, client.stats()
+client.shutdown()
+print("track:", loaded())
+'''
+
+
+def test_import_and_a_track_load_neither_requests_nor_dateutil(collector, tmp_path):
+    """Data Pipelines goes through http.client: ``requests`` is loaded only for a proxy (and by the
+    customerio API clients), python-dateutil only before Python 3.11."""
+    env_proxies = [name for name in os.environ if name.lower() in ("http_proxy", "https_proxy", "all_proxy")]
+    if env_proxies:
+        pytest.skip(f"a proxy is configured in the environment ({env_proxies}): requests decides NO_PROXY")
+    done = run_python(_HEAVY_MODULES.format(key=WRITE_KEY, url=collector.url), cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["import: []", "track: []"], done.stdout
+    assert len(collector.messages) == 1

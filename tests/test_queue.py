@@ -212,7 +212,9 @@ def test_a_queued_message_costs_about_its_encoded_size():
              "tags": ["a", "b", "c"], "meta": {"color": "red", "size": "L"}}
     client = Client("k", host="http://127.0.0.1:9", max_queue_size=5000, upload_interval=3600, upload_size=10**6)
     try:
-        size = len(client.track("user-1", "Product Purchased", props)[1] and client._queue._items[0])
+        from analytics import encoding, messages
+
+        size = len(encoding.dumps(messages.as_sent(client.track("user-1", "Product Purchased", props)[1])))
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         for i in range(2000):

@@ -151,7 +151,7 @@ def test_streams_are_namespaced_per_write_key(redis_url, prefix, clients):
     clients.append(collector)  # stopped with the clients (shutdown)
     a = _client(clients, write_key="key-a", host=collector.url, queue=redis_url, stream_prefix=prefix)
     b = _client(clients, write_key="key-b", host=collector.url, queue=redis_url, stream_prefix=prefix)
-    assert a._queue.stream != b._queue.stream
+    assert a._engine.queue.stream != b._engine.queue.stream
     for i in range(200):
         a.track(f"a{i}", "E", {"key": "key-a"})
         b.track(f"b{i}", "E", {"key": "key-b"})
@@ -271,7 +271,7 @@ def test_worker_killed_mid_batch_loses_nothing(redis_url, prefix, clients, colle
     collector.delay = 0.4
     victim = _worker(redis_url, collector, prefix, "--claim-after", "1", "--threads", "2")
     conn = redis.Redis.from_url(redis_url)
-    stream = producer._queue.stream
+    stream = producer._engine.queue.stream
 
     def victim_holds_entries() -> bool:
         try:
@@ -371,11 +371,11 @@ def test_stats_do_not_wait_for_an_unreachable_redis(clients, collector):
     (Redis figures None) without a round trip that would wait for the socket timeout."""
     c = _client(clients, host=collector.url, queue="redis://127.0.0.1:1/0")
     c.track("u1", "E")
-    _wait(lambda: c._queue.down is not None, 10, "the writer to notice Redis is down")
+    _wait(lambda: c._engine.queue.down is not None, 10, "the writer to notice Redis is down")
     def no_round_trip(*args, **kwargs):
         raise AssertionError("stats() tried Redis although it is known to be down")
 
-    c._queue._w.pipeline = no_round_trip
+    c._engine.queue._w.pipeline = no_round_trip
     s = c.stats()
     assert s["redis"]["length"] is None and s["redis"]["redis_down"]
     assert s["redis"]["buffered"] == 1

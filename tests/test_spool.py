@@ -256,7 +256,7 @@ def test_two_clients_on_one_path_take_separate_slots(spool, collector):
     a = Client(WRITE_KEY, host=collector.url, spool_path=spool)
     b = Client(WRITE_KEY, host=collector.url, spool_path=spool)
     try:
-        assert a._queue.path == spool and b._queue.path == slot_paths(spool)[1]
+        assert a._engine.queue.path == spool and b._engine.queue.path == slot_paths(spool)[1]
         for i in range(30):
             a.track("u1", "A", {"seq": i})
             b.track("u1", "B", {"seq": 100 + i})
@@ -276,7 +276,7 @@ def test_a_new_process_adopts_the_messages_of_slots_nobody_holds(spool, collecto
         import os
         from analytics import Client
         c = Client("{WRITE_KEY}", host="http://127.0.0.1:9", spool_path={spool!r})
-        assert c._queue.path.endswith("events-1.db"), c._queue.path
+        assert c._engine.queue.path.endswith("events-1.db"), c._engine.queue.path
         for i in range(40):
             c.track("u1", "Orphan", {{"seq": i}})
         c.wait_durable(timeout=5)
@@ -356,7 +356,7 @@ def test_corrupt_file_is_moved_aside_and_a_new_spool_started(spool, collector, c
 def test_disk_full_mid_run_keeps_messages_in_memory(spool_client, collector, errors):
     """A write that fails (SQLITE_FULL) switches the spool to memory: messages still arrive, nothing raises."""
     client = spool_client(host="http://127.0.0.1:9")
-    q = client._queue
+    q = client._engine.queue
     with q._db:
         pages = q._conn.execute("PRAGMA page_count").fetchone()[0]
         q._conn.execute(f"PRAGMA max_page_count={pages}")
@@ -380,7 +380,7 @@ def test_spool_is_bounded_by_messages_and_by_bytes(spool_client, errors):
     assert [e.reason for e, _ in errors.calls] == ["queue_full"] * 10
     client.shutdown(timeout=0)
     errors.calls.clear()
-    other = spool_client(host="http://127.0.0.1:9", spool_path=client._queue.path + "-b.db", spool_max_bytes=3000)
+    other = spool_client(host="http://127.0.0.1:9", spool_path=client._engine.queue.path + "-b.db", spool_max_bytes=3000)
     sent = [other.track("u1", "Bytes", {"seq": i, "pad": "y" * 200})[0] for i in range(30)]
     assert 0 < sent.count(True) < 30
     assert all(e.reason == "queue_full" for e, _ in errors.calls)
@@ -408,7 +408,7 @@ def test_forked_child_takes_its_own_slot(spool, collector):
             try:
                 for i in range(100, 130):
                     client.track("u1", "Child", {"seq": i})
-                assert client._queue.path != spool  # its first call took a slot of its own
+                assert client._engine.queue.path != spool  # its first call took a slot of its own
                 code = 0 if client.flush(timeout=10) == 0 else 2
                 client.shutdown()
             finally:
@@ -448,7 +448,7 @@ def test_module_facade_uses_a_spool(spool, collector):
     analytics.host = collector.url
     analytics.spool_path = spool
     analytics.track("u1", "Facade spool", {"seq": 7})
-    assert analytics.default_client._queue.path == spool
+    assert analytics.default_client._engine.queue.path == spool
     assert analytics.wait_durable(timeout=5) == 0
     assert analytics.flush(timeout=5) == 0
     assert seqs(collector) == [7]
@@ -485,7 +485,7 @@ def test_shutdown_after_a_with_block_and_gc_leave_the_apps_files_alone(spool, co
 
     with Client(WRITE_KEY, host=collector.url, spool_path=spool) as client:
         client.track("u1", "Once", {"seq": 1})
-        lock_fd = client._queue._lock_fd
+        lock_fd = client._engine.queue._lock_fd
     opened = _open_app_files(tmp_path, lock_fd)
     client.shutdown()
     client.shutdown(timeout=1)
@@ -500,7 +500,7 @@ def test_a_second_shutdown_does_not_close_an_apps_socket(spool, collector):
     import socket
 
     client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
-    lock_fd = client._queue._lock_fd
+    lock_fd = client._engine.queue._lock_fd
     client.shutdown()
     sockets = []
     for _ in range(64):
@@ -527,7 +527,7 @@ def test_the_finalizer_after_shutdown_releases_nothing_again(spool, collector, t
     import weakref
 
     client = Client(WRITE_KEY, host=collector.url, spool_path=spool)
-    lock_fd = client._queue._lock_fd
+    lock_fd = client._engine.queue._lock_fd
     client.shutdown()
     opened = _open_app_files(tmp_path, lock_fd)
     ref = weakref.ref(client)

@@ -15,7 +15,7 @@ HEADERS = {"Content-Type": "application/json"}
 
 
 def test_default_transport_is_http_client(make_client):
-    assert isinstance(make_client()._transport, HTTPTransport)
+    assert isinstance(make_client()._engine.transport, HTTPTransport)
 
 
 def test_batches_reuse_one_connection(make_client, collector):
@@ -50,7 +50,7 @@ def test_environment_proxy_is_honoured(make_client, collector, monkeypatch):
     client.track("u1", "Proxied")
     assert client.flush(timeout=10) == 0
     assert [m["event"] for m in collector.messages] == ["Proxied"]
-    assert isinstance(client._transport._fallback, RequestsTransport)
+    assert isinstance(client._engine.transport._fallback, RequestsTransport)
 
 
 def test_no_proxy_goes_direct(collector, monkeypatch):

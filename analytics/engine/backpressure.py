@@ -28,7 +28,7 @@ import threading
 from collections import deque
 from typing import Deque, Optional, Tuple
 
-from .clock import SYSTEM_CLOCK, Clock
+from ..clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["Backpressure", "WINDOW_S"]
 

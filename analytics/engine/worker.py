@@ -18,9 +18,10 @@ for a while ends.  :mod:`analytics.engine.delivery` sends each batch;
 :mod:`analytics.engine.backpressure` slows producers to the delivery rate.
 
 Every message taken is accounted for under one lock (delivered, failed,
-dropped, kept or still in flight), so ``stats()`` adds up at any moment and
-``flush()`` and ``shutdown()`` know exactly what is pending.  Nothing a
-callback or the server does can stop a worker.
+dropped, kept or still in flight: :mod:`analytics.engine.accounts`, on which
+the consumer is made), so ``stats()`` adds up at any moment and ``flush()``
+and ``shutdown()`` know exactly what is pending.  Nothing a callback or the
+server does can stop a worker.
 
 The consumer never holds a reference to the :class:`~analytics.Client`, so a
 client that is no longer used can be garbage collected (its finalizer then
@@ -29,24 +30,24 @@ drains and stops the consumer).
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
+from ..clock import SYSTEM_CLOCK, Clock
 from ..destinations import Destination
 from ..errors import DeliveryError, ShutdownError
-from ..options import Config, OnError
+from ..options import Config
 from ..queues.base import Queue
-from ..stats import Stats, StatsSnapshot
+from ..stats import Stats
 from ..transport import Transport
+from .accounts import Accounts, report
 from .backpressure import Backpressure
-from .clock import SYSTEM_CLOCK, Clock
 from .delivery import Delivery
 
-__all__ = ["Consumer", "report"]
+__all__ = ["Consumer", "report"]  # report: see analytics.engine.accounts
 
 log = logging.getLogger("customerio.analytics")
 
@@ -73,8 +74,9 @@ def _on_event_loop() -> bool:
     return aio is not None and aio._get_running_loop() is not None
 
 
-class Consumer:
-    """Worker threads, the batching loop, delivery with retries, and progress tracking."""
+class Consumer(Accounts):
+    """Worker threads, the batching loop, delivery with retries, and progress tracking (on the accounts
+    of :class:`~analytics.engine.accounts.Accounts`)."""
 
     def __init__(
         self,
@@ -86,27 +88,18 @@ class Consumer:
         threads: int = 1,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.config = config
-        self.queue = queue
+        super().__init__(config, queue, destination, stats)
         self.transport = transport
-        self.destination = destination
-        self.stats = stats
         self.thread_count = threads
         self.clock = clock  # every read of and wait on time (a fake clock in unit tests)
         self._clock = clock.now
         self.backpressure = Backpressure(clock)
-        self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)  # workers wait here for messages
         self._looking = 0  # workers choosing or waiting for a batch (see wake)
-        self._progress = threading.Condition(self._lock)  # flush() waits here for batches to finish
         self._interrupt = threading.Condition(self._lock)  # retry waits; woken by shutdown
         self._threads: List[threading.Thread] = []
         self._worker_ids: Set[Any] = set()
-        self._inflight: Dict[int, _Batch] = {}  # token -> a batch a worker took
-        self._abandoned: Set[Any] = set()  # tokens given up at the shutdown deadline while their request hung
         self._abandoning = False  # stop() reported what was in flight: workers take no new batch
-        self._current = threading.local()  # the token the calling worker is sending
-        self._next_token = 0
         self._flush_target = 0
         self._stopping = False
         self._give_up: Optional[BaseException] = None
@@ -117,7 +110,6 @@ class Consumer:
         self.idle_exit_s = _IDLE_EXIT_S
         self.started = False
         self.stopped = False
-        self.durable = queue.durable
         self.delivery = Delivery(self, config, transport, destination, stats)
         queue.listen(on_stored=self._on_stored)
 
@@ -243,29 +235,6 @@ class Consumer:
 
     # --- progress -------------------------------------------------------------
 
-    def in_flight(self) -> int:
-        """Messages taken from the queue whose fate is not settled yet."""
-        with self._lock:
-            return sum(batch.left for batch in self._inflight.values())
-
-    def snapshot(self, recovered: int = 0) -> StatsSnapshot:
-        """The stats of one moment: messages move between the queue, the batches in flight and
-        the counters under this lock, so ``accepted == delivered + failed + dropped + pending``
-        holds in every snapshot, not only in quiet moments."""
-        with self._lock:
-            put_total, queued = self.queue.totals()
-            in_flight = sum(batch.left for batch in self._inflight.values())
-            return self.stats.snapshot(put_total, queued, in_flight, recovered, len(self._inflight))
-
-    def _unsettled_before(self, target: int) -> int:
-        # How many of the first ``target`` queued messages are not settled (lock held):
-        # those still queued, and those in batches being sent (by any worker).
-        n = max(0, target - self.queue.taken_total)
-        for batch in self._inflight.values():
-            if batch.start < target:
-                n += min(batch.left, target - batch.start)
-        return n
-
     def wait_settled(self, target: int, timeout: Optional[float]) -> int:
         """Send now, and wait until the first ``target`` queued messages are settled.
 
@@ -364,58 +333,11 @@ class Consumer:
             log.exception("could not abort the transport's connections")
         for t in workers:
             t.join(_ABORT_GRACE_S)
-        lost = []
         with self._lock:
-            # Only what the workers have not settled yet: a worker still reporting its batch
-            # (a slow on_error) settled it first, so no message is reported twice.
             self._abandoning = True
-            for token, batch in list(self._inflight.items()):
-                del self._inflight[token]
-                self._abandoned.add(token)
-                items, keys = batch.unsettled()
-                if self.durable and keys is not None:
-                    items = self._keep_now(items, keys)
-                if items:
-                    error = ShutdownError("no answer by the shutdown deadline; the server may or may not have stored these")
-                    self._count_lost(items, error, "shutdown")
-                    lost.append((items, error))
-            self._progress.notify_all()
+            lost = self._abandon_in_flight()
         for items, error in lost:
             self._tell(items, error)
-
-    def abandoned(self) -> bool:
-        return bool(self._abandoned) and getattr(self._current, "token", None) in self._abandoned
-
-    def account(self, part: List[bytes], count: Callable[[], Any]) -> bool:
-        """Settle ``part`` of the calling worker's batch and ``count()`` it, at one moment.
-
-        False (nothing counted) when stop() already reported the batch at the deadline.
-        """
-        with self._lock:
-            token = getattr(self._current, "token", None)
-            if token in self._abandoned:
-                return False
-            batch = None if token is None else self._inflight.get(token)
-            if batch is not None:
-                batch.settle(part)
-            count()
-            return True
-
-    def keep(self, part: List[bytes], keys: Optional[List[Any]]) -> None:
-        """A durable queue keeps ``part`` for later (unsent at the shutdown deadline)."""
-        keys = keys if keys is not None else [None] * len(part)
-        rows = [(item, key) for item, key in zip(part, keys) if key is not None]
-        if rows:
-            self.account([item for item, _ in rows], lambda: self.queue.keep([key for _, key in rows]))
-        unkept = [item for item, key in zip(part, keys) if key is None]
-        if unkept:  # kept in memory after a disk failure, or sent without a queue: cannot stay
-            self.lose(unkept, ShutdownError("the shutdown deadline passed; not in the spool, so not kept"), "shutdown")
-
-    def _keep_now(self, items: List[bytes], keys: Optional[List[Any]]) -> List[bytes]:
-        # (lock held) give the rows back to the queue; returns the items that have no row
-        keys = keys if keys is not None else [None] * len(items)
-        self.queue.keep([k for k in keys if k is not None])
-        return [item for item, key in zip(items, keys) if key is None]
 
     # --- the worker loop ------------------------------------------------------
 
@@ -435,9 +357,7 @@ class Consumer:
                     else:
                         self.deliver(items, keys)
                 finally:
-                    with self._lock:
-                        self._inflight.pop(token, None)
-                        self._progress.notify_all()
+                    self._close_batch(token)
         except BaseException:  # pragma: no cover - only a bug in this library gets here
             log.exception("consumer thread stopped by an unexpected error")
             raise
@@ -508,10 +428,7 @@ class Consumer:
             items = q.take_all()
         else:
             items, keys = q.take_batch(self._batch_items(cfg), self.destination.max_body_bytes - self.destination.overhead())
-        token = self._next_token
-        self._next_token += 1
-        self._inflight[token] = _Batch(start, items, keys, self._clock())
-        self._progress.notify_all()  # room was made: producers waiting for it go on
+        token = self._open_batch(start, items, keys, self._clock())
         ready = q.ready()
         if ready >= cfg.upload_size or (ready and self._flush_target > q.taken_total):
             # more ready: let another worker start on it, or add one (up to max_in_flight)
@@ -555,10 +472,6 @@ class Consumer:
             with self._lock:
                 self._give_up = error
 
-    def settle(self, keys: List[Any], sizes: int) -> None:
-        """The queue may forget these rows: their fate is known."""
-        self.queue.settle(keys, sizes)
-
     def _past_deadline(self) -> bool:
         return self._deadline is not None and self._clock() >= self._deadline
 
@@ -578,78 +491,3 @@ class Consumer:
                 return self._deadline is None or self._clock() < self._deadline
             finally:
                 self._backing_off -= 1
-
-    def lose(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
-        """Count ``items`` as failed or dropped for ``reason`` and tell ``on_error``."""
-        if self.account(items, lambda: self._count_lost(items, error, reason, attempts)):
-            self._tell(items, error)
-
-    def _count_lost(self, items: List[bytes], error: DeliveryError, reason: str, attempts: int = 0) -> None:
-        error.reason = reason
-        if attempts:
-            error.attempts = attempts
-        self.stats.count_lost(reason, len(items), error)
-
-    def _tell(self, items: List[bytes], error: DeliveryError) -> None:
-        """Log and report to ``on_error`` items already counted as lost (outside the lock: it may be slow)."""
-        reason = error.reason
-        log.error("%d message(s) not delivered (%s): %s", len(items), reason, error)
-        report(self.config.on_error, error, [self._decode(i) for i in items])
-
-
-    def _decode(self, item: bytes) -> Any:
-        # what on_error gets for an item: the destination's decoding of it (a Segment message with
-        # the keys the call returned), or the bytes should they not decode
-        try:
-            return self.destination.decode(item)
-        except ValueError:  # pragma: no cover - we wrote these bytes ourselves
-            return item
-
-
-class _Batch:
-    """A batch a worker took: where it starts in the queue's order, and what is not settled yet."""
-
-    __slots__ = ("start", "items", "keys", "left", "taken_at", "_settled")
-
-    def __init__(self, start: int, items: List[bytes], keys: Optional[List[Any]], taken_at: float) -> None:
-        self.start = start
-        self.taken_at = taken_at
-        self.items = items
-        self.keys = keys
-        self.left = len(items)
-        self._settled: "collections.Counter[int]" = collections.Counter()  # id() of settled items (alive: in items)
-
-    def settle(self, part: List[bytes]) -> None:
-        self.left -= len(part)
-        if self.left:  # the usual case, the whole batch at once, needs no record
-            self._settled.update(map(id, part))
-
-    def unsettled(self) -> Tuple[List[bytes], Optional[List[Any]]]:
-        """The items (and keys) not settled yet, in order."""
-        if not self.left:
-            return [], (None if self.keys is None else [])
-        done = collections.Counter(self._settled)
-        items: List[bytes] = []
-        keys: List[Any] = []
-        for i, item in enumerate(self.items):
-            if done[id(item)]:
-                done[id(item)] -= 1
-                continue
-            items.append(item)
-            keys.append(None if self.keys is None else self.keys[i])
-        return items, (None if self.keys is None else keys)
-
-
-def report(callback: Optional[OnError], error: DeliveryError, items: List[Dict[str, Any]]) -> None:
-    """Call the user's ``on_error``; whatever it raises is logged, never propagated."""
-    if callback is None:
-        return
-    try:
-        callback(error, items)
-    except Exception:
-        log.exception("on_error raised an exception; ignored")
-    except SystemExit:
-        log.error("on_error raised SystemExit; ignored")
-
-
-

@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import ConfigurationError
 from ..options import OPTIONS
+from . import facade
 
 __all__ = ["client_ip", "page_context", "request_fields", "apply_settings", "proxy_settings"]
 
@@ -95,8 +96,7 @@ def apply_settings(settings: Any, where: str) -> Dict[str, Any]:
     Each value is checked as ``analytics.<name> = value`` checks it; an unknown key raises
     :class:`~analytics.errors.ConfigurationError` naming ``where`` (``settings.CDP_RELAY``...).
     """
-    import analytics
-
+    analytics = facade()
     if settings is None:
         return {}
     if not isinstance(settings, Mapping):

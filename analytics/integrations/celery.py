@@ -72,7 +72,7 @@ def setup(*, flush_after_task: bool = False, flush_timeout: Optional[float] = 5.
 
 def teardown() -> None:
     """Disconnect what :func:`setup` connected."""
-    from celery import signals  # type: ignore[import-untyped, unused-ignore]
+    from celery import signals  # type: ignore[import-untyped, unused-ignore]  # optional (extra celery), as above
 
     signals.worker_process_init.disconnect(dispatch_uid=_UID + "-init")
     signals.worker_process_shutdown.disconnect(dispatch_uid=_UID + "-shutdown")

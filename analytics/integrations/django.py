@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from ..context import request_context
+from . import facade
 from ._web import apply_settings, proxy_settings, request_fields
 
 __all__ = ["AnalyticsMiddleware"]
@@ -73,7 +74,5 @@ class AnalyticsMiddleware:
         with request_context(fields, user_id=_user_id(request)):
             response = self.get_response(request)
         if self.flush_after_request:
-            import analytics
-
-            analytics.flush()
+            facade().flush()
         return response

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 from flask import Flask, g, request
 
 from ..context import request_context
+from . import facade
 from ._web import apply_settings, proxy_settings, request_fields
 
 __all__ = ["Analytics"]
@@ -85,9 +86,7 @@ class Analytics:
             if stack is not None:
                 stack.close()
             if flush:
-                import analytics
-
-                analytics.flush()
+                facade().flush()
 
         app.before_request(open_scope)
         app.teardown_request(close_scope)

@@ -50,6 +50,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from ..errors import ConfigurationError
 from ..version import VERSION
+from . import facade
 
 __all__ = ["instrument", "Instrumentation", "METER_NAME"]
 
@@ -163,9 +164,7 @@ _registries_lock = threading.Lock()
 
 
 def _shared_client() -> Any:
-    import analytics  # the facade (this module is part of its package: already imported)
-
-    return analytics.default_client
+    return facade().default_client
 
 
 def instrument(

@@ -90,7 +90,7 @@ def stream_key(prefix: str, destination: str, identity: str) -> str:
 
 def _redis_module() -> Any:
     try:
-        import redis
+        import redis  # optional (extra redis): loaded by a Redis queue only
     except ImportError:  # pragma: no cover - the extra is installed in tests
         raise ConfigurationError(
             "queue='redis://...' needs the redis package: pip install 'cdp-relay[redis]'"

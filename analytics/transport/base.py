@@ -8,11 +8,46 @@ when the client is made, so the engine never probes for optional methods.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Dict, Iterator, Mapping, MutableMapping, NamedTuple, Optional, Protocol, Tuple, \
+    runtime_checkable
 
 from ..errors import ConfigurationError
 
-__all__ = ["Response", "Transport", "TransportLike", "BaseTransport", "as_transport"]
+__all__ = ["Response", "Headers", "Transport", "TransportLike", "BaseTransport", "as_transport"]
+
+
+class Headers(MutableMapping[str, str]):
+    """HTTP headers looked up without regard to case; each keeps the spelling it was last set with."""
+
+    def __init__(self, data: Optional[Mapping[str, str]] = None, **kwargs: str) -> None:
+        self._store: Dict[str, Tuple[str, str]] = {}  # lowercased name -> (name as set, value)
+        self.update(data or {}, **kwargs)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._store[key.lower()] = (key, value)
+
+    def __getitem__(self, key: str) -> str:
+        return self._store[key.lower()][1]
+
+    def __delitem__(self, key: str) -> None:
+        del self._store[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._store.values())
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {k.lower(): v for k, v in self.items()} == {str(k).lower(): v for k, v in other.items()}
+
+    def copy(self) -> "Headers":
+        return Headers(self)
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
 
 
 class Response(NamedTuple):

@@ -19,11 +19,9 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+import urllib.request
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
-
-import requests
-import requests.utils
 
 from ..errors import TransportError
 from .base import BaseTransport, Response
@@ -40,7 +38,7 @@ class RequestsTransport(BaseTransport):
     """
 
     def __init__(self) -> None:
-        self.session = requests.Session()
+        self.session = _session()
 
     def post(
         self, url: str, body: bytes, headers: Dict[str, str], timeout: float, proxies: Optional[Dict[str, str]]
@@ -48,6 +46,8 @@ class RequestsTransport(BaseTransport):
         kwargs: Dict[str, Any] = {"data": body, "headers": headers, "timeout": timeout}
         if proxies is not None:
             kwargs["proxies"] = proxies
+        import requests  # loaded with the first proxied request: import analytics does not need it
+
         try:
             r = self.session.post(url, **kwargs)
             content = r.content
@@ -61,7 +61,26 @@ class RequestsTransport(BaseTransport):
 
     def after_fork(self) -> None:
         """In a forked child: a new session; the inherited one is left to the parent."""
-        self.session = requests.Session()
+        self.session = _session()
+
+
+if TYPE_CHECKING:
+    import requests
+
+
+def _session() -> "requests.Session":
+    import requests  # a proxy's transport only: import analytics does not load requests
+
+    return requests.Session()
+
+
+def _environ_proxy(url: str) -> bool:
+    """Whether the environment (or the system's settings) sends ``url`` through a proxy, as ``requests`` decides."""
+    if not urllib.request.getproxies():  # requests reads the same: no proxy at all, no need to load it
+        return False
+    import requests.utils  # only when a proxy is configured: NO_PROXY as requests reads it (CIDR, ports)
+
+    return bool(requests.utils.get_environ_proxies(url))
 
 
 def _tls_context() -> ssl.SSLContext:
@@ -69,7 +88,7 @@ def _tls_context() -> ssl.SSLContext:
     cafile = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if not cafile:
         try:
-            import certifi
+            import certifi  # requests' trust store, when installed (with requests)
 
             cafile = certifi.where()
         except ImportError:  # pragma: no cover - requests depends on certifi
@@ -129,7 +148,7 @@ class HTTPTransport(BaseTransport):
         key = (scheme, netloc)
         found = self._proxied.get(key)
         if found is None:
-            found = self._proxied[key] = bool(requests.utils.get_environ_proxies(url))
+            found = self._proxied[key] = _environ_proxy(url)
         return found
 
     def _requests(self) -> "RequestsTransport":

@@ -21,11 +21,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, NoReturn, Optional, Set
 
-from requests.structures import CaseInsensitiveDict
-
 from .. import encoding
 from ..errors import ConfigurationError, TransportError
-from .base import BaseTransport, Response
+from .base import BaseTransport, Headers, Response
 
 __all__ = ["Request", "MemoryTransport", "Handler", "respond"]
 
@@ -46,7 +44,7 @@ class Request:
     _aborted: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", CaseInsensitiveDict(self.headers))
+        object.__setattr__(self, "headers", Headers(self.headers))
 
     @property
     def content(self) -> bytes:
@@ -97,7 +95,7 @@ def respond(
         raise ConfigurationError("respond() takes json or body, not both")
     if type(status) is not int or not 100 <= status <= 599:
         raise ConfigurationError(f"status must be an HTTP status code (100-599), got {status!r}")
-    merged: "CaseInsensitiveDict[str]" = CaseInsensitiveDict()
+    merged = Headers()
     if json is not None:
         body = encoding.dumps(json)
         merged["Content-Type"] = "application/json"

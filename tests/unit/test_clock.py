@@ -117,8 +117,8 @@ def test_the_system_clock_is_the_default_and_both_clocks_are_clocks():
     """A Client without clock= runs on the system's monotonic clock; both clocks satisfy the Clock protocol."""
     client = Client(WRITE_KEY, host=OFFLINE_HOST, transport=MemoryTransport())
     try:
-        assert client._consumer.clock is SYSTEM_CLOCK
-        assert client._consumer.backpressure._clock is time.monotonic
+        assert client._engine.consumer.clock is SYSTEM_CLOCK
+        assert client._engine.consumer.backpressure._clock is time.monotonic
     finally:
         client.shutdown(timeout=0)
     assert isinstance(SystemClock(), Clock) and isinstance(FakeClock(), Clock)

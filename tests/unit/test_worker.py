@@ -38,7 +38,7 @@ def test_the_pool_grows_to_max_in_flight_and_shrinks_to_one_after_idle_exit(make
     client, transport = make(_blocked_until(release), upload_size=10, max_in_flight=4)
     for i in range(80):
         client.track("user-1", f"Event {i}")
-    consumer = client._consumer
+    consumer = client._engine.consumer  # the extra workers too (client.consumers shows the first `thread`)
     assert until(lambda: len(transport.requests) == 4)
     assert consumer.alive_threads() == 4
     release.set()
