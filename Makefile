@@ -43,7 +43,7 @@ test: $(STAMP) browser redis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make docs`: the Sphinx site (docs/) into docs/_build/html, offline, warnings as errors
-# (tests/test_docs_build.py runs the same build in `make test`).
+# (tests/system/test_docs_build.py runs the same build in `make test`).
 docs: $(STAMP)
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 

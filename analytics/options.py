@@ -16,7 +16,7 @@ the shared client at once) and whether it is a module setting of the facade
   module settings of the shared client) rather than left at their default.
 
 Adding an option is one line here plus its parameter in ``Client.__init__``
-(tests/test_options.py checks that the signature, the facade and the live
+(tests/unit/test_options.py checks that the signature, the facade and the live
 attributes match this table).
 """
 

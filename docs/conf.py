@@ -1,7 +1,7 @@
 """Sphinx configuration: ``make docs`` builds the site into docs/_build/html.
 
 Nothing here reaches the network (no intersphinx): the build runs offline and
-``tests/test_docs_build.py`` fails on any warning.
+``tests/system/test_docs_build.py`` fails on any warning.
 """
 
 import os

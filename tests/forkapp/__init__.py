@@ -1,1 +1,1 @@
-"""Helpers for tests/test_fork.py (a WSGI app served by a real gunicorn)."""
+"""Helpers for tests/system/test_fork.py (a WSGI app served by a real gunicorn)."""

@@ -1,4 +1,4 @@
-"""A WSGI app for tests/test_fork.py, served by a real gunicorn with ``--preload``.
+"""A WSGI app for tests/system/test_fork.py, served by a real gunicorn with ``--preload``.
 
 At import time (in the gunicorn master with ``--preload``, else in each
 worker) it points the module facade at the collector named by the
