@@ -87,6 +87,7 @@ class Delivery:
         self.destination = destination
         self.stats = stats
         self._internal_error: Optional[str] = None  # the last internal error logged (logged once)
+        self._outage: Optional[str] = None  # the URL that last failed, until a request to it succeeds
 
     def deliver(self, items: List[bytes], keys: Optional[List[Any]] = None) -> int:
         """Send ``items`` (one batch), splitting on 413; every item ends delivered or reported.
@@ -190,6 +191,9 @@ class Delivery:
                 log.debug("attempt %d: %s", attempt, exc)
             else:
                 if 200 <= resp.status < 300:
+                    if self._outage is not None:
+                        self._outage = None
+                        log.warning("delivering to %s again", url)
                     # the server took the request (whatever it says of single items): that is the rate
                     self.engine.backpressure.delivered(len(part), started)
                     if self.destination.item_results:
@@ -215,6 +219,7 @@ class Delivery:
                     self.engine.lose(part, error, "rejected", attempt)
                     return False
             # a retryable failure: wait and try again, within the limits
+            self._note_outage(url, error)
             if self.engine.durable:
                 wait = policy.next_wait(waits, retry_after) if attempt <= policy.max_retries else policy.cap
                 if retry_after is not None:
@@ -230,6 +235,21 @@ class Delivery:
             if not self.engine.sleep(wait):
                 return self._cut_short(part, f"while retrying ({error})", attempt)
             self.stats.count_retry()
+
+    def _note_outage(self, url: str, error: DeliveryError) -> None:
+        """Warn once when requests to ``url`` start failing, not at every retry.
+
+        Without it a server that is down (or a host nobody listens at) is
+        silent until the retries run out, and with a spool, which retries
+        without limit, silent for good.  The next request that succeeds says
+        so, and a later outage is warned of again.
+        """
+        if self._outage == url:
+            return
+        self._outage = url
+        kept = "kept in the queue" if self.engine.durable else "retried within max_retries/max_retry_time"
+        log.warning("cannot deliver to %s (%s); the messages are %s, and each one that cannot be "
+                    "delivered is reported to on_error", url, error, kept)
 
     def _refused_items(self, part: List[bytes], resp: Any, attempt: int) -> int:
         """Count and report the items of a 2xx answer the destination says it refused.

@@ -20,6 +20,7 @@ stats always sum up.  Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
+import logging
 import socket
 import time
 from typing import Dict, Iterator, List
@@ -356,3 +357,29 @@ def test_shutdown_deadline_reports_a_request_left_hanging(make_client, errors, u
         raise UnreportedLoss(
             f"shutdown(0.5) reported {len(reported)} of {len(sent)}; {stats['pending']} left pending"
         )
+
+
+def test_an_outage_is_warned_of_once_and_its_end_too(make_client, collector, errors, caplog):
+    """The first failed request of an outage logs one warning naming the URL and the error (a
+    server that is down is not silent until the retries run out); the retries that follow add
+    none; the next delivery says so; a later outage is warned of again."""
+    caplog.set_level(logging.WARNING, logger="customerio")
+    client = make_client(max_retries=100, retry_policy=RetryPolicy(base=0.01, cap=0.02))
+
+    def warnings() -> List[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    collector.fail_next(5, status=503)
+    sent = produce(client, 10)
+    assert client.flush(timeout=10) == 0
+    first = warnings()
+    assert len(first) == 2, first
+    assert first[0].startswith(f"cannot deliver to {collector.url}/v1/batch (") and "503" in first[0]
+    assert first[1] == f"delivering to {collector.url}/v1/batch again"
+    assert client.stats()["retries"] >= 5  # five failures, one warning
+
+    collector.fail_next(2, status=500)
+    sent += produce(client, 10, start=10)
+    assert client.flush(timeout=10) == 0
+    assert len(warnings()) == 4 and warnings()[2].startswith("cannot deliver to")
+    assert_nothing_lost(client, collector, errors, sent)
