@@ -132,7 +132,8 @@ class Library:
                     base = ".".join(parts + ([base] if base else []))
                 base = self.canonical(base)
                 # `from x import y`: y is a module of its own, or a name defined in x
-                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in self.paths else base for a in node.names]
+                names = [self.canonical(f"{base}.{a.name}") if self.canonical(f"{base}.{a.name}") in self.paths
+                         else base for a in node.names]
             for name in dict.fromkeys(names):
                 yield Import(module, name, node.lineno, in_function, type_checking, self._runs(name, module, own))
 

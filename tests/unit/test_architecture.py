@@ -53,9 +53,9 @@ DEFERRED_IMPORTS: Dict[Tuple[str, str], str] = {
     ("analytics.cli", "analytics.demo"): "the demo (and the collector it runs) loads only for the demo command",
     ("analytics.clients.http", "httpx"): f"{_OPTIONAL} (the async extra): imported only by the async clients",
     ("analytics.integrations.celery", "celery"):
-        f"{_OPTIONAL} (the celery extra): signals are connected by setup(), not when the module is imported",
+        f"{_OPTIONAL} (the celery extra): setup() and teardown() load it, importing the module does not",
     ("analytics.integrations.django", "django.conf"):
-        f"{_OPTIONAL} (Django): its settings are read when the middleware is built, not at import",
+        f"{_OPTIONAL} (the django extra): its settings are read when the middleware is built, not at import",
     ("analytics.progress", "tqdm"): f"{_OPTIONAL} (the progress extra): a bar is drawn with it when installed",
     ("analytics.queues.redis", "redis"): f"{_OPTIONAL} (the redis extra): loaded by a Redis queue only",
     ("analytics.transport.http", "requests"): _LAZY_REQUESTS,
@@ -133,22 +133,26 @@ def hidden_imports(lib: Library, allowed: Mapping[Tuple[str, str], str]) -> List
             if imp.in_function and (m, imp.imported) not in allowed]
 
 
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def collector_importers(lib: Library, collector: str = COLLECTOR, tools: Iterable[str] = TOOLS) -> List[str]:
-    inside = (collector, collector + ".")
+    """Imports of the collector (or of a module in it) by modules outside it but the tools."""
     return [f"{lib.where(m, imp.line)} imports {imp.imported}"
-            for m in lib.paths if not m.startswith(inside) and m != collector and m not in tools
-            for imp in lib.imports(m) if any(r == collector or r.startswith(collector + ".") for r in imp.runs)]
+            for m in lib.paths if not within(m, collector) and m not in tools
+            for imp in lib.imports(m) if any(within(r, collector) for r in imp.runs)]
 
 
 def collector_reaches(lib: Library, collector: str = COLLECTOR, tools: Iterable[str] = TOOLS) -> List[str]:
     """Every reach in the collector, and those of the tools that name the collector."""
-    ours = [m for m in lib.paths if m == collector or m.startswith(collector + ".")]
-    found = [r for r in lib.private_reaches(ours)]
+    found = lib.private_reaches([m for m in lib.paths if within(m, collector)])
     found += [r for r in lib.private_reaches([t for t in tools if t in lib.paths]) if "collector" in r.text.lower()]
     return [f"{lib.where(r.module, r.line)} {r.text}" for r in found]
 
 
 def other_reaches(lib: Library, allowed: Mapping[Tuple[str, str], str]) -> List[str]:
+    """Reaches not on ``allowed`` (``super()._name`` is the object's own member)."""
     return [f"{lib.where(r.module, r.line)} {r.text}" for r in lib.private_reaches()
             if not r.text.startswith("super()") and (r.module, r.text) not in allowed]
 
@@ -175,8 +179,8 @@ def unused_requests(lib: Library) -> List[str]:
 
 def stale(allowed: Mapping[Tuple[str, str], str], found: Iterable[Tuple[str, str]]) -> List[Tuple[str, str]]:
     """Allowlist entries that no longer match anything (to be removed from the list)."""
-    found = set(found)
-    return sorted(key for key in allowed if key not in found)
+    seen = set(found)
+    return sorted(key for key in allowed if key not in seen)
 
 
 # -- the rules, on the library -------------------------------------------------------------------
@@ -261,7 +265,7 @@ def test_no_other_private_reach_in_the_library():
     """Outside the collector, a reach into another object's private members is one of the few on
     PRIVATE_REACHES, with its reason; a new one fails."""
     assert other_reaches(_LIBRARY, PRIVATE_REACHES) == []
-    assert not any(m == COLLECTOR or m.startswith(COLLECTOR + ".") for m, _ in PRIVATE_REACHES)
+    assert not any(within(m, COLLECTOR) for m, _ in PRIVATE_REACHES)
     assert stale(PRIVATE_REACHES, [(r.module, r.text) for r in _LIBRARY.private_reaches()]) == []
 
 
@@ -278,12 +282,14 @@ def _package(root: Path, files: Mapping[str, str]) -> Library:
 
 
 def test_a_cycle_through_a_deferred_import_is_found(tmp_path: Path):
+    """Two modules that import each other, one of them inside a function, make a cycle."""
     lib = _package(tmp_path, {"a.py": "from .b import f\n", "b.py": "def f():\n    from . import a\n    return a\n"})
     assert lib.cycles() == [["pkg.a", "pkg.b"]]
     assert import_cycles(lib) != []
 
 
 def test_a_cycle_through_type_checking_or_a_parent_package_is_found(tmp_path: Path):
+    """An import under TYPE_CHECKING, and the package __init__ an import runs, close cycles too."""
     lib = _package(tmp_path, {
         "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n",
         "b.py": "from .a import x\n",
@@ -294,7 +300,19 @@ def test_a_cycle_through_type_checking_or_a_parent_package_is_found(tmp_path: Pa
     assert lib.imports("pkg.a")[-1].type_checking
 
 
+def test_a_cycle_through_an_alias_is_found(tmp_path: Path):
+    """``wrap.real.X`` is ``real.X``: an import under either name is one edge of one graph."""
+    for name, source in {"real/__init__.py": "", "real/a.py": "from wrap import mod\n", "real/b.py": "from wrap import real\n",
+                         "wrap/__init__.py": "", "wrap/mod.py": "from .real.a import f\n"}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(source)
+    lib = Library({"real": tmp_path / "real", "wrap": tmp_path / "wrap"}, {"wrap.real": "real"})
+    assert lib.cycles() == [["real.a", "wrap.mod"]]
+    assert [imp.imported for imp in lib.imports("real.b")] == ["real"]
+
+
 def test_the_cycle_finder_returns_each_strongly_connected_component():
+    """Tarjan's algorithm: every cycle, as the set of modules in it."""
     from ..shape import cycles
 
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "e"}, "e": {"d"}, "f": set()}
@@ -302,6 +320,7 @@ def test_the_cycle_finder_returns_each_strongly_connected_component():
 
 
 def test_a_long_function_and_a_long_class_are_found(tmp_path: Path):
+    """A function of 82 lines (its decorator counted) and a class of 493 are over the limits."""
     body = "    x = 1\n" * MAX_FUNCTION_LINES
     methods = "".join(f"    def m{i}(self):\n" + "        x = 1\n" * 40 for i in range(12))
     lib = _package(tmp_path, {"long.py": f"@staticmethod\ndef f():\n{body}\n\nclass C:\n{methods}"})
@@ -310,11 +329,14 @@ def test_a_long_function_and_a_long_class_are_found(tmp_path: Path):
 
 
 def test_a_hidden_import_is_found(tmp_path: Path):
+    """An import inside a function that is not on the allowlist is reported."""
     lib = _package(tmp_path, {"a.py": "import os\n\ndef f():\n    import json\n    from . import b\n", "b.py": ""})
     assert hidden_imports(lib, {("pkg.a", "json"): "allowed"}) == [f"{lib.where('pkg.a', 5)} imports pkg.b"]
 
 
 def test_a_private_reach_is_found(tmp_path: Path):
+    """A reach into another object's private member is reported (self, cls, super() and dunders
+    aside), and so is an import of the collector by a module that is not a tool."""
     lib = _package(tmp_path, {
         "collector/__init__.py": "",
         "collector/server.py": "def f(other):\n    return other._x + self._y + cls._z + len(other.__dict__)\n",
@@ -331,6 +353,7 @@ def test_a_private_reach_is_found(tmp_path: Path):
 
 
 def test_an_unused_requests_import_is_found(tmp_path: Path):
+    """An import of requests whose name is never used (not even in a quoted annotation) is reported."""
     lib = _package(tmp_path, {
         "unused.py": "import requests\n",
         "used.py": "import requests.utils\nrequests.utils.x()\n",
@@ -342,6 +365,7 @@ def test_an_unused_requests_import_is_found(tmp_path: Path):
 
 
 def test_a_stale_allowlist_entry_is_found():
+    """An allowlist entry that matches nothing any more is reported (so the lists stay true)."""
     assert stale({("a", "x"): "", ("b", "y"): ""}, [("a", "x")]) == [("b", "y")]
 
 
