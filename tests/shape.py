@@ -160,10 +160,27 @@ class Library:
         return cycles({m: set(edges) for m, edges in self.graph().items()})
 
     def describe_cycle(self, component: Iterable[str]) -> str:
-        members = set(component)
+        """A shortest cycle through the first module of a strongly connected component, each
+        step with the line of its import (and how many modules the component holds)."""
+        members = sorted(component)
         graph = self.graph()
-        return "; ".join(f"{a} -> {b} ({self.where(a, graph[a][b].line)})"
-                         for a in sorted(members) for b in sorted(graph[a]) if b in members)
+        start = members[0]
+        previous: Dict[str, str] = {}
+        frontier = [start]
+        while frontier and start not in previous:
+            following = []
+            for node in frontier:
+                for target in sorted(graph[node]):
+                    if target in members and target not in previous:
+                        previous[target] = node
+                        following.append(target)
+            frontier = following
+        path = [start]
+        while len(path) == 1 or path[-1] != start:
+            path.append(previous[path[-1]])
+        path.reverse()
+        steps = " -> ".join(f"{a} ({self.where(a, graph[a][b].line)})" for a, b in zip(path, path[1:]))
+        return f"{steps} -> {start}  [{len(members)} modules in the cycle]"
 
     # -- sizes and reaches -------------------------------------------------------------------
 
