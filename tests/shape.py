@@ -121,7 +121,6 @@ class Library:
         package = module if self.is_package(module) else module.rpartition(".")[0]
         own = ancestors(module)
         for node, in_function, type_checking in _walk(self.tree(module)):
-            names: List[str] = []
             if isinstance(node, ast.Import):
                 names = [self.canonical(alias.name) for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -132,8 +131,10 @@ class Library:
                     base = ".".join(parts + ([base] if base else []))
                 base = self.canonical(base)
                 # `from x import y`: y is a module of its own, or a name defined in x
-                names = [self.canonical(f"{base}.{a.name}") if self.canonical(f"{base}.{a.name}") in self.paths
-                         else base for a in node.names]
+                submodules = [self.canonical(f"{base}.{alias.name}") for alias in node.names]
+                names = [name if name in self.paths else base for name in submodules]
+            else:
+                continue
             for name in dict.fromkeys(names):
                 yield Import(module, name, node.lineno, in_function, type_checking, self._runs(name, module, own))
 
@@ -204,20 +205,14 @@ def _is_type_checking(test: ast.expr) -> bool:
         (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _walk(node: ast.AST, in_function: bool = False, type_checking: bool = False) -> Iterator[Tuple[ast.AST, bool, bool]]:
+def _walk(node: ast.AST, in_function: bool = False,
+          type_checking: bool = False) -> Iterator[Tuple[ast.AST, bool, bool]]:
     """Every node under ``node``, with whether it is inside a function and under ``if TYPE_CHECKING:``."""
-    if isinstance(node, ast.If) and _is_type_checking(node.test):
-        yield node.test, in_function, type_checking
-        for child in node.body:
-            yield child, in_function, True
-            yield from _walk(child, in_function or isinstance(child, FUNCTION_NODES), True)
-        for child in node.orelse:
-            yield child, in_function, type_checking
-            yield from _walk(child, in_function or isinstance(child, FUNCTION_NODES), type_checking)
-        return
+    guarded = {id(c) for c in node.body} if isinstance(node, ast.If) and _is_type_checking(node.test) else set()
     for child in ast.iter_child_nodes(node):
-        yield child, in_function, type_checking
-        yield from _walk(child, in_function or isinstance(child, FUNCTION_NODES), type_checking)
+        under = type_checking or id(child) in guarded
+        yield child, in_function, under
+        yield from _walk(child, in_function or isinstance(child, FUNCTION_NODES), under)
 
 
 def cycles(graph: Mapping[str, Iterable[str]]) -> List[List[str]]:

@@ -166,7 +166,8 @@ def unused_requests(lib: Library) -> List[str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 bound |= {alias.asname or "requests" for alias in node.names if alias.name.split(".")[0] == "requests"}
-            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "requests":
+            elif isinstance(node, ast.ImportFrom) and not node.level \
+                    and (node.module or "").split(".")[0] == "requests":
                 bound |= {alias.asname or alias.name for alias in node.names}
         if not bound:
             continue
@@ -186,7 +187,7 @@ def stale(allowed: Mapping[Tuple[str, str], str], found: Iterable[Tuple[str, str
 # -- the rules, on the library -------------------------------------------------------------------
 
 
-def test_the_scan_sees_the_whole_library():
+def test_the_scan_sees_the_whole_library() -> None:
     """The graph holds every module of both packages, under one name each, with the edges that
     deferred imports, package imports and the customerio.analytics alias make."""
     graph = _LIBRARY.graph()
@@ -203,23 +204,23 @@ def test_the_scan_sees_the_whole_library():
     assert graph["customerio.aio"]["analytics.retry"].type_checking
 
 
-def test_no_import_cycle():
+def test_no_import_cycle() -> None:
     """No module imports, even from inside a function or under ``if TYPE_CHECKING:``, a module
     that imports it back (directly or through others, parent packages included)."""
     assert import_cycles(_LIBRARY) == []
 
 
-def test_no_function_over_80_lines():
+def test_no_function_over_80_lines() -> None:
     """No function of analytics/ or customerio/ is over 80 lines."""
     assert long_definitions(_LIBRARY, "function") == []
 
 
-def test_no_class_over_450_lines():
+def test_no_class_over_450_lines() -> None:
     """No class of analytics/ or customerio/ is over 450 lines."""
     assert long_definitions(_LIBRARY, "class") == []
 
 
-def test_no_import_inside_a_function_but_the_allowed_ones():
+def test_no_import_inside_a_function_but_the_allowed_ones() -> None:
     """Imports are at the top of each module, where a reader sees them; only an optional
     dependency or a deliberately lazy heavy module is imported where it is first needed, and
     each such import is on DEFERRED_IMPORTS with its reason."""
@@ -228,7 +229,7 @@ def test_no_import_inside_a_function_but_the_allowed_ones():
     assert stale(DEFERRED_IMPORTS, deferred) == []
 
 
-def test_requests_is_imported_only_where_it_is_used():
+def test_requests_is_imported_only_where_it_is_used() -> None:
     """``requests`` is imported only by modules that call it or name its types."""
     assert unused_requests(_LIBRARY) == []
 
@@ -239,7 +240,7 @@ def _library_sources() -> Iterable[Tuple[Path, str]]:
 
 
 @pytest.mark.parametrize("what", sorted(ONE_DEFINITION))
-def test_small_shared_definitions_are_written_once(what: str):
+def test_small_shared_definitions_are_written_once(what: str) -> None:
     """The Basic auth header, the User-Agent, the 32 KB / 500 KB limits, the loopback check and the
     loss-reason names are each written once in analytics/ (the collector included) and customerio/;
     the other modules import them."""
@@ -249,19 +250,19 @@ def test_small_shared_definitions_are_written_once(what: str):
     assert len(places) == 1, places
 
 
-def test_only_the_tools_import_the_collector():
+def test_only_the_tools_import_the_collector() -> None:
     """The engine, the API clients and customerio never import the collector (not inside a
     function, not under TYPE_CHECKING either); only the tools (cli, demo, __main__) do."""
     assert collector_importers(_LIBRARY) == []
 
 
-def test_the_collector_and_the_tools_do_not_reach_into_private_members():
+def test_the_collector_and_the_tools_do_not_reach_into_private_members() -> None:
     """No collector module reads or writes another object's private members (``obj._name``
     with ``obj`` not self or cls), and no tool reaches into the collector's."""
     assert collector_reaches(_LIBRARY) == []
 
 
-def test_no_other_private_reach_in_the_library():
+def test_no_other_private_reach_in_the_library() -> None:
     """Outside the collector, a reach into another object's private members is one of the few on
     PRIVATE_REACHES, with its reason; a new one fails."""
     assert other_reaches(_LIBRARY, PRIVATE_REACHES) == []
@@ -281,7 +282,7 @@ def _package(root: Path, files: Mapping[str, str]) -> Library:
     return Library({"pkg": directory})
 
 
-def test_a_cycle_through_a_deferred_import_is_found(tmp_path: Path):
+def test_a_cycle_through_a_deferred_import_is_found(tmp_path: Path) -> None:
     """Two modules that import each other, one of them inside a function, make a cycle."""
     lib = _package(tmp_path, {"a.py": "from .b import f\n", "b.py": "def f():\n    from . import a\n    return a\n"})
     assert lib.cycles() == [["pkg.a", "pkg.b"]]
@@ -289,7 +290,7 @@ def test_a_cycle_through_a_deferred_import_is_found(tmp_path: Path):
                                   "  [2 modules in the cycle]"]
 
 
-def test_a_cycle_through_type_checking_or_a_parent_package_is_found(tmp_path: Path):
+def test_a_cycle_through_type_checking_or_a_parent_package_is_found(tmp_path: Path) -> None:
     """An import under TYPE_CHECKING, and the package __init__ an import runs, close cycles too."""
     lib = _package(tmp_path, {
         "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n",
@@ -301,9 +302,10 @@ def test_a_cycle_through_type_checking_or_a_parent_package_is_found(tmp_path: Pa
     assert lib.imports("pkg.a")[-1].type_checking
 
 
-def test_a_cycle_through_an_alias_is_found(tmp_path: Path):
+def test_a_cycle_through_an_alias_is_found(tmp_path: Path) -> None:
     """``wrap.real.X`` is ``real.X``: an import under either name is one edge of one graph."""
-    for name, source in {"real/__init__.py": "", "real/a.py": "from wrap import mod\n", "real/b.py": "from wrap import real\n",
+    for name, source in {"real/__init__.py": "", "real/a.py": "from wrap import mod\n",
+                         "real/b.py": "from wrap import real\n",
                          "wrap/__init__.py": "", "wrap/mod.py": "from .real.a import f\n"}.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(source)
@@ -312,7 +314,7 @@ def test_a_cycle_through_an_alias_is_found(tmp_path: Path):
     assert [imp.imported for imp in lib.imports("real.b")] == ["real"]
 
 
-def test_the_cycle_finder_returns_each_strongly_connected_component():
+def test_the_cycle_finder_returns_each_strongly_connected_component() -> None:
     """Tarjan's algorithm: every cycle, as the set of modules in it."""
     from ..shape import cycles
 
@@ -320,22 +322,23 @@ def test_the_cycle_finder_returns_each_strongly_connected_component():
     assert cycles(graph) == [["a", "b", "c"], ["d", "e"]]
 
 
-def test_a_long_function_and_a_long_class_are_found(tmp_path: Path):
+def test_a_long_function_and_a_long_class_are_found(tmp_path: Path) -> None:
     """A function of 82 lines (its decorator counted) and a class of 493 are over the limits."""
     body = "    x = 1\n" * MAX_FUNCTION_LINES
     methods = "".join(f"    def m{i}(self):\n" + "        x = 1\n" * 40 for i in range(12))
     lib = _package(tmp_path, {"long.py": f"@staticmethod\ndef f():\n{body}\n\nclass C:\n{methods}"})
-    assert [line.split(" ", 1)[1] for line in long_definitions(lib, "function")] == [f"f: {MAX_FUNCTION_LINES + 2} lines"]
+    assert [line.split(" ", 1)[1] for line in long_definitions(lib, "function")] == \
+        [f"f: {MAX_FUNCTION_LINES + 2} lines"]
     assert [line.split(" ", 1)[1] for line in long_definitions(lib, "class")] == ["C: 493 lines"]
 
 
-def test_a_hidden_import_is_found(tmp_path: Path):
+def test_a_hidden_import_is_found(tmp_path: Path) -> None:
     """An import inside a function that is not on the allowlist is reported."""
     lib = _package(tmp_path, {"a.py": "import os\n\ndef f():\n    import json\n    from . import b\n", "b.py": ""})
     assert hidden_imports(lib, {("pkg.a", "json"): "allowed"}) == [f"{lib.where('pkg.a', 5)} imports pkg.b"]
 
 
-def test_a_private_reach_is_found(tmp_path: Path):
+def test_a_private_reach_is_found(tmp_path: Path) -> None:
     """A reach into another object's private member is reported (self, cls, super() and dunders
     aside), and so is an import of the collector by a module that is not a tool."""
     lib = _package(tmp_path, {
@@ -350,10 +353,11 @@ def test_a_private_reach_is_found(tmp_path: Path):
         ["other._x", "server._collector"]
     assert [r.split(" ")[1] for r in other_reaches(lib, {("pkg.cli", "server._other"): "allowed"})] == \
         ["server._collector", "other._x", "o._q"]
-    assert [r.split(" ")[2] for r in collector_importers(lib, "pkg.collector", ["pkg.tool"])] == ["pkg.collector.server"]
+    importers = collector_importers(lib, "pkg.collector", ["pkg.tool"])
+    assert [r.split(" ")[2] for r in importers] == ["pkg.collector.server"]
 
 
-def test_an_unused_requests_import_is_found(tmp_path: Path):
+def test_an_unused_requests_import_is_found(tmp_path: Path) -> None:
     """An import of requests whose name is never used (not even in a quoted annotation) is reported."""
     lib = _package(tmp_path, {
         "unused.py": "import requests\n",
@@ -365,7 +369,7 @@ def test_an_unused_requests_import_is_found(tmp_path: Path):
     assert sorted(unused_requests(lib)) == ["pkg.unnamed", "pkg.unused"]
 
 
-def test_a_stale_allowlist_entry_is_found():
+def test_a_stale_allowlist_entry_is_found() -> None:
     """An allowlist entry that matches nothing any more is reported (so the lists stay true)."""
     assert stale({("a", "x"): "", ("b", "y"): ""}, [("a", "x")]) == [("b", "y")]
 
