@@ -380,7 +380,7 @@ def _report(lib: Optional[Library] = None) -> None:
     print("modules:", len(lib.paths))
     print("import cycles:", import_cycles(lib) or "none")
     for kind, plural in (("function", "functions"), ("class", "classes")):
-        longest = [f"{d.qualname} {d.lines}" for d in defs if d.kind == kind][:5]
+        longest = [f"{d.qualname} ({lib.where(d.module, d.line)}) {d.lines}" for d in defs if d.kind == kind][:5]
         print(f"longest {plural}:", ", ".join(longest))
     print("imports inside functions:")
     for m in lib.paths:
