@@ -93,8 +93,8 @@ def _module_map(text: str) -> Dict[str, str]:
     first cell is a module file (``analytics/client.py``) or a package (``analytics/collector/``)."""
     rows = list(_ROW.finditer(text))
     found: Dict[str, str] = {}
-    for row, following in zip(rows, rows[1:] + [None]):
-        end = following.start() if following is not None else len(text)
+    ends = [row.start() for row in rows[1:]] + [len(text)]
+    for row, end in zip(rows, ends):
         body = text[row.end():end]
         body = re.split(r"\n(?!\n|     )", body, maxsplit=1)[0]  # the row ends where its indentation does
         found[row.group(1)] = body
