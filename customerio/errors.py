@@ -49,8 +49,8 @@ class CustomerIOValidationError(CustomerIOException, InvalidMessageError):
 
 class RetryableError(CustomerIOException):
     """One attempt failed in a way that may pass: no answer, or a status the API's row of
-    :mod:`analytics.clients.retryable` retries (408, 429, 502, 503, 504 everywhere; 500 too
-    on the Track API).
+    :mod:`analytics.clients.retryable` retries (408, 429, 502, 503, 504 everywhere; every other
+    5xx too, 500 included, on the Track API).
 
     ``status`` is 0 when no answer came, ``body`` is the response text,
     ``retry_after`` the seconds a ``Retry-After`` header asked for (or ``None``),

@@ -122,7 +122,7 @@ _UTC = _dt.timezone.utc
 
 class BloomreachError(ServiceError):
     """A Bloomreach request failed: refused (``status`` 4xx, ``body`` the answer),
-    or no answer / 429 / 5xx until the retries ran out.
+    or no answer / 408 / 429 / 5xx until the retries ran out.
 
     Raised by :meth:`BloomreachClient.batch` part-way through a list longer than
     :data:`MAX_COMMANDS`, the requests before the failing one were answered:
