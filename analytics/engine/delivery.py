@@ -191,18 +191,7 @@ class Delivery:
                 log.debug("attempt %d: %s", attempt, exc)
             else:
                 if 200 <= resp.status < 300:
-                    if self._outage is not None:
-                        self._outage = None
-                        log.warning("delivering to %s again", url)
-                    # the server took the request (whatever it says of single items): that is the rate
-                    self.engine.backpressure.delivered(len(part), started)
-                    if self.destination.item_results:
-                        refused = self._refused_items(part, resp, attempt)
-                        if refused:
-                            return len(part) - refused
-                    self.engine.account(part, lambda: self.stats.count_delivered(len(part)))
-                    log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), len(data), attempt)
-                    return True
+                    return self._taken(part, resp, attempt, started, url, len(data))
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 if retry_after is not None and retryable_status(resp.status):
                     # every worker waits: no request goes out before the server said
@@ -235,6 +224,21 @@ class Delivery:
             if not self.engine.sleep(wait):
                 return self._cut_short(part, f"while retrying ({error})", attempt)
             self.stats.count_retry()
+
+    def _taken(self, part: List[bytes], resp: Any, attempt: int, started: float, url: str, size: int) -> Any:
+        """The server took the request: settle ``part`` (True), or the count delivered when it refused items."""
+        if self._outage is not None:
+            self._outage = None
+            log.warning("delivering to %s again", url)
+        # the server took the request (whatever it says of single items): that is the rate
+        self.engine.backpressure.delivered(len(part), started)
+        if self.destination.item_results:
+            refused = self._refused_items(part, resp, attempt)
+            if refused:
+                return len(part) - refused
+        self.engine.account(part, lambda: self.stats.count_delivered(len(part)))
+        log.debug("delivered %d messages (%d bytes, attempt %d)", len(part), size, attempt)
+        return True
 
     def _note_outage(self, url: str, error: DeliveryError) -> None:
         """Warn once when requests to ``url`` start failing, not at every retry.
