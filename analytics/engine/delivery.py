@@ -37,6 +37,15 @@ log = logging.getLogger("customerio.analytics")
 _GZIP_LEVEL = 6
 
 
+def _header(headers: Any, name: str) -> Optional[str]:
+    """A header's value whatever the case the server (or a transport of the user's) spelled it in."""
+    value = headers.get(name)
+    if value is None:
+        wanted = name.lower()
+        value = next((v for k, v in headers.items() if str(k).lower() == wanted), None)
+    return value
+
+
 class Ledger(Protocol):
     """What delivery asks of the worker pool that runs it."""
 
@@ -192,7 +201,7 @@ class Delivery:
             else:
                 if 200 <= resp.status < 300:
                     return self._taken(part, resp, attempt, started, url, len(data))
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                retry_after = parse_retry_after(_header(resp.headers, "Retry-After"))
                 if retry_after is not None and retryable_status(resp.status):
                     # every worker waits: no request goes out before the server said
                     self.engine.hold_all(retry_after)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from ..errors import TransportError
-from .base import BaseTransport, Response
+from .base import BaseTransport, Headers, Response
 
 __all__ = ["HTTPTransport", "RequestsTransport"]
 
@@ -142,7 +142,7 @@ class HTTPTransport(BaseTransport):
             self._give_back(key, conn, generation, reuse=False)  # the next request opens a new one
             raise TransportError(f"{type(exc).__name__}: {str(exc)[:300] or 'connection lost'}", cause=exc) from exc
         self._give_back(key, conn, generation, reuse=not resp.will_close)
-        return Response(resp.status, dict(resp.headers.items()), data)
+        return Response(resp.status, Headers(resp.headers.items()), data)
 
     def _env_proxy(self, scheme: str, netloc: str, url: str) -> bool:
         key = (scheme, netloc)

@@ -1,8 +1,16 @@
 """The default transport: keep-alive http.client connections, requests for proxies, verified TLS."""
 
 from __future__ import annotations
-import ssl
 
+import http.server
+import ssl
+import threading
+import time
+from typing import Iterator, List
+
+import pytest
+
+from analytics import Client, RetryPolicy
 from analytics.transport import HTTPTransport, RequestsTransport, _tls_context
 
 from ..conftest import WRITE_KEY
@@ -190,3 +198,59 @@ def test_the_pool_reuses_idle_connections_and_keeps_at_most_max_idle(collector):
         assert len(t.connections()) == MAX_IDLE
     finally:
         t.close()
+
+
+class _LowercaseRetryAfter(http.server.BaseHTTPRequestHandler):
+    """Answers the first POST 429 with ``retry-after`` spelled in lower case (as HTTP/2 proxies
+    and many load balancers send every header name), the next ones 200."""
+
+    answered: List[float] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).answered.append(time.monotonic())
+        first = len(type(self).answered) == 1
+        self.send_response(429 if first else 200)
+        if first:
+            self.send_header("retry-after", "1")
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def lowercase_server() -> Iterator[str]:
+    _LowercaseRetryAfter.answered = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LowercaseRetryAfter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_headers_are_read_whatever_their_case(lowercase_server, errors):
+    """The transport's headers are case-insensitive, and a ``retry-after`` in lower case is
+    honoured: the retry waits the second the server asked for (it used to be ignored)."""
+    transport = HTTPTransport()
+    try:
+        response = transport.post(lowercase_server + "/v1/batch", b"{}", {}, 5.0, None)
+        assert response.status == 429
+        assert response.headers.get("Retry-After") == "1" and response.headers["RETRY-AFTER"] == "1"
+    finally:
+        transport.close()
+    _LowercaseRetryAfter.answered = []
+    client = Client(WRITE_KEY, host=lowercase_server, on_error=errors, retry_policy=RetryPolicy(base=0.01, cap=0.02))
+    try:
+        client.track("u1", "Retried")
+        assert client.flush(timeout=10) == 0
+    finally:
+        client.shutdown(timeout=5)
+    first, second = _LowercaseRetryAfter.answered
+    assert second - first >= 0.95 and errors.calls == []
+    assert client.stats()["retries"] == 1
