@@ -43,7 +43,7 @@ def _header(headers: Any, name: str) -> Optional[str]:
     if value is None:
         wanted = name.lower()
         value = next((v for k, v in headers.items() if str(k).lower() == wanted), None)
-    return value
+    return None if value is None else str(value)
 
 
 class Ledger(Protocol):

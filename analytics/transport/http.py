@@ -142,7 +142,7 @@ class HTTPTransport(BaseTransport):
             self._give_back(key, conn, generation, reuse=False)  # the next request opens a new one
             raise TransportError(f"{type(exc).__name__}: {str(exc)[:300] or 'connection lost'}", cause=exc) from exc
         self._give_back(key, conn, generation, reuse=not resp.will_close)
-        return Response(resp.status, Headers(resp.headers.items()), data)
+        return Response(resp.status, Headers(dict(resp.headers.items())), data)
 
     def _env_proxy(self, scheme: str, netloc: str, url: str) -> bool:
         key = (scheme, netloc)
