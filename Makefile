@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: demo test bench venv clean browser redis docs
+.PHONY: demo test bench venv clean browser redis zsh docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,14 @@ redis:
 	  if command -v apt-get >/dev/null 2>&1; then $$SUDO apt-get install -y -qq redis-server || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server; }; \
 	  else echo "note: no redis-server and no REDIS_URL: the Redis queue's tests will be skipped"; fi; }
 
-test: $(STAMP) browser redis
+# The command line's completion script is checked under a real zsh too.
+zsh:
+	@command -v zsh >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  if command -v apt-get >/dev/null 2>&1; then $$SUDO apt-get install -y -qq zsh || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq zsh; }; \
+	  else echo "note: no zsh: the zsh completion test will be skipped"; fi; }
+
+test: $(STAMP) browser redis zsh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # `make docs`: the Sphinx site (docs/) into docs/_build/html, offline, warnings as errors
