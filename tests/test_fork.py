@@ -739,7 +739,7 @@ def test_gunicorn_worker_still_booting_after_the_requests_delivers_its_load_even
     assert "Traceback" not in log_text(), log_text()
     assert collector.wait_for(12, 10), (collector.stats(), log_text())
     stats = collector.stats()
-    assert stats["messages"] == stats["unique"] == 12 and stats["duplicates"] == 0, stats
+    assert stats["messages"] == stats["unique"] == 12, stats  # each once
     loaded = {m["properties"]["pid"] for m in collector.messages if m["event"] == "app-loaded"}
     assert len(loaded) == 2 and first["pid"] in loaded and proc.pid not in loaded, (loaded, log_text())
     assert sorted(m["properties"]["n"] for m in collector.messages if m["event"] == "request") == list(range(10))
