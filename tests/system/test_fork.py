@@ -588,14 +588,16 @@ def _start_gunicorn(collector, tmp_path, worker: str, preload: bool, workers: in
     fd = listener.fileno()
     os.set_inheritable(fd, True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN")}
-    env.update(PYTHONPATH=ROOT, FORKAPP_WRITE_KEY=WRITE_KEY, FORKAPP_HOST=collector.url, **env_extra)
+    (tmp_path / "ready").mkdir()
+    env.update(PYTHONPATH=ROOT, FORKAPP_WRITE_KEY=WRITE_KEY, FORKAPP_HOST=collector.url,
+               FORKAPP_READY_DIR=str(tmp_path / "ready"), **env_extra)
     cmd = [
         python, "-m", "gunicorn", "tests.forkapp.app:application",
         *(["--preload"] if preload else []), "-w", str(workers), *_WORKER_ARGS[worker],
         "--bind", f"fd://{fd}",
         "--graceful-timeout", "10", "--timeout", "10",
         "--worker-tmp-dir", str(tmp_path),
-        "--log-level", "info",
+        "--log-level", "info", "-c", os.path.join(ROOT, "tests", "forkapp", "gunicorn_conf.py"),
     ]  # fmt: skip
     if _gunicorn_has_control_socket(python):
         cmd.append("--no-control-socket")  # gunicorn 24+ (Python 3.10+) opens one by default
@@ -622,6 +624,20 @@ def _first_ping(proc, port: int, log_text) -> Dict[str, Any]:
         except (OSError, http.client.HTTPException):
             if time.monotonic() > deadline:
                 pytest.fail("gunicorn did not answer within 20 s:\n" + log_text())
+
+
+def _workers_ready(tmp_path, workers: int, log_text) -> None:
+    """Wait (at most 20 s) until ``workers`` workers have their own signal handlers (tests/forkapp/gunicorn_conf.py).
+
+    A SIGTERM sent before that is lost in a worker (it still has the
+    master's handler), and the master kills it after ``--graceful-timeout``.
+    """
+    ready = tmp_path / "ready"
+    deadline = time.monotonic() + 20
+    while len(list(ready.glob("ready-*"))) < workers:
+        if time.monotonic() > deadline:
+            pytest.fail(f"fewer than {workers} gunicorn workers booted within 20 s:\n" + log_text())
+        time.sleep(0.01)
 
 
 def _kill_group(proc) -> None:
@@ -672,6 +688,8 @@ def test_gunicorn_workers_deliver_every_request_event_once(
         live = sum((k + own) // upload_size * upload_size for k in per_worker.values())
         assert collector.wait_for(live, 10), (live, collector.stats(), log_text())
 
+        # A worker may still be booting (the 4th gevent one often is): it would miss the SIGTERM.
+        _workers_ready(tmp_path, workers, log_text)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log_text()
     finally:
@@ -691,6 +709,40 @@ def test_gunicorn_workers_deliver_every_request_event_once(
     seen = sorted(m["properties"]["n"] for m in collector.messages if m["event"] == "request")
     assert seen == numbers
     assert {m["properties"]["pid"] for m in collector.messages if m["event"] == "request"} == set(per_worker)
+
+
+@pytest.mark.parametrize("worker", [pytest.param(w, marks=_timeout(w, 60)) for w in ("sync", "gevent")])
+def test_gunicorn_worker_still_booting_after_the_requests_delivers_its_load_event(request, collector, tmp_path, worker):
+    """gunicorn -w 2 without --preload, the second worker held in ``post_fork`` until the requests are served.
+
+    Each worker tracks ``app-loaded`` at import.  The held worker is released,
+    SIGTERM waits until it has its own signal handlers (a SIGTERM before that
+    is lost: the master then kills it after ``--graceful-timeout``, and its
+    event with it), and both workers deliver their events at exit.
+    """
+    python = _gunicorn_python(request, worker)
+    gate = tmp_path / "boot-gate"
+    proc, port, log_text = _start_gunicorn(
+        collector, tmp_path, worker, False, 2, python, FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_HOLD_LAST_WORKER=str(gate)
+    )
+    try:
+        first = _first_ping(proc, port, log_text)
+        answers = [_track_request(port, n) for n in range(10)]
+        assert {a["pid"] for a in answers} == {first["pid"]}  # the other worker is still held
+        assert len(list((tmp_path / "ready").glob("ready-*"))) == 1
+        gate.touch()
+        _workers_ready(tmp_path, 2, log_text)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log_text()
+    finally:
+        _kill_group(proc)
+    assert "Traceback" not in log_text(), log_text()
+    assert collector.wait_for(12, 10), (collector.stats(), log_text())
+    stats = collector.stats()
+    assert stats["messages"] == stats["unique"] == 12, stats  # each once
+    loaded = {m["properties"]["pid"] for m in collector.messages if m["event"] == "app-loaded"}
+    assert len(loaded) == 2 and first["pid"] in loaded and proc.pid not in loaded, (loaded, log_text())
+    assert sorted(m["properties"]["n"] for m in collector.messages if m["event"] == "request") == list(range(10))
 
 
 class _GateServer:
