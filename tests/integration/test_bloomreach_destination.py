@@ -1,4 +1,6 @@
-"""The Bloomreach destination: Segment-spec messages to batch commands, bodies and per-item results."""
+"""The Bloomreach destination: Segment-spec messages to batch commands, bodies and per-item results.
+
+The tests of this subject that need the loopback collector, SQLite or Redis; the others are in ``tests/unit/test_bloomreach_destination.py``."""
 
 from __future__ import annotations
 from typing import Iterator

@@ -1,10 +1,6 @@
 """The official SDK's public behaviours that users' own code and tests rely on (issue 16).
 
-Written from the description of customerio-cdp-analytics' (and Segment's analytics-python's)
-behaviour, not from their suites: the module functions create the shared client, the client's
-settings as attributes, the keys of the returned message, the errors raised, and the read-only
-``queue`` and ``consumers`` views.
-"""
+The tests of this subject that need the loopback collector, SQLite or Redis; the others are in ``tests/unit/test_dropin.py``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The queue protocol: the memory queue, the spool and the Redis queue implement every member of
-:class:`analytics.queues.base.Queue`, state their capabilities as typed attributes, and
-:func:`analytics.queues.open_queue` opens the one a client's options ask for."""
+
+The tests of this subject that need the loopback collector, SQLite or Redis; the others are in ``tests/unit/test_queue_protocol.py``."""
 
 from __future__ import annotations
 

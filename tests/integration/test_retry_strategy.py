@@ -1,5 +1,6 @@
 """Retry strategies (customerio.retry): the built-in backoff, the protocol, custom strategies,
-and which failures are retryable — over real HTTP on loopback where a request is involved."""
+
+The tests of this subject that need the loopback collector, SQLite or Redis; the others are in ``tests/unit/test_retry_strategy.py``."""
 
 from __future__ import annotations
 from typing import Iterator

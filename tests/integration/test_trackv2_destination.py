@@ -1,4 +1,6 @@
-"""TrackV2: Segment-spec messages to Track API v2 operations, bodies and per-item results."""
+"""TrackV2: Segment-spec messages to Track API v2 operations, bodies and per-item results.
+
+The tests of this subject that need the loopback collector, SQLite or Redis; the others are in ``tests/unit/test_trackv2_destination.py``."""
 
 from __future__ import annotations
 

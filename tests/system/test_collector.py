@@ -1,4 +1,6 @@
-"""The local collector, spoken to over real HTTP on 127.0.0.1 (no mocks)."""
+"""The local collector as a command: started, serving and stopped in its own process.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_collector.py``."""
 
 from __future__ import annotations
 import json

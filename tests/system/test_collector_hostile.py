@@ -1,4 +1,6 @@
-"""The local collector against hostile clients and pages: real HTTP on 127.0.0.1, raw sockets for bad requests."""
+"""The local collector against hostile clients and pages: real HTTP on 127.0.0.1, raw sockets for bad requests.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_collector_hostile.py``."""
 
 from __future__ import annotations
 

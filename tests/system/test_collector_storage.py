@@ -1,4 +1,6 @@
-"""The collector's SQLite store: what it received survives a restart; the default stays in memory."""
+"""The collector's SQLite store: what it received survives a restart; the default stays in memory.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_collector_storage.py``."""
 
 from __future__ import annotations
 

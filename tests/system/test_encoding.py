@@ -1,4 +1,6 @@
-"""analytics.encoding: dumps/normalize turn any reasonable Python value into compact, valid JSON."""
+"""analytics.encoding: dumps/normalize turn any reasonable Python value into compact, valid JSON.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/unit/test_encoding.py``."""
 
 from __future__ import annotations
 import subprocess

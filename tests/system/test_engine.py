@@ -1,7 +1,6 @@
 """The engine against a server that is far away: requests in flight at once, batches that grow,
-backpressure that follows the delivery rate.  A real collector on 127.0.0.1 delays each answer
-(requests on different connections are answered in parallel, so the delay models a round trip);
-every assertion is by counts, never by timing."""
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_engine.py``."""
 
 from __future__ import annotations
 

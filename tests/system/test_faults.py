@@ -1,23 +1,6 @@
 """The fault suite: thousands of events through a misbehaving server, and every message accounted for.
 
-Scenarios (see /work/shared/reference/benchmark-method.md, "Faults"):
-
-1. 20 % of requests answered 500 and 5 % of connections reset *after* the
-   collector stored the batch (three seeds);
-2. 429 with ``Retry-After: 2`` on every 10th request, with one and two consumer threads;
-3. 200 ms answers;
-4. the server down for 5 s, then back on the same port;
-5. the server unreachable at interpreter exit (a real subprocess that returns
-   from main without ``flush()``).
-
-What is checked, where it applies: nothing is lost (every accepted messageId
-reaches the collector, ``delivered == accepted``, nothing failed or dropped);
-duplicates come only from ambiguous outcomes (a batch stored whose answer never
-reached the client) and are exact repeats; no request arrives while a
-Retry-After is running; with one thread the order of first arrival is the
-order of the calls; ``flush(timeout)`` returns exactly what is pending; the
-stats always sum up.  Everything runs on 127.0.0.1.
-"""
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_faults.py``."""
 
 from __future__ import annotations
 

@@ -1,23 +1,6 @@
 """Property-based hostile-input tests.
 
-Random sequences of calls with random, hostile arguments (odd types, huge
-strings, deep nesting, invalid UTF-8, NaN, reference cycles) against one real
-client and a real collector on 127.0.0.1, and the same values straight into
-the encoder.  The claims checked:
-
-* a call returns ``(True, message)`` or raises one of the documented
-  :class:`analytics.InvalidMessageError` classes, never a bare ``TypeError``,
-  ``ValueError``, ``RecursionError``, ``UnicodeError``... and never crashes the
-  interpreter;
-* a call made only of valid arguments succeeds;
-* after each sequence ``flush`` settles everything, the consumer is alive, the
-  collector refused nothing (size or shape), every accepted message arrived
-  exactly as returned, and the stats add up;
-* the encoder gives valid strict UTF-8 JSON or ``UnserializableValueError``
-  with a path, with the same bytes (or the same error) with and without orjson.
-
-Deterministic (``derandomize=True``) so CI sees the same examples every run.
-"""
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_hostile.py``."""
 
 from __future__ import annotations
 import datetime as dt

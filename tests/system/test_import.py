@@ -1,8 +1,6 @@
 """cdp-relay import: formats, bad lines, dry runs, the checkpoint, interruptions and outages.
 
-Every test sends to a real collector on 127.0.0.1; the interruption tests run the
-command in its own process and stop it with a real signal.
-"""
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_import.py``."""
 
 from __future__ import annotations
 import json

@@ -1,4 +1,6 @@
-"""Lifecycle: flush, shutdown, exit drain, send=False, sync_mode, threads, the facade's settings, logging."""
+"""Lifecycle: flush, shutdown, exit drain, send=False, sync_mode, threads, the facade's settings, logging.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_lifecycle.py``."""
 
 from __future__ import annotations
 import os

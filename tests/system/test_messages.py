@@ -1,4 +1,6 @@
-"""Message building and validation through Client(send=False) and the module facade (no network)."""
+"""Message building and validation through Client(send=False) and the module facade (no network).
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/unit/test_messages.py``."""
 
 from __future__ import annotations
 import os

@@ -1,5 +1,6 @@
 """Option checks: values that would make every send fail are refused at once, naming the option;
-booleans are booleans; errors quote bad values briefly and never echo a password."""
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/unit/test_options.py``."""
 
 from __future__ import annotations
 import json

@@ -1,4 +1,6 @@
-"""Pacing: a producer in a tight loop gives the consumer its turn instead of overflowing the queue."""
+"""Pacing: a producer in a tight loop gives the consumer its turn instead of overflowing the queue.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_pacing.py``."""
 
 from __future__ import annotations
 

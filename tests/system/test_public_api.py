@@ -1,4 +1,6 @@
-"""The public surface: exported names, signatures matching the peers, and the exception tree."""
+"""The public surface: exported names, signatures matching the peers, and the exception tree.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/unit/test_public_api.py``."""
 
 from __future__ import annotations
 import os

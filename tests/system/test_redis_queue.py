@@ -1,9 +1,6 @@
 """The Redis Streams queue against a real Redis server and real worker processes.
 
-``REDIS_URL`` names a server to use; without it a ``redis-server`` is started on a
-free port.  The restart test always starts its own (it stops and restarts it).
-On CI (``CI`` set) a missing Redis is an error, never a skip.
-"""
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_redis_queue.py``."""
 
 from __future__ import annotations
 import os

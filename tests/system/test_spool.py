@@ -1,4 +1,6 @@
-"""The durable SQLite spool: survives SIGKILL, keeps what it could not send, never crashes the app."""
+"""The durable SQLite spool: survives SIGKILL, keeps what it could not send, never crashes the app.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_spool.py``."""
 
 from __future__ import annotations
 import os

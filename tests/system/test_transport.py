@@ -1,4 +1,6 @@
-"""The default transport: keep-alive http.client connections, requests for proxies, verified TLS."""
+"""The default transport: keep-alive http.client connections, requests for proxies, verified TLS.
+
+The tests of this subject that start processes (a fork, a subprocess, a server command); the others are in ``tests/integration/test_transport.py``."""
 
 from __future__ import annotations
 

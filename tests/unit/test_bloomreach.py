@@ -1,4 +1,6 @@
-"""The Bloomreach client and the collector's Bloomreach routes, over real HTTP on 127.0.0.1."""
+"""The Bloomreach client's checks and request building, before anything is sent.
+
+The tests of this subject that need neither network nor processes; the others are in ``tests/integration/test_bloomreach.py``."""
 
 from __future__ import annotations
 import datetime as dt

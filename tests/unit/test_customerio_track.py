@@ -1,4 +1,6 @@
-"""The Customer.io Track API client against the local collector over real HTTP (no mocks)."""
+"""The Customer.io Track API client's checks and request building, before anything is sent.
+
+The tests of this subject that need neither network nor processes; the others are in ``tests/integration/test_customerio_track.py``."""
 
 from __future__ import annotations
 from typing import Any, Dict

@@ -1,4 +1,6 @@
-"""v2 operation builders and shape check, and the collector's Track API routes spoken to directly."""
+"""The v2 operation builders and their shape checks.
+
+The tests of this subject that need neither network nor processes; the others are in ``tests/integration/test_customerio_v2.py``."""
 
 from __future__ import annotations
 
