@@ -7,9 +7,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Tuple
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -122,6 +123,17 @@ def local_zone():
     else:
         os.environ["TZ"] = saved
     time.tzset()
+
+
+def serve_in_thread(server: Any) -> Iterator[str]:
+    """Run a ``socketserver`` server bound to 127.0.0.1 in a daemon thread; yield its URL, then stop it."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:

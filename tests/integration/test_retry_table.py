@@ -27,6 +27,7 @@ from customerio import (
 )
 
 from ..redis_server import free_port
+from ..unit.test_retry_strategy import FakeClock
 
 #: Statuses each row is checked on: the edges of every row, and some that no row retries.
 STATUSES = (400, 401, 404, 408, 409, 413, 422, 429, 500, 501, 502, 503, 504, 505, 599)
@@ -187,24 +188,6 @@ def test_the_table_has_one_row_per_api():
     assert [rule.api for rule in RULES.values() if rule.retries_status(500)] == ["Track v1", "Track v2 batch",
                                                                                   "Bloomreach"]
     assert not any(rule.retries_status(s) for rule in RULES.values() for s in (400, 401, 404, 413, 422))
-
-
-class FakeClock:
-    """A clock that moves only when the executor sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.waits: List[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
-
-    async def asleep(self, seconds: float) -> None:
-        self.sleep(seconds)
 
 
 def script(errors: List[ServiceError]) -> Callable[[], Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import ssl
-import threading
 import time
 from typing import Iterator, List
 
@@ -13,7 +12,7 @@ import pytest
 from analytics import Client, RetryPolicy
 from analytics.transport import HTTPTransport, RequestsTransport, _tls_context
 
-from ..conftest import WRITE_KEY
+from ..conftest import WRITE_KEY, serve_in_thread
 
 
 HEADERS = {"Content-Type": "application/json"}
@@ -224,14 +223,7 @@ class _LowercaseRetryAfter(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def lowercase_server() -> Iterator[str]:
     _LowercaseRetryAfter.answered = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LowercaseRetryAfter)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serve_in_thread(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LowercaseRetryAfter))
 
 
 def test_headers_are_read_whatever_their_case(lowercase_server, errors):

@@ -18,7 +18,7 @@ import pytest
 import analytics
 from analytics import ConfigurationError
 
-from ..conftest import WRITE_KEY
+from ..conftest import WRITE_KEY, serve_in_thread
 
 HEADERS = {
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) test",
@@ -35,13 +35,7 @@ class _Quiet(WSGIRequestHandler):
 
 def _serve_wsgi(app: Any) -> Iterator[str]:
     server: WSGIServer = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from serve_in_thread(server)
 
 
 def _get(url: str, headers: Optional[Dict[str, str]] = None) -> str:
