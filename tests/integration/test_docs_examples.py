@@ -40,10 +40,7 @@ PRODUCTION_HOSTS = ("https://cdp.customer.io", "https://cdp-eu.customer.io", "ht
                     "https://api.exponea.com")
 
 #: The blocks that are not run: (file, a text of the block) -> why.
-NOT_RUN: Dict[tuple, str] = {
-    ("docs/guides/asyncio.rst", "from tenacity import"):
-        "shows a strategy built on tenacity, which is not a dependency of cdp-relay nor of its tests",
-}
+NOT_RUN: Dict[tuple, str] = {}
 
 
 class Block(NamedTuple):
