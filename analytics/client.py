@@ -259,6 +259,7 @@ class Client:
         #: This process's queue, workers, counters and exit hook (a forked child makes its own).
         self._engine = ProcessEngine(self, cfg, self._dest, transport, own_transport=cfg.transport is None,
                                      calls_deliver=stall is not None)
+        self._green = self._engine.hub is not None  # eventlet patched threading: calls check its hub
         if cfg.debug:
             _set_debug(self, True)
         self._before_send = BeforeSend()
@@ -281,7 +282,8 @@ class Client:
 
     def _check_pid(self) -> None:
         # the hook marked a fork, or (the fallback) a fork bypassed the hook: this process's engine
-        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again
+        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again.
+        # Under eventlet, also a new hub in this thread (see ProcessEngine.for_new_hub).
         if self._forked or self._engine.pid != os.getpid():
             with process_lock(self._engine_locks):
                 hooked = self._forked
@@ -289,7 +291,14 @@ class Client:
                     if not hooked:
                         self._leave_parent_engine()
                     self._engine = self._engine.for_child(self, hooked)
+                    self._green = self._engine.hub is not None
                     self._forked = False
+        elif self._green and self._engine.hub_moved():
+            # eventlet replaced this thread's hub (gunicorn's eventlet worker, after post_fork): the
+            # workers started on the old one never run again; an engine on this one takes over
+            with process_lock(self._engine_locks):
+                if self._engine.hub_moved():
+                    self._engine = self._engine.for_new_hub(self)
 
     def _exit_drain(self) -> Callable[[], Any]:
         # this process's exit drain (see analytics._fork)
@@ -471,8 +480,8 @@ class Client:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])
         if not cfg.send:
             return True, msg
-        if self._forked:
-            self._check_pid()  # the first call after a fork builds this process's engine
+        if self._forked or self._green:
+            self._check_pid()  # the first call after a fork (or a new eventlet hub) builds this process's engine
         engine = self._engine
         if self._closed:
             engine.refuse(msg)  # counted as dropped (shutdown) and reported

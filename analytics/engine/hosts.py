@@ -16,9 +16,10 @@ cost of a round trip for the call that completes a batch.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Mapping, Optional, Tuple
 
-__all__ = ["threads_stall_between_calls", "UWSGI_WARNING"]
+__all__ = ["threads_stall_between_calls", "UWSGI_WARNING", "green_hub", "hub_replaced"]
 
 UWSGI_WARNING = (
     "uWSGI %s runs without Python threads (no --enable-threads): the delivery threads only run "
@@ -61,3 +62,30 @@ def threads_stall_between_calls() -> Optional[str]:
     if not uwsgi_threads_off(opt, version):
         return None
     return UWSGI_WARNING % ".".join(str(part) for part in version[:3])
+
+
+#: An OS thread (its native id: eventlet does not patch it) and the eventlet hub it ran then.
+GreenHub = Tuple[int, Any]
+
+
+def green_hub() -> Optional[GreenHub]:
+    """This OS thread's eventlet hub (with the thread's native id) when eventlet patched ``threading``, else ``None``.
+
+    Never imports eventlet; ``get_hub()`` makes the thread's hub if it has
+    none yet (the green threads about to be started would make it anyway).
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    hubs = sys.modules.get("eventlet.hubs")
+    if patcher is None or hubs is None or not patcher.is_monkey_patched("thread"):
+        return None
+    return threading.get_native_id(), hubs.get_hub()
+
+
+def hub_replaced(built: GreenHub) -> bool:
+    """Whether the OS thread of ``built`` runs another eventlet hub now, and this is that thread.
+
+    Another OS thread (eventlet's ``tpool``, say) has a hub of its own: that
+    is not a replacement.
+    """
+    now = green_hub()
+    return now is not None and now[0] == built[0] and now[1] is not built[1]

@@ -25,6 +25,7 @@ from ..queues import Queue, SharedQueue, open_queue
 from ..stats import Stats, StatsSnapshot
 from ..transport import HTTPTransport, Transport
 from .accounts import report
+from .hosts import green_hub, hub_replaced
 from .worker import Consumer
 
 __all__ = ["ProcessEngine"]
@@ -60,6 +61,7 @@ class ProcessEngine:
     def __init__(self, owner: Any, config: Config, destination: Destination, transport: Transport,
                  own_transport: bool, calls_deliver: bool, inherited: Optional[List[bytes]] = None) -> None:
         self.pid = os.getpid()
+        self.hub = green_hub()  # eventlet's hub here, if eventlet patched threading (see hub_moved)
         self.config = config
         self.destination = destination
         self.transport = transport
@@ -118,6 +120,43 @@ class ProcessEngine:
                         len(engine.queue))
         if not hooked and len(engine.queue):
             engine.consumer.wake()
+        return engine
+
+    # --- a new eventlet hub ------------------------------------------------------
+
+    def hub_moved(self) -> bool:
+        """Whether eventlet replaced this thread's hub since this engine was built (gunicorn's eventlet
+        worker does after its ``post_fork`` hook): the workers started on the old one never run again."""
+        return self.hub is not None and hub_replaced(self.hub)
+
+    def for_new_hub(self, owner: Any) -> "ProcessEngine":
+        """This process's engine on the hub now running, made after :meth:`hub_moved`; as after a fork.
+
+        It takes over what was queued and what the old workers held (they
+        take nothing more; a batch of theirs that was sent before the hub
+        changed, and not yet acknowledged, may be sent twice: a duplicate
+        with the same messageId is better than a loss).  A spool's or a
+        Redis stream's messages stay where they are: the new engine's queue
+        finds them there (see :meth:`leave`).
+        """
+        self.finalizer.detach()  # the old workers cannot run the exit drain: the new engine's does
+        held = self.consumer.abandon_to_new_hub()
+        inherited = None
+        if not self.queue.durable:
+            inherited = held + self.queue.items_after_fork()  # without the lock (see abandon_to_new_hub)
+        else:
+            self.leave()
+        if self.own_transport:
+            transport: Transport = HTTPTransport()  # its connections waited on the old hub
+        else:
+            transport = self.transport
+            transport.after_fork()
+        engine = ProcessEngine(owner, self.config, self.destination, transport, self.own_transport,
+                               self.calls_deliver, inherited)
+        log.info("eventlet's hub was replaced; delivery restarted on the new one with %d queued message(s)",
+                 len(engine.queue))
+        if len(engine.queue) and self.config.send:
+            engine.wake()
         return engine
 
     # --- the hot path -------------------------------------------------------

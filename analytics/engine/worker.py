@@ -244,7 +244,13 @@ class Consumer(Accounts):
         threads that are gone instead of waiting for them forever.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        with self._lock:
+        # never past the timeout, even for the lock (held where it should not be: see abandon_to_new_hub)
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            try:
+                return self._unsettled_before(target)  # an estimate, without the lock
+            except RuntimeError:  # a worker changed the batches in flight meanwhile
+                return max(1, target - self.queue.taken_total)
+        try:
             if target > self._flush_target:
                 self._flush_target = target
             self._work.notify_all()
@@ -265,6 +271,8 @@ class Consumer(Accounts):
                     continue
                 wait = _LIVENESS_CHECK_S if deadline is None else min(_LIVENESS_CHECK_S, deadline - now)
                 self.clock.wait(self._progress, wait)
+        finally:
+            self._lock.release()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -322,6 +330,21 @@ class Consumer(Accounts):
             self._tell(leftover, error)
         self.stopped = True
         return self.stats.dropped["shutdown"] - dropped_before
+
+    def abandon_to_new_hub(self) -> List[bytes]:
+        """The hub these workers run on was replaced (see :mod:`analytics.engine.hosts`): they never take
+        another batch; returns what they hold unsettled, for the engine that takes over.
+
+        Without the lock: a worker waiting for it on the old hub may have
+        been handed it there, and would keep it forever.  Nothing runs on
+        the old hub any more, so no worker changes these meanwhile; one that
+        the new hub ever wakes finds ``_abandoning`` and ends.
+        """
+        self._abandoning = self._stopping = self.stopped = True
+        held: List[bytes] = []
+        for batch in list(self._inflight.values()):
+            held.extend(batch.unsettled()[0])
+        return held
 
     def _abandon_hung_requests(self, workers: List[threading.Thread]) -> None:
         # Past the deadline a worker still waits for an answer: wake it by
