@@ -282,8 +282,7 @@ class Client:
 
     def _check_pid(self) -> None:
         # the hook marked a fork, or (the fallback) a fork bypassed the hook: this process's engine
-        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again.
-        # Under eventlet, also a new hub in this thread (see ProcessEngine.for_new_hub).
+        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again; or eventlet's new hub
         if self._forked or self._engine.pid != os.getpid():
             with process_lock(self._engine_locks):
                 hooked = self._forked
@@ -294,8 +293,6 @@ class Client:
                     self._green = self._engine.hub is not None
                     self._forked = False
         elif self._green and self._engine.hub_moved():
-            # eventlet replaced this thread's hub (gunicorn's eventlet worker, after post_fork): the
-            # workers started on the old one never run again; an engine on this one takes over
             with process_lock(self._engine_locks):
                 if self._engine.hub_moved():
                     self._engine = self._engine.for_new_hub(self)
