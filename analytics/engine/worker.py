@@ -331,20 +331,24 @@ class Consumer(Accounts):
         self.stopped = True
         return self.stats.dropped["shutdown"] - dropped_before
 
-    def abandon_to_new_hub(self) -> List[bytes]:
-        """The hub these workers run on was replaced (see :mod:`analytics.engine.hosts`): they never take
-        another batch; returns what they hold unsettled, for the engine that takes over.
+    def abandon_to_new_hub(self, on_dead_hub: bool) -> List[bytes]:
+        """The loop these workers run on was replaced (see :mod:`analytics.engine.hosts`): they take no
+        other batch, and what is queued is the caller's to move; returns the unsettled messages they
+        hold that will never be sent (``on_dead_hub``), else none (real threads finish their batches).
 
-        Without the lock: a worker waiting for it on the old hub may have
-        been handed it there, and would keep it forever.  Nothing runs on
-        the old hub any more, so no worker changes these meanwhile; one that
-        the new hub ever wakes finds ``_abandoning`` and ends.
+        On a dead eventlet hub, without the lock: a worker waiting for it
+        there may have been handed it, and would keep it forever; nothing
+        runs on that hub any more, and a worker that the new hub ever wakes
+        finds ``_abandoning`` and ends.  Real threads do run: the queue is
+        emptied under the lock, so none takes a batch meanwhile.
         """
-        self._abandoning = self._stopping = self.stopped = True
-        held: List[bytes] = []
-        for batch in list(self._inflight.values()):
-            held.extend(batch.unsettled()[0])
-        return held
+        if on_dead_hub:
+            self._abandoning = self._stopping = self.stopped = True
+            return [item for batch in list(self._inflight.values()) for item in batch.unsettled()[0]]
+        with self._lock:
+            self._abandoning = self._stopping = self.stopped = True
+            self._work.notify_all()
+        return []
 
     def _abandon_hung_requests(self, workers: List[threading.Thread]) -> None:
         # Past the deadline a worker still waits for an answer: wake it by
