@@ -46,9 +46,10 @@ def _finalize(engine: "ProcessEngine") -> None:
     # Runs when the Client is garbage collected, or at interpreter exit, unless
     # shutdown() released everything first (it detaches this finalizer).
     if engine.hub_moved():
-        # no call since eventlet replaced the hub: an engine on this one delivers what was queued
-        engine = engine.for_new_hub(_Drain())
-        engine.finalizer.detach()  # run here, now
+        # no call since green threads moved to a new loop: an engine on it drains what was queued
+        owner = _Drain()  # alive until its engine's exit drain, run here, returns
+        engine.for_new_hub(owner).finalizer()
+        return
     consumer, config, transport = engine.consumer, engine.config, engine.transport
     try:
         if not consumer.stopped and (consumer.started or consumer.durable):
