@@ -259,7 +259,7 @@ class Client:
         #: This process's queue, workers, counters and exit hook (a forked child makes its own).
         self._engine = ProcessEngine(self, cfg, self._dest, transport, own_transport=cfg.transport is None,
                                      calls_deliver=stall is not None)
-        self._green = self._engine.hub is not None  # eventlet patched threading: calls check its hub
+        self._green = self._engine.hub is not None  # gevent or eventlet here: calls check their loop
         if cfg.debug:
             _set_debug(self, True)
         self._before_send = BeforeSend()
@@ -282,7 +282,7 @@ class Client:
 
     def _check_pid(self) -> None:
         # the hook marked a fork, or (the fallback) a fork bypassed the hook: this process's engine
-        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again; or eventlet's new hub
+        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again; or a new green loop
         if self._forked or self._engine.pid != os.getpid():
             with process_lock(self._engine_locks):
                 hooked = self._forked
@@ -478,7 +478,7 @@ class Client:
         if not cfg.send:
             return True, msg
         if self._forked or self._green:
-            self._check_pid()  # the first call after a fork (or a new eventlet hub) builds this process's engine
+            self._check_pid()  # the first call after a fork (or on a new green loop) builds this process's engine
         engine = self._engine
         if self._closed:
             engine.refuse(msg)  # counted as dropped (shutdown) and reported

@@ -64,7 +64,6 @@ def threads_stall_between_calls() -> Optional[str]:
     return UWSGI_WARNING % ".".join(str(part) for part in version[:3])
 
 
-
 #: What runs a thread's green threads when an engine is built: ``(kind, OS thread, eventlet hub)``.
 #: ``kind`` is ``"eventlet"`` (eventlet patched ``threading``; its hub), ``"gevent"`` (gevent
 #: patched it) or ``"threads"`` (either is imported, neither patched ``threading`` yet).

@@ -132,7 +132,7 @@ class ProcessEngine:
             engine.consumer.wake()
         return engine
 
-    # --- a new eventlet hub ------------------------------------------------------
+    # --- a new green-thread loop ---------------------------------------------------
 
     def hub_moved(self) -> bool:
         """Whether this thread's green threads run on another loop than when this engine was built

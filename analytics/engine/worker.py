@@ -339,8 +339,8 @@ class Consumer(Accounts):
         On a dead eventlet hub, without the lock: a worker waiting for it
         there may have been handed it, and would keep it forever; nothing
         runs on that hub any more, and a worker that the new hub ever wakes
-        finds ``_abandoning`` and ends.  Real threads do run: the queue is
-        emptied under the lock, so none takes a batch meanwhile.
+        finds ``_abandoning`` and ends.  Real threads do run: the flag is set
+        under the lock, so none is choosing a batch then, and none takes one after.
         """
         if on_dead_hub:
             self._abandoning = self._stopping = self.stopped = True

@@ -1,4 +1,4 @@
-"""A live client when green threads move to a new loop (gunicorn's green workers, after ``post_fork``), and flush's lock wait.
+"""A live client when green threads move to a new loop (gunicorn green workers, after ``post_fork``); flush and its lock.
 
 eventlet is stood in for by modules put in ``sys.modules``: :mod:`analytics.engine.hosts` only looks there.
 (The loop checks themselves: tests/unit/test_green_loop.py; real gunicorn workers: tests/system/test_fork.py.)
