@@ -259,6 +259,7 @@ class Client:
         #: This process's queue, workers, counters and exit hook (a forked child makes its own).
         self._engine = ProcessEngine(self, cfg, self._dest, transport, own_transport=cfg.transport is None,
                                      calls_deliver=stall is not None)
+        self._green = self._engine.hub is not None  # gevent or eventlet here: calls check their loop
         if cfg.debug:
             _set_debug(self, True)
         self._before_send = BeforeSend()
@@ -281,7 +282,7 @@ class Client:
 
     def _check_pid(self) -> None:
         # the hook marked a fork, or (the fallback) a fork bypassed the hook: this process's engine
-        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again
+        # (see ProcessEngine.for_child); other threads use the engine once _forked is False again; or a new green loop
         if self._forked or self._engine.pid != os.getpid():
             with process_lock(self._engine_locks):
                 hooked = self._forked
@@ -289,7 +290,12 @@ class Client:
                     if not hooked:
                         self._leave_parent_engine()
                     self._engine = self._engine.for_child(self, hooked)
+                    self._green = self._engine.hub is not None
                     self._forked = False
+        elif self._green and self._engine.hub_moved():
+            with process_lock(self._engine_locks):
+                if self._engine.hub_moved():
+                    self._engine = self._engine.for_new_hub(self)
 
     def _exit_drain(self) -> Callable[[], Any]:
         # this process's exit drain (see analytics._fork)
@@ -471,8 +477,8 @@ class Client:
             log.debug("queueing %s %s", msg["type"], msg["messageId"])
         if not cfg.send:
             return True, msg
-        if self._forked:
-            self._check_pid()  # the first call after a fork builds this process's engine
+        if self._forked or self._green:
+            self._check_pid()  # the first call after a fork (or on a new green loop) builds this process's engine
         engine = self._engine
         if self._closed:
             engine.refuse(msg)  # counted as dropped (shutdown) and reported

@@ -16,9 +16,10 @@ cost of a round trip for the call that completes a batch.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Any, Mapping, Optional, Tuple
 
-__all__ = ["threads_stall_between_calls", "UWSGI_WARNING"]
+__all__ = ["threads_stall_between_calls", "UWSGI_WARNING", "green_loop", "loop_replaced"]
 
 UWSGI_WARNING = (
     "uWSGI %s runs without Python threads (no --enable-threads): the delivery threads only run "
@@ -61,3 +62,41 @@ def threads_stall_between_calls() -> Optional[str]:
     if not uwsgi_threads_off(opt, version):
         return None
     return UWSGI_WARNING % ".".join(str(part) for part in version[:3])
+
+
+#: What runs a thread's green threads when an engine is built: ``(kind, OS thread, eventlet hub)``.
+#: ``kind`` is ``"eventlet"`` (eventlet patched ``threading``; its hub), ``"gevent"`` (gevent
+#: patched it) or ``"threads"`` (either is imported, neither patched ``threading`` yet).
+GreenLoop = Tuple[str, int, Any]
+
+
+def green_loop() -> Optional[GreenLoop]:
+    """What runs this thread's green threads (see :data:`GreenLoop`); ``None`` when neither gevent nor
+    eventlet is imported.  Never imports either; eventlet's ``get_hub()`` makes the thread's hub if it
+    has none yet (the green threads about to be started would make it anyway)."""
+    tid = threading.get_native_id()  # the OS thread: neither patches it
+    patcher = sys.modules.get("eventlet.patcher")
+    hubs = sys.modules.get("eventlet.hubs")
+    if patcher is not None and hubs is not None and patcher.is_monkey_patched("thread"):
+        return "eventlet", tid, hubs.get_hub()
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return "gevent", tid, None
+    if patcher is None and monkey is None:
+        return None
+    return "threads", tid, None
+
+
+def loop_replaced(built: GreenLoop) -> bool:
+    """Whether the calling thread is ``built``'s and its green threads run on something else now.
+
+    eventlet replaced its hub (gunicorn's eventlet worker does after
+    ``post_fork``), or gevent or eventlet patched ``threading`` after the
+    engine was built with real threads (gunicorn's gevent worker does after
+    ``post_fork``).  Another OS thread (eventlet's ``tpool``, say) is not a
+    replacement.
+    """
+    now = green_loop()
+    return now is not None and now[1] == built[1] and now[0] != "threads" and (
+        now[0] != built[0] or now[2] is not built[2]
+    )

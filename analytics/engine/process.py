@@ -25,6 +25,7 @@ from ..queues import Queue, SharedQueue, open_queue
 from ..stats import Stats, StatsSnapshot
 from ..transport import HTTPTransport, Transport
 from .accounts import report
+from .hosts import green_loop, loop_replaced
 from .worker import Consumer
 
 __all__ = ["ProcessEngine"]
@@ -37,9 +38,19 @@ CALLER_DELIVERY_WAIT_S = 1.0
 _abandoned: List[Queue] = []
 
 
-def _finalize(consumer: Consumer, config: Config, transport: Transport) -> None:
+class _Drain:
+    """The owner of an engine made only to drain at exit (see :func:`_finalize`)."""
+
+
+def _finalize(engine: "ProcessEngine") -> None:
     # Runs when the Client is garbage collected, or at interpreter exit, unless
     # shutdown() released everything first (it detaches this finalizer).
+    if engine.hub_moved():
+        # no call since green threads moved to a new loop: an engine on it drains what was queued
+        owner = _Drain()  # alive until its engine's exit drain, run here, returns
+        engine.for_new_hub(owner).finalizer()
+        return
+    consumer, config, transport = engine.consumer, engine.config, engine.transport
     try:
         if not consumer.stopped and (consumer.started or consumer.durable):
             consumer.stop(config.exit_timeout)
@@ -60,6 +71,7 @@ class ProcessEngine:
     def __init__(self, owner: Any, config: Config, destination: Destination, transport: Transport,
                  own_transport: bool, calls_deliver: bool, inherited: Optional[List[bytes]] = None) -> None:
         self.pid = os.getpid()
+        self.hub = green_loop()  # what runs green threads here, if gevent or eventlet is imported (see hub_moved)
         self.config = config
         self.destination = destination
         self.transport = transport
@@ -75,7 +87,7 @@ class ProcessEngine:
         self.burst_drops = 0
         self.waiting_since = 0.0  # when the oldest message waiting was queued (see deliver_if_due)
         self.set_pace_from()
-        self.finalizer = weakref.finalize(owner, _finalize, self.consumer, config, transport)
+        self.finalizer = weakref.finalize(owner, _finalize, self)
         if config.send and (len(queue) or (queue.shared and queue.consume)):
             # messages left in a spool by an earlier process, or a shared queue to deliver from
             self.consumer.ensure_started()
@@ -118,6 +130,45 @@ class ProcessEngine:
                         len(engine.queue))
         if not hooked and len(engine.queue):
             engine.consumer.wake()
+        return engine
+
+    # --- a new green-thread loop ---------------------------------------------------
+
+    def hub_moved(self) -> bool:
+        """Whether this thread's green threads run on another loop than when this engine was built
+        (see :func:`~analytics.engine.hosts.loop_replaced`: gunicorn's green workers, after ``post_fork``)."""
+        return self.hub is not None and loop_replaced(self.hub)
+
+    def for_new_hub(self, owner: Any) -> "ProcessEngine":
+        """This process's engine on the loop now running, made after :meth:`hub_moved`; as after a fork.
+
+        It takes over what was queued; the old workers take nothing more.
+        Those on an old eventlet hub never run again: what they held is taken
+        over too (a batch of theirs that was sent before the hub changed, and
+        not yet acknowledged, may be sent twice: a duplicate with the same
+        messageId is better than a loss).  Real threads (the engine was built
+        before gevent's patching) finish the batches they hold.  A spool's or
+        a Redis stream's messages stay where they are (see :meth:`leave`).
+        """
+        self.finalizer.detach()  # the new engine's exit drain replaces this one's
+        assert self.hub is not None  # hub_moved()
+        held = self.consumer.abandon_to_new_hub(on_dead_hub=self.hub[0] == "eventlet")
+        inherited = None
+        if not self.queue.durable:
+            inherited = held + self.queue.items_after_fork()
+        else:
+            self.leave()
+        if self.own_transport:
+            transport: Transport = HTTPTransport()  # its connections waited on the old hub
+        else:
+            transport = self.transport
+            transport.after_fork()
+        engine = ProcessEngine(owner, self.config, self.destination, transport, self.own_transport,
+                               self.calls_deliver, inherited)
+        log.info("green threads run on a new loop here; delivery restarted on it with %d queued message(s)",
+                 len(engine.queue))
+        if len(engine.queue) and self.config.send:
+            engine.wake()
         return engine
 
     # --- the hot path -------------------------------------------------------

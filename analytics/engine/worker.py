@@ -244,7 +244,13 @@ class Consumer(Accounts):
         threads that are gone instead of waiting for them forever.
         """
         deadline = None if timeout is None else self._clock() + timeout
-        with self._lock:
+        # never past the timeout, even for the lock (held where it should not be: see abandon_to_new_hub)
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            try:
+                return self._unsettled_before(target)  # an estimate, without the lock
+            except RuntimeError:  # a worker changed the batches in flight meanwhile
+                return max(1, target - self.queue.taken_total)
+        try:
             if target > self._flush_target:
                 self._flush_target = target
             self._work.notify_all()
@@ -265,6 +271,8 @@ class Consumer(Accounts):
                     continue
                 wait = _LIVENESS_CHECK_S if deadline is None else min(_LIVENESS_CHECK_S, deadline - now)
                 self.clock.wait(self._progress, wait)
+        finally:
+            self._lock.release()
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -322,6 +330,25 @@ class Consumer(Accounts):
             self._tell(leftover, error)
         self.stopped = True
         return self.stats.dropped["shutdown"] - dropped_before
+
+    def abandon_to_new_hub(self, on_dead_hub: bool) -> List[bytes]:
+        """The loop these workers run on was replaced (see :mod:`analytics.engine.hosts`): they take no
+        other batch, and what is queued is the caller's to move; returns the unsettled messages they
+        hold that will never be sent (``on_dead_hub``), else none (real threads finish their batches).
+
+        On a dead eventlet hub, without the lock: a worker waiting for it
+        there may have been handed it, and would keep it forever; nothing
+        runs on that hub any more, and a worker that the new hub ever wakes
+        finds ``_abandoning`` and ends.  Real threads do run: the flag is set
+        under the lock, so none is choosing a batch then, and none takes one after.
+        """
+        if on_dead_hub:
+            self._abandoning = self._stopping = self.stopped = True
+            return [item for batch in list(self._inflight.values()) for item in batch.unsettled()[0]]
+        with self._lock:
+            self._abandoning = self._stopping = self.stopped = True
+            self._work.notify_all()
+        return []
 
     def _abandon_hung_requests(self, workers: List[threading.Thread]) -> None:
         # Past the deadline a worker still waits for an answer: wake it by

@@ -10,8 +10,8 @@ master forks its workers.  Routes:
     tracks ``request`` for ``user-N`` with properties ``{"n": N, "pid": <worker pid>}``
 ``GET /ping``
     tracks nothing
-``GET /flush``
-    ``analytics.flush(timeout=20)``; the answer's ``ok`` is the pending count it returned
+``GET /flush?timeout=T``
+    ``analytics.flush(timeout=T)`` (default 20); the answer's ``ok`` is the pending count it returned
 
 Every answer is JSON ``{"pid": <worker pid>, "master": <pid that imported the app>, "ok": <track's success>}``.
 
@@ -48,7 +48,8 @@ def application(environ, start_response):
     elif path == "/ping":
         status = "200 OK"
     elif path == "/flush":
-        ok = analytics.flush(timeout=20)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        ok = analytics.flush(timeout=float(query.get("timeout", ["20"])[0]))
         status = "200 OK"
     else:
         status = "404 Not Found"

@@ -15,6 +15,11 @@ app is loaded; it creates ``ready-<pid>`` in ``FORKAPP_READY_DIR``.
 ``FORKAPP_HOLD_LAST_WORKER`` (a path): the last of the first workers spawned
 waits in ``post_fork`` until that file exists (at most 20 s), as a worker that
 is slow to boot does.
+
+``FORKAPP_TRACK_IN_POST_FORK=1``: each worker tracks ``post-fork`` (properties
+``{"pid": <worker pid>}``) with the module facade in ``post_fork``, before its
+worker class sets up its event loop (eventlet's worker makes a new hub there,
+gevent's patches ``threading``).
 """
 
 import os
@@ -22,6 +27,15 @@ import time
 
 
 def post_fork(server, worker):
+    if os.environ.get("FORKAPP_TRACK_IN_POST_FORK") == "1":
+        import analytics  # the app's settings (tests/forkapp/app.py) are made at its import
+
+        analytics.write_key = os.environ["FORKAPP_WRITE_KEY"]
+        analytics.host = os.environ["FORKAPP_HOST"]
+        analytics.upload_interval = float(os.environ.get("FORKAPP_UPLOAD_INTERVAL", "1"))
+        analytics.upload_size = int(os.environ.get("FORKAPP_UPLOAD_SIZE", "100"))
+        ok, _ = analytics.track(f"worker-{os.getpid()}", "post-fork", {"pid": os.getpid()})
+        assert ok
     gate = os.environ.get("FORKAPP_HOLD_LAST_WORKER")
     if gate and worker.age == server.num_workers:
         deadline = time.monotonic() + 20

@@ -813,3 +813,112 @@ def test_flush_inside_a_green_worker_does_not_block_the_hub(request, tmp_path, w
         _kill_group(proc)
         gate.close()
     assert "Traceback" not in log_text(), log_text()
+
+
+@pytest.mark.parametrize(
+    "worker, preload",
+    [pytest.param(w, p, id=f"{w}-{'' if p else 'no-'}preload", marks=_timeout(w, 90))
+     for w in ("gevent", "eventlet") for p in (False, True)],
+)  # fmt: skip
+def test_gunicorn_green_worker_that_tracks_in_post_fork_delivers_everything_once(
+    request, collector, tmp_path, worker, preload
+):
+    """gunicorn -k gevent or eventlet, -w 2, each worker tracking ``post-fork`` in gunicorn's ``post_fork`` hook.
+
+    The hook runs before the worker class sets up its event loop: eventlet's
+    worker then makes a new hub (a green thread started in the hook would
+    wait on the old one forever), gevent's patches ``threading`` (a real
+    thread and real locks made in the hook).  The client notices at its next
+    call and restarts its sender on the loop now running, keeping what was
+    queued.  A ``flush(timeout=5)`` in a request returns within its timeout
+    with nothing pending, SIGTERM drains, and every event arrives once.
+    """
+    python = _gunicorn_python(request, worker)
+    workers, requests_total, flush_timeout = 2, 40, 5.0
+    proc, port, log_text = _start_gunicorn(
+        collector, tmp_path, worker, preload, workers, python,
+        FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_UPLOAD_SIZE="10", FORKAPP_LOAD_EVENT="0",
+        FORKAPP_TRACK_IN_POST_FORK="1",
+    )  # fmt: skip
+    try:
+        _first_ping(proc, port, log_text)
+        _workers_ready(tmp_path, workers, log_text)
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(_track_request, [port] * requests_total, range(requests_total)))
+        assert all(a["ok"] for a in answers)
+        serving = {a["pid"] for a in answers}
+
+        # A flush in a request: within its timeout, nothing pending.  Each worker answers at least one.
+        flushed: Dict[int, Any] = {}
+        deadline = time.monotonic() + 60
+        while set(flushed) != serving and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                answer = _get(port, f"/flush?timeout={flush_timeout}", timeout=flush_timeout + 10)
+            except (OSError, http.client.HTTPException) as exc:
+                pytest.fail(f"/flush did not answer within {flush_timeout + 10} s ({exc!r}):\n" + log_text())
+            took = time.monotonic() - started
+            assert took < flush_timeout + 2, (took, log_text())
+            assert answer["ok"] == 0, (answer, log_text())
+            flushed[answer["pid"]] = answer
+        assert set(flushed) >= serving, (flushed, serving)
+        # what the flushed workers queued (their post-fork event included) arrived before any exit
+        assert collector.wait_for(requests_total + len(serving), 10), (collector.stats(), log_text())
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log_text()
+    finally:
+        _kill_group(proc)
+    assert "Traceback" not in log_text(), log_text()
+
+    assert collector.wait_for(requests_total + workers, 10), (collector.stats(), log_text())
+    stats = collector.stats()
+    assert stats["duplicates"] == 0, stats
+    assert stats["messages"] == stats["unique"] == requests_total + workers, stats
+    post_fork = [m["properties"]["pid"] for m in collector.messages if m["event"] == "post-fork"]
+    assert len(post_fork) == len(set(post_fork)) == workers and proc.pid not in post_fork, post_fork
+    assert sorted(m["properties"]["n"] for m in collector.messages if m["event"] == "request") == list(
+        range(requests_total)
+    )
+
+
+_GEVENT_EXIT_RESOLVER = pytest.mark.xfail(
+    strict=True,
+    reason="gevent: the first connection of a process made at interpreter exit fails: gevent's resolver "
+    "starts its thread pool then, importing concurrent.futures.thread, which raises 'can't register atexit "
+    "after shutdown'; gevent's patching imports that module only in a process without threads, and this "
+    "worker already has the consumer thread started in post_fork (the event is reported to on_error)",
+)
+
+
+@pytest.mark.parametrize(
+    "worker",
+    [pytest.param("gevent", marks=[_timeout("gevent", 60), _GEVENT_EXIT_RESOLVER]),
+     pytest.param("eventlet", marks=_timeout("eventlet", 60))],
+)  # fmt: skip
+def test_gunicorn_green_worker_that_only_tracks_in_post_fork_delivers_at_sigterm(request, collector, tmp_path, worker):
+    """gunicorn -k gevent or eventlet, -w 1: the worker tracks in ``post_fork`` and makes no other call.
+
+    With eventlet, the hub the client's consumer was started on is replaced
+    and no later call notices: the exit drain at ``SIGTERM`` delivers the
+    event from the hub then running.
+    """
+    python = _gunicorn_python(request, worker)
+    proc, port, log_text = _start_gunicorn(
+        collector, tmp_path, worker, False, 1, python,
+        FORKAPP_UPLOAD_INTERVAL="60", FORKAPP_LOAD_EVENT="0", FORKAPP_TRACK_IN_POST_FORK="1",
+    )  # fmt: skip
+    try:
+        ping = _first_ping(proc, port, log_text)
+        _workers_ready(tmp_path, 1, log_text)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log_text()
+        assert time.monotonic() - started < 8, log_text()  # the drain did not wait for a consumer that never runs
+    finally:
+        _kill_group(proc)
+    assert "Traceback" not in log_text(), log_text()
+    assert collector.wait_for(1, 10), (collector.stats(), log_text())
+    stats = collector.stats()
+    assert stats["messages"] == stats["unique"] == 1, stats
+    assert [m["properties"]["pid"] for m in collector.messages if m["event"] == "post-fork"] == [ping["pid"]]
