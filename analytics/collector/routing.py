@@ -112,6 +112,9 @@ class Call:
         record.answered_at = time.time()
         record.status = status
         self.records.log_request(record)
+        # no longer in flight once the client can see the answer: its next request (say, for
+        # /_collector/stats) must not find this one still counted
+        self.landed()
         if status == 0:
             raise Drop
         try:
@@ -129,6 +132,7 @@ class Call:
              content_type: str = "application/json") -> None:
         """Answer without a request log entry (control routes, pages, refusals before any route)."""
         self.keep(status, body)
+        self.landed()
         self.write(status, body, headers, content_type)
 
     def keep(self, status: int, answer: bytes) -> None:

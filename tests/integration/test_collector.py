@@ -845,3 +845,14 @@ def test_an_accept_listener_sees_each_batch_and_its_new_ids(collector: Collector
     assert post(collector, [track(1), track(2)]).status_code == 200
     assert post(collector, [track(2), track(3)]).status_code == 200
     assert seen == [(2, 2), (2, 1)]
+
+
+def test_an_answered_request_is_no_longer_in_flight(collector: Collector) -> None:
+    """Once a client holds its answer the request is not counted in flight any more (it was
+    decremented after the answer was written, so a quick next look could still count it)."""
+    seen = []
+    for i in range(200):
+        post(collector, [track(i)])
+        seen.append(collector.stats()["in_flight"])
+    assert seen == [0] * 200
+    assert collector.stats()["max_in_flight"] == 1
