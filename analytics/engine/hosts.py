@@ -84,7 +84,24 @@ def green_loop() -> Optional[GreenLoop]:
         return "gevent", tid, None
     if patcher is None and monkey is None:
         return None
+    if monkey is not None:
+        _ready_for_gevent_at_exit()
     return "threads", tid, None
+
+
+def _ready_for_gevent_at_exit() -> None:
+    """Load what gevent's resolver needs before the interpreter starts shutting down.
+
+    gevent imported but ``threading`` not patched yet: a client made now (in
+    gunicorn's ``post_fork``, say) may make its first connection in the exit
+    drain, after the worker patched everything.  gevent's resolver then starts
+    its thread pool and imports ``concurrent.futures.thread``, whose import
+    registers an exit hook, which fails once shutdown has begun ("can't
+    register atexit after shutdown"), so that connection fails.  Imported now,
+    it is already there then (gevent's own patching imports it only in a
+    process with no thread running).
+    """
+    import concurrent.futures.thread  # noqa: F401  (see above)
 
 
 def loop_replaced(built: GreenLoop) -> bool:

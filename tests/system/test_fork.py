@@ -882,18 +882,9 @@ def test_gunicorn_green_worker_that_tracks_in_post_fork_delivers_everything_once
     )
 
 
-_GEVENT_EXIT_RESOLVER = pytest.mark.xfail(
-    strict=True,
-    reason="gevent: the first connection of a process made at interpreter exit fails: gevent's resolver "
-    "starts its thread pool then, importing concurrent.futures.thread, which raises 'can't register atexit "
-    "after shutdown'; gevent's patching imports that module only in a process without threads, and this "
-    "worker already has the consumer thread started in post_fork (the event is reported to on_error)",
-)
-
-
 @pytest.mark.parametrize(
     "worker",
-    [pytest.param("gevent", marks=[_timeout("gevent", 60), _GEVENT_EXIT_RESOLVER]),
+    [pytest.param("gevent", marks=[_timeout("gevent", 60)]),
      pytest.param("eventlet", marks=_timeout("eventlet", 60))],
 )  # fmt: skip
 def test_gunicorn_green_worker_that_only_tracks_in_post_fork_delivers_at_sigterm(request, collector, tmp_path, worker):
@@ -901,7 +892,9 @@ def test_gunicorn_green_worker_that_only_tracks_in_post_fork_delivers_at_sigterm
 
     With eventlet, the hub the client's consumer was started on is replaced
     and no later call notices: the exit drain at ``SIGTERM`` delivers the
-    event from the hub then running.
+    event from the hub then running.  With gevent, the exit drain's first
+    connection needs gevent's resolver, whose thread pool module the client
+    loaded ahead (importing it at exit fails).
     """
     python = _gunicorn_python(request, worker)
     proc, port, log_text = _start_gunicorn(

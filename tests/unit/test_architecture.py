@@ -48,6 +48,9 @@ _LAZY_REQUESTS = "requests serves a proxy's transport only: import analytics doe
 DEFERRED_IMPORTS: Dict[Tuple[str, str], str] = {
     ("analytics._fork", "multiprocessing.util"):
         "registers a multiprocessing child's exit drain: import analytics does not load multiprocessing",
+    ("analytics.engine.hosts", "concurrent.futures.thread"):
+        "loaded ahead only when gevent is imported but not yet patching (gevent's resolver imports it at "
+        "exit, when its exit hook can no longer be registered)",
     ("analytics.cli", "analytics.importer"): _LAZY_IMPORTER,
     ("analytics.cli", "analytics.collector.__main__"): "the collector (a server) loads only for the collector command",
     ("analytics.cli", "analytics.demo"): "the demo (and the collector it runs) loads only for the demo command",
