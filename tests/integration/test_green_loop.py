@@ -6,35 +6,10 @@ eventlet is stood in for by modules put in ``sys.modules``: :mod:`analytics.engi
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-import types
 
-import pytest
-
-
-class _Hubs:
-    """Stands in for ``eventlet.hubs``: one hub per test, replaced by :meth:`use_hub`."""
-
-    def __init__(self) -> None:
-        self.hub = object()
-
-    def get_hub(self) -> object:
-        return self.hub
-
-    def use_hub(self) -> None:
-        self.hub = object()
-
-
-@pytest.fixture
-def eventlet(monkeypatch):
-    hubs = _Hubs()
-    patcher = types.SimpleNamespace(is_monkey_patched=lambda name: name == "thread")
-    monkeypatch.setitem(sys.modules, "eventlet.patcher", patcher)
-    monkeypatch.setitem(sys.modules, "eventlet.hubs", hubs)
-    monkeypatch.delitem(sys.modules, "gevent.monkey", raising=False)
-    return hubs
+from ..unit.test_green_loop import eventlet  # noqa: F401  (the fixture: a stand-in eventlet)
 
 
 def test_a_client_moves_what_was_queued_to_the_new_hub_and_delivers_it_once(eventlet, make_client, collector):
