@@ -84,8 +84,8 @@ def green_loop() -> Optional[GreenLoop]:
         return "gevent", tid, None
     if patcher is None and monkey is None:
         return None
-    if monkey is not None:
-        _ready_for_gevent_at_exit()
+    if monkey is not None and "concurrent.futures.thread" not in sys.modules:
+        _ready_for_gevent_at_exit()  # once: this runs at every call while the loop is watched
     return "threads", tid, None
 
 
